@@ -1,0 +1,15 @@
+"""Command-line interface: a thin skin over the library (see :mod:`mtldiag.cli.app`)."""
+
+from __future__ import annotations
+
+from mtldiag.cli.app import app
+
+# Each import registers its commands on `app`.
+from mtldiag.cli import profile as _profile  # noqa: E402,F401
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,75 @@
+"""The Typer application and the one place where library errors become messages and exit codes.
+
+Every command module does ``from mtldiag.cli.app import app, guarded`` and decorates its
+command function with ``@app.command()`` then ``@guarded``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mtldiag.errors import MtldiagError
+
+app = typer.Typer(
+    name="mtldiag",
+    help="Diagnose why multi-task losses fight, and measure which balancing method fixes it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+# Results go to stdout, progress and errors to stderr (so `--format json > f` stays clean).
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_state = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    return _state["debug"] or os.environ.get("MTLDIAG_DEBUG") == "1"
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """Diagnose why multi-task losses fight, and measure which balancing method fixes it."""
+    _state["debug"] = debug
+
+
+def fail(message: str, hint: str | None = None, code: int = 2) -> typer.Exit:
+    """Print one short error (and a hint) to stderr; return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    if hint:
+        err_console.print(f"  [dim]hint:[/] {hint}", highlight=False)
+    return typer.Exit(code=code)
+
+
+def guarded(fn: F) -> F:
+    """Turn library errors into one message and an exit code (no traceback unless --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
+            raise
+        except MtldiagError as exc:
+            if debug_enabled():
+                raise
+            raise fail(exc.message, exc.hint, code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            raise fail("interrupted (Ctrl-C).", code=130) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,82 @@
+"""``mtldiag profile`` and ``mtldiag validate``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from mtldiag.cli.app import app, console, err_console, guarded
+from mtldiag.cli.progress import RichObserver
+from mtldiag.cli.render import render_summary
+
+SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
+
+
+@app.command()
+@guarded
+def profile(
+    spec: Path | None = typer.Argument(None, help=SPEC_HELP, show_default=False),
+    steps: int | None = typer.Option(None, "--steps", "-n", help="Training steps [spec: profile.steps]."),
+    every: int | None = typer.Option(None, "--every", "-k", help="Instrument every K-th step [spec: profile.every]."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for weights and data order [spec: seed]."),
+    method: str | None = typer.Option(None, "--method", "-m", help="Balancing method, e.g. pcgrad or cagrad:c=0.4 [ew]."),
+    preview: bool = typer.Option(False, "--preview", help="Also compute every gradient method's update on the recorded Jacobians."),
+    check: bool = typer.Option(False, "--check", help="Run the spec's checks (or --rules) on the result; exit 1 on failure."),
+    rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
+    baseline: Path | None = typer.Option(None, "--baseline", help="Baseline run directory for --check."),
+) -> None:  # fmt: skip
+    """Train with instrumented steps and tell why the tasks fight."""
+    from mtldiag.profile import run_profile
+    from mtldiag.spec import load_spec
+
+    loaded = load_spec(spec)
+    with RichObserver(err_console) as obs:
+        result = run_profile(loaded, out=out, steps=steps, every=every, device=device,
+                             seed=seed, method=method, observer=obs, preview=preview)  # fmt: skip
+    render_summary(console, result.summary)
+    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    if check or rules is not None or baseline is not None:
+        from mtldiag.cli.check import check_and_render
+
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        if code:
+            raise typer.Exit(code)
+
+
+@app.command()
+@guarded
+def validate(
+    spec: Path | None = typer.Argument(None, help=SPEC_HELP, show_default=False),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
+) -> None:
+    """Check a spec without training: imports, one forward, every task's loss, shared params."""
+    from mtldiag.validate import validate_spec
+
+    report = validate_spec(spec, device=device)
+    table = Table(title="Shared parameters (by layer)", title_justify="left")
+    table.add_column("layer")
+    table.add_column("parameters", justify="right")
+    table.add_column("tasks reaching it")
+    for row in report["layers"]:
+        table.add_row(row["layer"], f"{row['numel']:,}", ", ".join(row["tasks"]))
+    losses = Table(title="Task losses on one batch", title_justify="left")
+    losses.add_column("task")
+    losses.add_column("loss", justify="right")
+    for t, v in report["losses"].items():
+        losses.add_row(t, f"{v:.4g}")
+    console.print(losses)
+    console.print(table)
+    _summary_line(report)
+
+
+def _summary_line(report: dict[str, Any]) -> None:
+    console.print(
+        f"[green]ok[/]: {len(report['losses'])} tasks, {report['shared_numel']:,} shared "
+        f"parameters in {len(report['layers'])} layers, {report['other_numel']:,} task-specific; "
+        f"device {report['device']}."
+    )

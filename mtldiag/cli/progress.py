@@ -1,0 +1,75 @@
+"""Rich progress bars plugged into the trainer's observer callbacks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class RichObserver:
+    """An overall bar (when there are several runs) and one bar for the current run."""
+
+    def __init__(self, console: Console, total_runs: int = 1) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[info]}"),
+            console=console,
+            transient=False,
+        )
+        self.total_runs = total_runs
+        self.overall: TaskID | None = None
+        self.current: TaskID | None = None
+        self._t0 = 0.0
+        self._last = 0.0
+
+    def __enter__(self) -> RichObserver:
+        self.progress.__enter__()
+        if self.total_runs > 1:
+            self.overall = self.progress.add_task("all runs", total=self.total_runs, rate="",
+                                                  info="")  # fmt: skip
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def run_started(self, label: str, seed: int, steps: int) -> None:
+        if self.current is not None:
+            self.progress.remove_task(self.current)
+        desc = f"{label} (seed {seed})" if self.total_runs > 1 else label
+        self.current = self.progress.add_task(desc, total=steps, rate="", info="")
+        self._t0 = self._last = time.perf_counter()
+
+    def step_done(self, step: int, losses: dict[str, float]) -> None:
+        assert self.current is not None
+        now = time.perf_counter()
+        if now - self._last < 0.1 and step > 0:  # redraw at most ~10 times a second
+            self.progress.advance(self.current)
+            return
+        self._last = now
+        rate = (step + 1) / max(now - self._t0, 1e-9)
+        info = "  ".join(f"{t}={v:.3g}" for t, v in list(losses.items())[:4])
+        self.progress.update(self.current, advance=1, rate=f"{rate:.1f} steps/s", info=info)
+
+    def run_finished(self, result: dict[str, Any]) -> None:
+        if self.current is not None:
+            status = result.get("status", "ok")
+            if status != "ok":
+                self.progress.update(self.current, info=f"[red]{status}[/]")
+        if self.overall is not None:
+            self.progress.advance(self.overall)

@@ -1,0 +1,170 @@
+"""Rules that turn a run's metrics into findings a person can act on.
+
+Each finding has a ``code``, a ``severity`` (``info`` | ``warning`` | ``critical``), a
+``message``, a ``suggestion`` and the ``evidence`` numbers it rests on. Thresholds:
+
+=========================  ==============================================================
+loss_scale_imbalance        largest / smallest mean task loss >= 10 (critical >= 100)
+grad_norm_dominance         largest / smallest mean gradient norm on shared params >= 5
+                            (critical >= 20)
+directional_conflict        a pair with conflict rate >= 0.3 or mean cosine < 0
+                            (critical: conflict rate >= 0.6)
+conflict_location           the shared layers with the highest conflict rate; when the
+                            most conflicted layers sit in the deepest third of the shared
+                            trunk, branching earlier is suggested
+no_issue                    none of the above
+=========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+LOSS_RATIO_WARN = 10.0
+LOSS_RATIO_CRIT = 100.0
+NORM_RATIO_WARN = 5.0
+NORM_RATIO_CRIT = 20.0
+CONFLICT_WARN = 0.3
+CONFLICT_CRIT = 0.6
+TOP_LAYERS = 3
+
+
+def _finding(code: str, severity: str, message: str, suggestion: str, **evidence: Any
+             ) -> dict[str, Any]:  # fmt: skip
+    return {"code": code, "severity": severity, "message": message, "suggestion": suggestion,
+            "evidence": evidence}  # fmt: skip
+
+
+def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
+    """Findings for one run entry of ``summary.json`` (``layers`` input side first)."""
+    out: list[dict[str, Any]] = []
+    out += _loss_scale(run)
+    out += _norm_dominance(run)
+    conflicts = _conflicts(run)
+    out += conflicts
+    if conflicts:
+        out += _location(run, layers)
+    if not out:
+        out.append(_finding(
+            "no_issue", "info",
+            "No loss-scale imbalance, gradient dominance or frequent conflict was seen.",
+            "Equal weighting is a sound choice here; `mtldiag compare` can confirm it.",
+        ))  # fmt: skip
+    return out
+
+
+def _loss_scale(run: dict[str, Any]) -> list[dict[str, Any]]:
+    means = {t: v for t, v in (run.get("loss_mean") or {}).items() if v is not None and v > 0}
+    if len(means) < 2:
+        return []
+    big = max(means, key=means.__getitem__)
+    small = min(means, key=means.__getitem__)
+    ratio = means[big] / means[small]
+    if ratio < LOSS_RATIO_WARN:
+        return []
+    severity = "critical" if ratio >= LOSS_RATIO_CRIT else "warning"
+    return [_finding(
+        "loss_scale_imbalance", severity,
+        f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' "
+        f"({means[big]:.3g} vs {means[small]:.3g}): it dominates the summed loss.",
+        "Normalise the loss scales: weight each loss by the inverse of its initial value "
+        "(init_loss), of the prior predictor's loss (prior_loss), or of its running value "
+        "(realtime: L / L.detach()); then tune on validation.",
+        dominant=big, smallest=small, ratio=round(ratio, 4),
+        loss_mean={t: round(v, 6) for t, v in means.items()},
+    )]  # fmt: skip
+
+
+def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
+    norms = {t: v for t, v in (run.get("grad_norm_mean") or {}).items() if v is not None}
+    if len(norms) < 2:
+        return []
+    big = max(norms, key=norms.__getitem__)
+    small = min(norms, key=norms.__getitem__)
+    if norms[small] <= 0:
+        return [_finding(
+            "grad_norm_dominance", "critical",
+            f"Task '{small}' has no gradient on the shared parameters.",
+            "Check that its loss depends on the shared trunk.",
+            dominant=big, smallest=small, ratio=None,
+        )]  # fmt: skip
+    ratio = norms[big] / norms[small]
+    if ratio < NORM_RATIO_WARN:
+        return []
+    severity = "critical" if ratio >= NORM_RATIO_CRIT else "warning"
+    return [_finding(
+        "grad_norm_dominance", severity,
+        f"Task '{big}' pulls the shared parameters {ratio:.1f}x harder than task '{small}' "
+        f"(mean gradient norm {norms[big]:.3g} vs {norms[small]:.3g}).",
+        "Equalise gradient magnitudes: gradnorm (learned weights), gradnormalize (unit-norm "
+        "task gradients) or imtl; loss-scale weighting helps when the losses differ too.",
+        dominant=big, smallest=small, ratio=round(ratio, 4),
+        grad_norm_mean={t: round(v, 6) for t, v in norms.items()},
+    )]  # fmt: skip
+
+
+def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for pair in run.get("pairs") or []:
+        rate, cos = pair.get("conflict_rate"), pair.get("cosine_mean")
+        if rate is None or cos is None:
+            continue
+        if rate < CONFLICT_WARN and cos >= 0:
+            continue
+        severity = "critical" if rate >= CONFLICT_CRIT else "warning"
+        out.append(_finding(
+            "directional_conflict", severity,
+            f"Tasks '{pair['a']}' and '{pair['b']}' conflict on {rate:.0%} of steps "
+            f"(mean gradient cosine {cos:+.2f}): each step for one undoes part of the other.",
+            "Try gradient surgery: pcgrad (projects conflicting components away), cagrad, "
+            "mgda or nash_mtl; run `mtldiag compare SPEC --methods ew,pcgrad,cagrad,mgda` to "
+            "see which helps this model.",
+            a=pair["a"], b=pair["b"], conflict_rate=round(rate, 4), cosine_mean=round(cos, 4),
+            gms_mean=pair.get("gms_mean"),
+        ))  # fmt: skip
+    return out
+
+
+def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
+    if len(layers) < 2:
+        return []
+    # Score each layer by its worst pair's conflict rate (mean cosine breaks ties).
+    scores: dict[str, tuple[float, float]] = {}
+    for pair in run.get("pairs") or []:
+        for layer, m in (pair.get("layers") or {}).items():
+            rate, cos = m.get("conflict_rate"), m.get("cosine_mean")
+            if rate is None or cos is None:
+                continue
+            prev = scores.get(layer, (-1.0, 2.0))
+            scores[layer] = max(prev, (rate, -cos))
+    if not scores:
+        return []
+    ranked = sorted(scores, key=lambda k: scores[k], reverse=True)
+    top = ranked[:TOP_LAYERS]
+    depth = {name: i for i, name in enumerate(layers)}
+    deep_cut = len(layers) - max(1, len(layers) // 3)
+    deep = [layer for layer in top if depth.get(layer, 0) >= deep_cut]
+    shallow_rates = [scores[x][0] for x in layers[:deep_cut] if x in scores]
+    top_rate = scores[top[0]][0]
+    concentrated = bool(deep) and deep[0] == top[0] and (
+        not shallow_rates or max(shallow_rates) < top_rate - 0.1
+    )
+    msg = "Conflict is strongest in " + ", ".join(
+        f"'{x}' ({scores[x][0]:.0%} conflicting steps)" for x in top
+    ) + "."
+    if concentrated:
+        suggestion = (
+            "The conflict concentrates in the deepest shared layers: branching the network "
+            "earlier (task-specific copies of those layers) is an option, besides gradient "
+            "surgery restricted to them (shared: globs)."
+        )
+    else:
+        suggestion = (
+            "The conflict is spread through the shared trunk: prefer gradient surgery over "
+            "re-branching."
+        )
+    return [_finding(
+        "conflict_location", "info", msg, suggestion,
+        layers={x: round(scores[x][0], 4) for x in top}, concentrated_deep=concentrated,
+    )]  # fmt: skip

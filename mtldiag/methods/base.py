@@ -1,0 +1,170 @@
+"""The contract every balancing method follows.
+
+Two families share one registry:
+
+* :class:`WeightingMethod` turns the task losses (and its own state) into a weight vector
+  ``w`` (T,). The trainer then back-propagates ``sum_i w_i L_i`` once, or, on a step where the
+  Jacobian ``J`` (T x P) is already computed, uses ``w @ J`` with no further backward pass.
+* :class:`GradientMethod` turns the Jacobian of the task losses over the *shared* parameters
+  into one update direction ``d`` (P,). Task-specific parameters (heads) get their own plain
+  gradients. Most gradient methods are really "weights from the Gramian ``G = J J^T``"; those
+  subclass :class:`GramianMethod` and only write :meth:`GramianMethod.weights_from_gramian`.
+
+Scale convention: a direction is on the scale of the *sum* of the task gradients (EW gives
+``d = sum_i g_i``). Methods whose paper uses the mean document it and expose it as an option.
+
+Stateful methods keep their state on the instance; :meth:`Method.reset` clears it and the
+trainer always calls it (with a fresh :class:`RunContext`) before a run, so compared runs never
+leak state into each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import torch
+
+Family = Literal["weighting", "gradient"]
+
+
+class MethodError(ValueError):
+    """A method was asked for by a wrong name or with a wrong hyper-parameter."""
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    """What the trainer knows about one task before training (may be partly ``None``).
+
+    ``prior_loss``: loss of the best constant ("prior") predictor, from a pass over the labels
+    (class-frequency entropy for cross-entropy, label variance for MSE, ...).
+    ``theory_initial_loss``: the loss an untrained model should start near
+    (``log K`` for K-class cross-entropy, ``E[y^2]`` for MSE with a zero-output model, ...).
+    ``loss``: the built-in loss name when the spec's ``tasks:`` form is used, else ``None``.
+    """
+
+    prior_loss: float | None = None
+    theory_initial_loss: float | None = None
+    loss: str | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a method may need to know about the run it is about to take part in."""
+
+    tasks: Sequence[str]
+    seed: int = 0
+    total_steps: int | None = None
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    task_stats: Mapping[str, TaskStats] = field(default_factory=dict)
+    # Sizes of the shared-parameter layers in the flattened order of the Jacobian's columns;
+    # layer-wise methods (GradVac, GradDrop options) may use it. Empty means "one block".
+    layer_sizes: Sequence[int] = ()
+    # Hyper-parameter values given by the user per task (e.g. ``fixed`` weights, ``anneal``
+    # schedules) are passed to the method's constructor, not here.
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.tasks)
+
+
+@dataclass(frozen=True)
+class HyperParam:
+    """One hyper-parameter as listed by ``mtldiag methods``."""
+
+    name: str
+    default: Any
+    help: str
+
+
+class Method:
+    """Base of every balancing method.
+
+    Subclasses set the class attributes below, take their hyper-parameters as keyword
+    arguments of ``__init__`` (defaults from the paper; validated there with one clear
+    sentence on error, raising :class:`MethodError`), and keep any state on the instance.
+    """
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    family: ClassVar[Family]
+    paper: ClassVar[str] = ""
+    stateful: ClassVar[bool] = False
+    # Backward passes per training step: "1" for weighting, "T" for Jacobian methods, ...
+    cost: ClassVar[str] = "1"
+
+    def reset(self, ctx: RunContext) -> None:
+        """Forget all state and prepare for a run over ``ctx.tasks``. Always called first."""
+        self.ctx = ctx
+
+    def hyperparams(self) -> dict[str, Any]:
+        """The hyper-parameters as given to ``__init__`` (used by ``__repr__`` and records)."""
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams().items())
+        return f"{type(self).__name__}({args})"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WeightingMethod(Method):
+    """Weights from the losses: the trainer back-propagates ``sum_i w_i L_i``."""
+
+    family: ClassVar[Family] = "weighting"
+    cost: ClassVar[str] = "1"
+    # GradNorm needs each task's gradient norm on the last shared layer every step; the
+    # trainer computes them (T extra partial backward passes) only when this is True.
+    needs_grad_norms: ClassVar[bool] = False
+
+    def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
+        """Return the (T,) weights for this step's losses (``losses`` is detached, float)."""
+        raise NotImplementedError
+
+    def update(
+        self,
+        losses: torch.Tensor,
+        step: int,
+        grad_norms: torch.Tensor | None = None,
+    ) -> None:
+        """Update learned state after the step's backward pass (default: nothing).
+
+        ``grad_norms`` (T,) holds ``||grad_W L_i||`` on the last shared layer (unweighted)
+        when :attr:`needs_grad_norms` is set.
+        """
+
+
+class GradientMethod(Method):
+    """An update direction for the shared parameters from the Jacobian ``J`` (T x P)."""
+
+    family: ClassVar[Family] = "gradient"
+    cost: ClassVar[str] = "T"
+
+    def aggregate(
+        self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the (P,) update direction (sum convention) for ``jacobian`` (T x P)."""
+        raise NotImplementedError
+
+
+class GramianMethod(GradientMethod):
+    """A gradient method whose direction is ``w @ J`` with ``w`` a function of ``G = J J^T``.
+
+    The trainer computes ``G`` once per step (it needs it for the diagnosis anyway) and calls
+    :meth:`weights_from_gramian`; :meth:`aggregate` is the stand-alone path for user code.
+    """
+
+    def weights_from_gramian(
+        self, gramian: torch.Tensor, losses: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return the (T,) weights ``w`` such that the direction is ``w @ J``."""
+        raise NotImplementedError
+
+    def aggregate(
+        self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        gramian = jacobian @ jacobian.T
+        w = self.weights_from_gramian(gramian, losses)
+        return w.to(jacobian.dtype) @ jacobian

@@ -1,0 +1,97 @@
+"""Step metrics as functions of the Gramian ``G = J J^T`` (and its per-layer pieces).
+
+For tasks i, j: norm ``n_i = sqrt(G_ii)``, dot ``G_ij``, cosine ``G_ij / (n_i n_j)`` (0 when a
+norm is 0, never NaN), conflict ``cosine < 0``, and the gradient magnitude similarity of
+Yu et al. 2020 (PCGrad), ``GMS = 2 n_i n_j / (n_i^2 + n_j^2)`` (1 when both norms are 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mtldiag.jacobian import SharedLayout
+
+ALL_LAYERS = "*"  # the layer label of the whole shared parameter set
+
+
+def norms(gramian: torch.Tensor) -> torch.Tensor:
+    """Per-task gradient norms from a (..., T, T) Gramian."""
+    return torch.diagonal(gramian, dim1=-2, dim2=-1).clamp_min(0).sqrt()
+
+
+def cosines(gramian: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosines (..., T, T); 0 wherever a gradient is zero."""
+    n = norms(gramian)
+    denom = n.unsqueeze(-1) * n.unsqueeze(-2)
+    return torch.where(denom > 0, gramian / denom.clamp_min(torch.finfo(gramian.dtype).tiny), 0.0)
+
+
+def gms(gramian: torch.Tensor) -> torch.Tensor:
+    """Pairwise gradient magnitude similarity (..., T, T); 1 where both norms are 0."""
+    n = norms(gramian)
+    num = 2 * n.unsqueeze(-1) * n.unsqueeze(-2)
+    den = n.unsqueeze(-1) ** 2 + n.unsqueeze(-2) ** 2
+    return torch.where(den > 0, num / den.clamp_min(torch.finfo(gramian.dtype).tiny), 1.0)
+
+
+def pair_indices(n_tasks: int) -> list[tuple[int, int]]:
+    return [(i, j) for i in range(n_tasks) for j in range(i + 1, n_tasks)]
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    """Metrics of one instrumented step, as plain Python numbers.
+
+    ``layers[0]`` is :data:`ALL_LAYERS`; ``dot``/``cosine``/``gms`` are indexed
+    ``[layer][pair]`` with pairs in :func:`pair_indices` order; ``grad_norm`` is per task over
+    all shared parameters; ``layer_norms[layer][task]``.
+    """
+
+    layers: list[str]
+    pairs: list[tuple[int, int]]
+    grad_norm: list[float]
+    layer_norms: list[list[float]]
+    dot: list[list[float]]
+    cosine: list[list[float]]
+    gms: list[list[float]]
+
+
+def stacked_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> torch.Tensor:
+    """(L+1, T, T) float64: the whole Gramian first, then one per layer.
+
+    The whole one is the sum of the layer ones, so the big T x P product is done once, per
+    layer, and never again for the total.
+    """
+    per_layer = [jacobian[:, s] @ jacobian[:, s].T for s in layout.layer_slices.values()]
+    stack = torch.stack(per_layer).double()
+    return torch.cat([stack.sum(0, keepdim=True), stack])
+
+
+def step_metrics(stack: torch.Tensor, layout: SharedLayout) -> StepMetrics:
+    """All step metrics from :func:`stacked_gramians`, moved to the host in one transfer."""
+    t = stack.shape[-1]
+    pairs = pair_indices(t)
+    ii = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=stack.device)
+    jj = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=stack.device)
+    n = norms(stack)  # (L+1, T)
+    packed = torch.cat(
+        [
+            n,
+            stack[:, ii, jj],
+            cosines(stack)[:, ii, jj],
+            gms(stack)[:, ii, jj],
+        ],
+        dim=1,
+    ).cpu().tolist()
+    k = len(pairs)
+    return StepMetrics(
+        layers=[ALL_LAYERS, *layout.layer_slices],
+        pairs=pairs,
+        grad_norm=packed[0][:t],
+        layer_norms=[row[:t] for row in packed],
+        dot=[row[t : t + k] for row in packed],
+        cosine=[row[t + k : t + 2 * k] for row in packed],
+        gms=[row[t + 2 * k : t + 3 * k] for row in packed],
+    )

@@ -1,0 +1,176 @@
+"""GradientProbe: the instrument, usable inside any training loop.
+
+    probe = GradientProbe(model, every=10)          # shared parameters found on first call
+    for batch in loader:
+        losses = {"seg": ..., "depth": ...}
+        optimizer.zero_grad()
+        step = probe.backward(losses)               # fills .grad (method, default EW)
+        optimizer.step()
+        if step.metrics:                            # an instrumented step
+            print(step.metrics.cosine[0])           # pairwise cosines, whole shared trunk
+
+On an instrumented step the probe computes the per-task Jacobian over the shared parameters
+with one ``autograd.grad`` per task and derives the update from it, so the diagnosis costs no
+backward pass beyond the T the Jacobian needs. Other steps cost one backward (weighting
+methods) or T (gradient methods, which always need the Jacobian).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from mtldiag.jacobian import JacobianEngine
+from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
+from mtldiag.metrics import StepMetrics, stacked_gramians, step_metrics
+from mtldiag.shared import SharedSelection, select_shared
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    """What one :meth:`GradientProbe.backward` did."""
+
+    step: int
+    instrumented: bool
+    losses: list[float]
+    weights: list[float] | None
+    metrics: StepMetrics | None
+    gramian: torch.Tensor | None  # (T, T) float64 of the whole shared set, when computed
+
+
+class _EqualWeights(WeightingMethod):
+    name = "ew"
+
+    def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
+        return torch.ones_like(losses)
+
+
+class GradientProbe:
+    """Per-task gradient instrument for a multi-task model.
+
+    ``shared``: ``"auto"`` (parameters reached by two or more tasks on the first call), glob
+    patterns over parameter names, or a ready :class:`~mtldiag.shared.SharedSelection`.
+    ``every``: instrument every K-th call (0 never). ``method``: a balancing method from
+    :mod:`mtldiag.methods` (default: equal weights); the probe calls its ``reset`` on the
+    first call with the task names it sees.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        shared: str | Sequence[str] | SharedSelection = "auto",
+        every: int = 1,
+        method: Method | None = None,
+        seed: int = 0,
+        context: RunContext | None = None,
+    ) -> None:
+        if every < 0:
+            raise ValueError(f"Parameter `every` should be >= 0. Found `every = {every}`.")
+        self.model = model
+        self.shared = shared
+        self.every = every
+        self.method: Method = method if method is not None else _EqualWeights()
+        self.seed = seed
+        self.context = context
+        self.tasks: list[str] | None = None
+        self.selection: SharedSelection | None = None
+        self.engine: JacobianEngine | None = None
+        self.step_index = 0
+
+    def __enter__(self) -> GradientProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # No hooks to remove; drop the Jacobian buffer so its memory is returned.
+        if self.engine is not None:
+            self.engine._buffer = None
+
+    def _setup(self, losses: Mapping[str, torch.Tensor]) -> None:
+        self.tasks = list(losses)
+        if isinstance(self.shared, SharedSelection):
+            self.selection = self.shared
+        else:
+            self.selection = select_shared(self.model, losses, self.shared)
+        self.engine = JacobianEngine(self.selection.layout, self.selection.others)
+        first = next(iter(losses.values()))
+        ctx = self.context or RunContext(
+            tasks=tuple(self.tasks),
+            seed=self.seed,
+            device=first.device,
+            layer_sizes=tuple(self.selection.layout.layer_sizes),
+        )
+        self.method.reset(ctx)
+
+    def instrumented(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    def backward(self, losses: Mapping[str, torch.Tensor]) -> ProbeStep:
+        """Back-propagate the task losses through the method; fill every ``.grad``."""
+        if self.engine is None:
+            self._setup(losses)
+        assert self.engine is not None and self.tasks is not None
+        step = self.step_index
+        self.step_index += 1
+        ordered = [losses[t] for t in self.tasks]
+        detached = torch.stack([loss.detach().float().reshape(()) for loss in ordered])
+        method = self.method
+        weighting = isinstance(method, WeightingMethod)
+        inst = self.instrumented(step)
+
+        weights: torch.Tensor | None = method.weights(detached, step) if weighting else None
+        grad_norms: torch.Tensor | None = None
+        metrics: StepMetrics | None = None
+        gram: torch.Tensor | None = None
+        layout = self.engine.layout
+        if inst or not weighting:
+            jac = self.engine.compute(ordered, head_weights=weights)
+            stack = stacked_gramians(jac, layout)  # (L+1, T, T)
+            gram = stack[0]
+            if weighting:
+                assert weights is not None
+                direction = weights.to(jac) @ jac
+                if method.needs_grad_norms:
+                    grad_norms = torch.diagonal(stack[-1]).clamp_min(0).sqrt().float()
+            elif isinstance(method, GramianMethod):
+                weights = method.weights_from_gramian(gram, detached)
+                direction = weights.to(jac) @ jac
+            else:
+                direction = method.aggregate(jac, detached)  # type: ignore[attr-defined]
+            self.engine.write_direction(direction)
+            if inst:
+                metrics = step_metrics(stack, layout)
+        else:
+            assert weights is not None
+            if method.needs_grad_norms:
+                grad_norms = self._last_layer_norms(ordered)
+            total = (weights.to(ordered[0].dtype) * torch.stack(ordered).reshape(-1)).sum()
+            total.backward()
+        if weighting:
+            method.update(detached, step, grad_norms)
+        return ProbeStep(
+            step=step,
+            instrumented=inst,
+            losses=detached.tolist(),
+            weights=None if weights is None else weights.detach().float().cpu().tolist(),
+            metrics=metrics,
+            gramian=gram,
+        )
+
+    def _last_layer_norms(self, ordered: list[torch.Tensor]) -> torch.Tensor:
+        """Each task's gradient norm on the last shared layer (GradNorm's W)."""
+        assert self.engine is not None
+        layout = self.engine.layout
+        last = list(layout.layer_slices.values())[-1]
+        params = [
+            p for k, p in enumerate(layout.params)
+            if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
+        ]  # fmt: skip
+        out = []
+        for loss in ordered:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            sq = sum(float((g.float() ** 2).sum()) for g in grads if g is not None)
+            out.append(sq**0.5)
+        return torch.tensor(out)

@@ -1,0 +1,155 @@
+"""``run_profile``: instrumented training on the user's model, written to a run directory."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from mtldiag.build import resolve_device
+from mtldiag.diagnose import diagnose
+from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.records import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.train import Observer, prepare, train_run
+
+
+class Interrupted(MtldiagError):
+    """Ctrl-C during a run; the records so far are kept."""
+
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class ProfileResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def _as_spec(spec: Spec | str | Path | None) -> Spec:
+    return spec if isinstance(spec, Spec) else load_spec(spec)
+
+
+def base_summary(spec: Spec, kind: str, tasks: list[str], layers: list[str], device: str
+                 ) -> dict[str, Any]:  # fmt: skip
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "kind": kind,
+        "name": spec.name,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "complete",
+        "tasks": tasks,
+        "layers": layers,
+        "device": device,
+        "runs": [],
+        "diagnosis": [],
+    }
+
+
+def create_method(ms: MethodSpec) -> Any:
+    from mtldiag import methods
+
+    if not hasattr(methods, "create") and ms.name == "ew":  # TEMP until the registry lands
+        from mtldiag.probe import _EqualWeights
+
+        return _EqualWeights()
+    return methods.create(ms.name, **ms.hparams)
+
+
+def run_profile(
+    spec: Spec | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    steps: int | None = None,
+    every: int | None = None,
+    device: str | None = None,
+    seed: int | None = None,
+    method: str | MethodSpec | None = None,
+    observer: Observer | None = None,
+    preview: bool = False,
+) -> ProfileResult:
+    """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
+
+    Keyword arguments override the spec. On a NaN loss raises :class:`TrainingError`, on
+    Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
+    first and the message names the run directory.
+    """
+    spec = _as_spec(spec)
+    raw_over: dict[str, Any] = {}
+    if device is not None:
+        raw_over["device"] = device
+    if seed is not None:
+        raw_over["seed"] = seed
+    if raw_over:
+        spec = replace(spec, raw={**spec.raw, **raw_over}, **raw_over)
+    n_steps = steps if steps is not None else spec.profile.steps
+    n_every = every if every is not None else spec.profile.every
+    if n_steps < 1:
+        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
+    if n_every < 0:
+        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
+    ms = parse_method(method, spec.method_hparams) if method is not None else spec.profile.method
+    method_obj = create_method(ms)
+    dev = resolve_device(spec.device)
+
+    prep = prepare(spec, spec.seed, dev)
+    layers = prep.selection.layout.layers
+    run_dir = Path(out) if out is not None else default_run_dir(spec.name)
+    writer = RunWriter(run_dir, prep.tasks)
+    writer.open(spec_to_yaml(spec), environment(dev))
+    summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
+    summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
+
+    preview_acc = _preview_accumulator(prep.tasks) if preview else None
+    on_probe = None
+    if preview_acc is not None:
+
+        def on_probe(step: Any) -> None:
+            if step.gramian is not None:
+                import torch
+
+                preview_acc.add(step.gramian, torch.tensor(step.losses))
+
+    try:
+        run = train_run(prep, method_obj, ms.label, n_steps, n_every, writer, observer,
+                        on_probe=on_probe)  # fmt: skip
+    except TrainingError as exc:
+        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        exc.message += f" Records so far: {run_dir}"
+        raise
+    except KeyboardInterrupt as exc:
+        result = getattr(exc, "run_result", None)
+        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        raise Interrupted(
+            f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
+            f"{run_dir}.",
+            hint=f"mtldiag report {run_dir} rebuilds the report from them",
+        ) from None
+    finally:
+        writer.close()
+    _finish(writer, summary, run, layers, "complete", preview_acc)
+    return ProfileResult(run_dir, summary)
+
+
+def _preview_accumulator(tasks: list[str]) -> Any:
+    from mtldiag import preview
+
+    return preview.PreviewAccumulator(tasks)
+
+
+def _finish(writer: RunWriter, summary: dict[str, Any], run: dict[str, Any] | None,
+            layers: list[str], status: str, preview_acc: Any = None) -> None:  # fmt: skip
+    summary["status"] = status
+    if run is not None:
+        summary["runs"] = [run]
+        summary["diagnosis"] = diagnose(run, layers)
+    if preview_acc is not None:
+        summary["preview"] = preview_acc.summary()
+    writer.write_summary(summary)
+    try:
+        from mtldiag.report import write_report
+
+        write_report(writer.path)
+    except ImportError:
+        pass

@@ -1,0 +1,436 @@
+"""The YAML spec: parsed with ``yaml.safe_load`` into typed, validated dataclasses.
+
+Every error names the file, the key and the fix; unknown keys suggest the closest valid one.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtldiag.errors import SpecError, did_you_mean
+
+DEFAULT_SPEC = "mtldiag.yaml"
+BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+_TOP_KEYS = (
+    "name", "seed", "device", "precision", "model", "data", "tasks", "losses", "shared",
+    "optimizer", "profile", "compare", "checks", "eval", "method", "methods",
+)  # fmt: skip
+_FACTORY_KEYS = ("factory", "kwargs")
+_DATA_KEYS = ("factory", "kwargs", "val")
+_TASK_KEYS = ("output", "target", "loss", "weight", "higher_is_better", "loss_kwargs")
+_PROFILE_KEYS = ("steps", "every", "method")
+_COMPARE_KEYS = ("methods", "steps", "seeds", "every", "single_task", "sweep", "hyperparams")
+
+
+@dataclass(frozen=True)
+class FactorySpec:
+    """A user callable and its keyword arguments."""
+
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the ``tasks:`` map. ``output``/``target``/``loss`` are ``None`` when the
+    spec computes losses with a ``losses:`` function."""
+
+    name: str
+    output: str | int | None = None
+    target: str | int | None = None
+    loss: str | None = None
+    weight: float = 1.0
+    higher_is_better: bool = False
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A balancing method by registry name with hyper-parameters."""
+
+    name: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.hparams:
+            return self.name
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.hparams.items()))
+        return f"{self.name}:{args}"
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    steps: int = 200
+    every: int = 1
+    method: MethodSpec = field(default_factory=lambda: MethodSpec("ew"))
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    methods: tuple[MethodSpec, ...] = ()
+    steps: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    every: int = 10
+    single_task: bool = False
+    sweep: int = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec. ``base_dir`` is where relative paths in it are resolved."""
+
+    name: str
+    seed: int
+    device: str
+    precision: str
+    model: FactorySpec
+    data: FactorySpec
+    val: FactorySpec | None
+    tasks: tuple[TaskSpec, ...]
+    losses: str | None
+    shared: str | tuple[str, ...]
+    optimizer: dict[str, Any]
+    profile: ProfileSpec
+    compare: CompareSpec
+    checks: tuple[dict[str, Any], ...]
+    eval: str | None
+    method_hparams: dict[str, dict[str, Any]]
+    raw: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+
+class _Ctx:
+    """Where we are in the file, for messages."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def err(self, key: str, problem: str, hint: str | None = None) -> SpecError:
+        where = f"{self.source}: '{key}'" if key else self.source
+        return SpecError(f"{where}: {problem}", hint)
+
+    def check_keys(self, section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        for key in section:
+            if key not in allowed:
+                prefix = f"{where}." if where else ""
+                raise self.err(
+                    f"{prefix}{key}",
+                    f"unknown key.{did_you_mean(str(key), allowed)}",
+                    "valid keys here: " + ", ".join(allowed),
+                )
+
+
+def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and validate a spec file (``mtldiag.yaml`` in the current folder by default).
+
+    ``overrides`` are applied on top of the file's top-level mapping before validation, e.g.
+    ``{"device": "cpu", "profile": {"steps": 10}}`` (nested mappings are merged).
+    """
+    if path is None:
+        path = Path(DEFAULT_SPEC)
+        if not path.exists():
+            raise SpecError(
+                f"no spec given and no '{DEFAULT_SPEC}' in {Path.cwd()}.",
+                hint="pass a spec (mtldiag profile my_spec.yaml), or start from "
+                "sample_configs/synthetic.yaml: cp sample_configs/synthetic.yaml mtldiag.yaml",
+            )
+    path = Path(path)
+    if not path.exists():
+        raise SpecError(f"spec file '{path}' does not exist.", hint="check the path")
+    if path.is_dir():
+        raise SpecError(f"'{path}' is a directory, not a spec file.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file '{path}': {exc.strerror}.") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(
+            f"{path}: invalid YAML{where}: {problem}.",
+            hint="check the indentation and the ':' after each key",
+        ) from None
+    return parse_spec(data, source=str(path), path=path.resolve(), overrides=overrides)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def parse_spec(
+    data: Any,
+    source: str = "<spec>",
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Spec:
+    """Validate an already-loaded mapping (see :func:`load_spec`)."""
+    ctx = _Ctx(source)
+    if data is None:
+        raise ctx.err("", "the spec is empty.", "see sample_configs/synthetic.yaml for a start")
+    if not isinstance(data, dict):
+        raise ctx.err("", f"the top level must be a mapping of keys, not a {type(data).__name__}.")
+    if overrides:
+        data = _merge(data, overrides)
+    ctx.check_keys(data, _TOP_KEYS, "")
+    for required in ("model", "data"):
+        if required not in data:
+            raise ctx.err(required, "is required.", f"add '{required}: {{factory: module:fn}}'")
+    if "tasks" not in data and "losses" not in data:
+        raise ctx.err(
+            "tasks", "give either a 'tasks:' map or a 'losses: module:fn' function.",
+            "see the spec example in README.md",
+        )  # fmt: skip
+
+    name = str(data.get("name") or (path.stem if path else "run"))
+    seed = _int(ctx, "seed", data.get("seed", 0), minimum=0)
+    device = str(data.get("device", "auto"))
+    if device.split(":")[0] not in DEVICES:
+        raise ctx.err("device", f"'{device}' is not a device.", "use auto, cpu, cuda, cuda:N or mps")
+    precision = str(data.get("precision", "fp32"))
+    if precision not in PRECISIONS:
+        raise ctx.err(
+            "precision", f"'{precision}' is not supported.{did_you_mean(precision, PRECISIONS)}",
+            "use fp32, bf16 or fp16",
+        )  # fmt: skip
+
+    model = _factory(ctx, "model", data["model"], _FACTORY_KEYS)
+    data_section = data["data"]
+    data_spec = _factory(ctx, "data", data_section, _DATA_KEYS)
+    val = None
+    if isinstance(data_section, dict) and data_section.get("val") is not None:
+        val = _factory(ctx, "data.val", data_section["val"], _FACTORY_KEYS)
+
+    losses = data.get("losses")
+    if losses is not None and not isinstance(losses, str):
+        raise ctx.err("losses", "must be a 'module:function' string.")
+    tasks = _tasks(ctx, data.get("tasks"), general=losses is not None)
+
+    shared = data.get("shared", "auto")
+    if isinstance(shared, str):
+        shared_v: str | tuple[str, ...] = shared if shared == "auto" else (shared,)
+    elif isinstance(shared, list) and shared and all(isinstance(s, str) for s in shared):
+        shared_v = tuple(shared)
+    else:
+        raise ctx.err("shared", "must be 'auto' or a list of glob patterns over parameter names.")
+
+    optimizer = data.get("optimizer", {"name": "adam", "lr": 1e-3})
+    if not isinstance(optimizer, dict) or "name" not in optimizer:
+        raise ctx.err("optimizer", "must be a mapping with a 'name' (sgd, adam, adamw, rmsprop).")
+
+    method_hparams = data.get("methods") or {}
+    if not isinstance(method_hparams, dict) or not all(
+        isinstance(v, dict) for v in method_hparams.values()
+    ):
+        raise ctx.err("methods", "must map method names to hyper-parameters, e.g. "
+                      "'gradnorm: {alpha: 1.5}'.")  # fmt: skip
+
+    profile = _profile(ctx, data.get("profile") or {}, data.get("method"), method_hparams)
+    compare = _compare(ctx, data.get("compare") or {}, method_hparams)
+
+    checks = data.get("checks") or []
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise ctx.err("checks", "must be a list of rules like '{metric: conflict_rate, max: 0.4}'.")
+    ev = data.get("eval")
+    if ev is not None and not isinstance(ev, str):
+        raise ctx.err("eval", "must be a 'module:function' string.")
+    return Spec(
+        name=name, seed=seed, device=device, precision=precision, model=model, data=data_spec,
+        val=val, tasks=tasks, losses=losses, shared=shared_v, optimizer=dict(optimizer),
+        profile=profile, compare=compare, checks=tuple(checks), eval=ev,
+        method_hparams={k: dict(v) for k, v in method_hparams.items()}, raw=data, path=path,
+    )  # fmt: skip
+
+
+def _int(ctx: _Ctx, key: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ctx.err(key, f"must be a whole number >= {minimum}, not {value!r}.")
+    return value
+
+
+def _factory(ctx: _Ctx, key: str, value: Any, allowed: tuple[str, ...]) -> FactorySpec:
+    if isinstance(value, str):
+        return FactorySpec(value)
+    if not isinstance(value, dict):
+        raise ctx.err(key, "must be 'module:fn' or a mapping with 'factory' and 'kwargs'.")
+    ctx.check_keys(value, allowed, key)
+    if "factory" not in value or not isinstance(value["factory"], str):
+        raise ctx.err(f"{key}.factory", "is required: a 'module:fn' or 'file.py:fn' string.")
+    kwargs = value.get("kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise ctx.err(f"{key}.kwargs", "must be a mapping of keyword arguments.")
+    return FactorySpec(value["factory"], dict(kwargs))
+
+
+def _tasks(ctx: _Ctx, value: Any, general: bool) -> tuple[TaskSpec, ...]:
+    if value is None:
+        return ()  # names come from the losses function's output
+    if isinstance(value, list) and general and all(isinstance(v, str) for v in value):
+        return tuple(TaskSpec(v) for v in value)
+    if not isinstance(value, dict) or not value:
+        raise ctx.err("tasks", "must map task names to '{output, target, loss}'.")
+    out = []
+    for name, entry in value.items():
+        key = f"tasks.{name}"
+        entry = entry or {}
+        if not isinstance(entry, dict):
+            raise ctx.err(key, "must be a mapping like '{output: x, target: x, loss: mse}'.")
+        ctx.check_keys(entry, _TASK_KEYS, key)
+        loss = entry.get("loss")
+        if not general:
+            if loss is None:
+                raise ctx.err(f"{key}.loss", "is required.", "one of " + ", ".join(BUILTIN_LOSSES))
+            if loss not in BUILTIN_LOSSES and ":" not in str(loss):
+                raise ctx.err(
+                    f"{key}.loss",
+                    f"unknown loss '{loss}'.{did_you_mean(str(loss), BUILTIN_LOSSES)}",
+                    "use " + ", ".join(BUILTIN_LOSSES) + " or 'module:callable'",
+                )
+        weight = entry.get("weight", 1.0)
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+            raise ctx.err(f"{key}.weight", f"must be a number >= 0, not {weight!r}.")
+        output = entry.get("output", name)
+        target = entry.get("target", name)
+        out.append(
+            TaskSpec(
+                name=str(name), output=output, target=target, loss=loss, weight=float(weight),
+                higher_is_better=bool(entry.get("higher_is_better", False)),
+                loss_kwargs=dict(entry.get("loss_kwargs") or {}),
+            )  # fmt: skip
+        )
+    return tuple(out)
+
+
+def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) -> MethodSpec:
+    """``"pcgrad"``, ``"cagrad:c=0.4"``, or ``{"gradnorm": {"alpha": 1.5}}`` -> MethodSpec."""
+    defaults = defaults or {}
+    if isinstance(entry, MethodSpec):
+        return entry
+    if isinstance(entry, dict) and len(entry) == 1:
+        (name, hp), = entry.items()
+        if hp is not None and not isinstance(hp, dict):
+            raise SpecError(f"method '{name}': hyper-parameters must be a mapping, not {hp!r}.")
+        return MethodSpec(str(name), {**defaults.get(str(name), {}), **(hp or {})})
+    if not isinstance(entry, str) or not entry.strip():
+        raise SpecError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {entry!r}.")
+    name, _, args = entry.strip().partition(":")
+    hp: dict[str, Any] = dict(defaults.get(name, {}))
+    if args:
+        for part in args.split(","):
+            key, eq, raw = part.partition("=")
+            if not eq or not key.strip():
+                raise SpecError(
+                    f"method '{entry}': '{part}' is not 'name=value'.",
+                    hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
+                )
+            try:
+                hp[key.strip()] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                hp[key.strip()] = raw
+    return MethodSpec(name.strip(), hp)
+
+
+def parse_methods(text_or_list: Any, defaults: dict[str, dict[str, Any]] | None = None
+                  ) -> tuple[MethodSpec, ...]:  # fmt: skip
+    """A comma list (``"ew,pcgrad,cagrad:c=0.4"``) or a YAML list of method entries."""
+    if isinstance(text_or_list, str):
+        items: list[Any] = _split_methods(text_or_list)
+    elif isinstance(text_or_list, list | tuple):
+        items = list(text_or_list)
+    else:
+        raise SpecError(f"methods must be a list or a comma-separated string, not {text_or_list!r}.")
+    if not items:
+        raise SpecError("no methods given.", hint="for example --methods ew,pcgrad,mgda")
+    return tuple(parse_method(i, defaults) for i in items)
+
+
+def _split_methods(text: str) -> list[str]:
+    # "ew,cagrad:c=0.4,rescale=1,pcgrad": a piece with '=' but no ':' belongs to the previous.
+    out: list[str] = []
+    for piece in [p.strip() for p in text.split(",") if p.strip()]:
+        if "=" in piece and ":" not in piece and out:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _profile(ctx: _Ctx, section: Any, method: Any, hp: dict[str, Any]) -> ProfileSpec:
+    if not isinstance(section, dict):
+        raise ctx.err("profile", "must be a mapping like '{steps: 200, every: 1}'.")
+    ctx.check_keys(section, _PROFILE_KEYS, "profile")
+    steps = _int(ctx, "profile.steps", section.get("steps", 200), minimum=1)
+    every = _int(ctx, "profile.every", section.get("every", 1), minimum=1)
+    m = section.get("method", method) or "ew"
+    try:
+        ms = parse_method(m, hp)
+    except SpecError as exc:
+        raise ctx.err("profile.method", exc.message, exc.hint) from None
+    return ProfileSpec(steps, every, ms)
+
+
+def _compare(ctx: _Ctx, section: Any, hp: dict[str, Any]) -> CompareSpec:
+    if not isinstance(section, dict):
+        raise ctx.err("compare", "must be a mapping like '{methods: [ew, pcgrad], steps: 500}'.")
+    ctx.check_keys(section, _COMPARE_KEYS, "compare")
+    extra_hp = section.get("hyperparams") or {}
+    if not isinstance(extra_hp, dict):
+        raise ctx.err("compare.hyperparams", "must map method names to hyper-parameters.")
+    merged = {**hp, **extra_hp}
+    methods: tuple[MethodSpec, ...] = ()
+    if section.get("methods") is not None:
+        try:
+            methods = parse_methods(section["methods"], merged)
+        except SpecError as exc:
+            raise ctx.err("compare.methods", exc.message, exc.hint) from None
+    steps = section.get("steps")
+    if steps is not None:
+        steps = _int(ctx, "compare.steps", steps, minimum=1)
+    seeds = section.get("seeds", [0])
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) for s in seeds
+    ):
+        raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
+    every = _int(ctx, "compare.every", section.get("every", 10), minimum=1)
+    sweep = _int(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
+    return CompareSpec(
+        methods, steps, tuple(seeds), every, bool(section.get("single_task", False)), sweep
+    )
+
+
+def spec_to_yaml(spec: Spec) -> str:
+    """The resolved spec as YAML (what a run directory keeps as ``spec.yaml``)."""
+    return yaml.safe_dump(spec.raw, sort_keys=False)

@@ -1,0 +1,138 @@
+"""Online aggregation of one (method, seed) run into its ``summary.json`` entry."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+from mtldiag.metrics import StepMetrics
+
+FINAL_FRACTION = 0.1  # final_loss is the mean of the last 10% of steps (at least one)
+
+
+def finite(x: float | None) -> float | None:
+    """JSON-safe number: NaN/Inf become ``None``."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+class RunAccumulator:
+    """Adds up one run's steps; :meth:`result` is its entry in ``summary.json["runs"]``."""
+
+    def __init__(self, method: str, seed: int, tasks: Sequence[str], layers: Sequence[str]) -> None:
+        self.method = method
+        self.seed = seed
+        self.tasks = list(tasks)
+        self.layers = list(layers)  # starting with "*"
+        t = len(self.tasks)
+        self.losses: list[list[float]] = []
+        self.times: list[float] = []
+        self.peak_mb = 0.0
+        self.weight_sum = [0.0] * t
+        self.weight_n = 0
+        self.norm_sum = [0.0] * t
+        self.n_inst = 0
+        self.pairs: list[tuple[int, int]] = [(i, j) for i in range(t) for j in range(i + 1, t)]
+        n_l, n_p = len(self.layers), len(self.pairs)
+        self.cos_sum = [[0.0] * n_p for _ in range(n_l)]
+        self.neg = [[0] * n_p for _ in range(n_l)]
+        self.gms_sum = [[0.0] * n_p for _ in range(n_l)]
+        self.status = "ok"
+        self.error: str | None = None
+        self.extra: dict[str, Any] = {}
+
+    def add(
+        self,
+        losses: Sequence[float],
+        time_ms: float,
+        memory_mb: float,
+        weights: Sequence[float] | None,
+        metrics: StepMetrics | None,
+    ) -> None:
+        self.losses.append(list(losses))
+        self.times.append(time_ms)
+        self.peak_mb = max(self.peak_mb, memory_mb)
+        if weights is not None:
+            self.weight_n += 1
+            for i, w in enumerate(weights):
+                self.weight_sum[i] += w
+        if metrics is None:
+            return
+        self.n_inst += 1
+        for i, n in enumerate(metrics.grad_norm):
+            self.norm_sum[i] += n
+        for li in range(len(self.layers)):
+            cos, g = metrics.cosine[li], metrics.gms[li]
+            for pi in range(len(self.pairs)):
+                self.cos_sum[li][pi] += cos[pi]
+                self.neg[li][pi] += cos[pi] < 0
+                self.gms_sum[li][pi] += g[pi]
+
+    def fail(self, status: str, error: str) -> None:
+        self.status = status
+        self.error = error
+
+    def result(self) -> dict[str, Any]:
+        t, steps = self.tasks, len(self.losses)
+        tail = max(1, math.ceil(steps * FINAL_FRACTION))
+        final = {x: None for x in t}
+        mean = {x: None for x in t}
+        if steps:
+            rows = self.losses[-tail:]
+            finite_rows = [r for r in rows if all(math.isfinite(v) for v in r)] or rows
+            for i, x in enumerate(t):
+                final[x] = finite(statistics.fmean(r[i] for r in finite_rows))
+                mean[x] = finite(statistics.fmean(r[i] for r in self.losses))
+        k = self.n_inst
+        norm_mean = {x: (finite(self.norm_sum[i] / k) if k else None) for i, x in enumerate(t)}
+        vals = [v for v in norm_mean.values() if v is not None]
+        ratio = None
+        if vals and min(vals) > 0:
+            ratio = max(vals) / min(vals)
+        elif vals and max(vals) > 0:
+            ratio = None  # a task with a zero gradient: the ratio is unbounded
+        pairs = []
+        for pi, (i, j) in enumerate(self.pairs):
+            layers = {}
+            for li, layer in enumerate(self.layers[1:], start=1):
+                layers[layer] = {
+                    "cosine_mean": finite(self.cos_sum[li][pi] / k) if k else None,
+                    "conflict_rate": self.neg[li][pi] / k if k else None,
+                    "gms_mean": finite(self.gms_sum[li][pi] / k) if k else None,
+                }
+            pairs.append(
+                {
+                    "a": t[i],
+                    "b": t[j],
+                    "cosine_mean": finite(self.cos_sum[0][pi] / k) if k else None,
+                    "conflict_rate": self.neg[0][pi] / k if k else None,
+                    "gms_mean": finite(self.gms_sum[0][pi] / k) if k else None,
+                    "layers": layers,
+                }
+            )
+        out: dict[str, Any] = {
+            "method": self.method,
+            "seed": self.seed,
+            "status": self.status,
+            "error": self.error,
+            "steps": steps,
+            "instrumented_steps": k,
+            "final_loss": final,
+            "loss_mean": mean,
+            "grad_norm_mean": norm_mean,
+            "grad_norm_ratio": finite(ratio),
+            "weight_mean": {
+                x: finite(self.weight_sum[i] / self.weight_n) if self.weight_n else None
+                for i, x in enumerate(t)
+            },
+            "pairs": pairs,
+            # The first steps pay for allocation and warm-up: the median ignores them.
+            "step_time_ms_median": finite(statistics.median(self.times)) if self.times else None,
+            "peak_memory_mb": finite(self.peak_mb),
+        }
+        out.update(self.extra)
+        return out

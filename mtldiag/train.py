@@ -1,0 +1,241 @@
+"""The training loop shared by ``profile`` and ``compare``: seed, batches, method, probe, records."""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from mtldiag.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
+from mtldiag.errors import TrainingError
+from mtldiag.losses import LossFn, build_loss_fn, check_losses, label_stats
+from mtldiag.methods.base import Method, RunContext, TaskStats
+from mtldiag.metrics import ALL_LAYERS
+from mtldiag.probe import GradientProbe, ProbeStep
+from mtldiag.records import RunWriter
+from mtldiag.shared import SharedSelection, select_shared
+from mtldiag.spec import Spec
+from mtldiag.summary import RunAccumulator
+
+
+class Observer(Protocol):
+    """Progress callbacks; the CLI plugs in Rich bars, library callers may pass nothing."""
+
+    def run_started(self, label: str, seed: int, steps: int) -> None: ...
+    def step_done(self, step: int, losses: dict[str, float]) -> None: ...
+    def run_finished(self, result: dict[str, Any]) -> None: ...
+
+
+class NullObserver:
+    def run_started(self, label: str, seed: int, steps: int) -> None:
+        pass
+
+    def step_done(self, step: int, losses: dict[str, float]) -> None:
+        pass
+
+    def run_finished(self, result: dict[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class Prepared:
+    """A model and loader built under one seed, with the shared parameters found."""
+
+    spec: Spec
+    seed: int
+    device: torch.device
+    model: nn.Module
+    loader: Any
+    loss_fn: LossFn
+    tasks: list[str]
+    selection: SharedSelection
+    first_losses: dict[str, float]
+
+
+def autocast(device: torch.device, precision: str) -> Any:
+    if precision == "fp32":
+        return torch.autocast(device_type=device.type, enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def compute_losses(
+    loss_fn: LossFn, model: nn.Module, batch: Any, tasks: Sequence[str] | None,
+    device: torch.device, precision: str,
+) -> dict[str, torch.Tensor]:  # fmt: skip
+    batch = move_to(batch, device)
+    with autocast(device, precision):
+        raw = loss_fn(model, batch)
+    losses = check_losses(raw, tasks)
+    return {t: losses[t] for t in tasks} if tasks else losses
+
+
+def prepare(
+    spec: Spec,
+    seed: int,
+    device: torch.device,
+    shared: SharedSelection | None = None,
+    loader_kwargs: dict[str, Any] | None = None,
+) -> Prepared:
+    """Build model and loader under ``seed`` and find the shared parameters on one batch.
+
+    ``shared`` reuses a selection by parameter *names* (for single-task baselines, which have
+    only one loss to detect sharing with).
+    """
+    model = build_model(spec, seed, device)
+    loader = build_loader(spec, seed, **(loader_kwargs or {}))
+    loss_fn = build_loss_fn(spec)
+    batch = next(BatchCycle(loader, seed))
+    losses = compute_losses(loss_fn, model, batch, spec.task_names or None, device, spec.precision)
+    if shared is None:
+        selection = select_shared(model, losses, spec.shared)
+    else:
+        selection = _same_names(model, shared)
+    first = {t: float(v.detach()) for t, v in losses.items()}
+    del losses
+    model.zero_grad(set_to_none=True)
+    return Prepared(spec, seed, device, model, loader, loss_fn, list(first), selection, first)
+
+
+def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
+    from mtldiag.jacobian import build_layout
+
+    params = dict(model.named_parameters())
+    chosen = [(n, params[n]) for n in ref.layout.names]
+    names = set(ref.layout.names)
+    others = [(n, p) for n, p in params.items() if n not in names and p.requires_grad]
+    return SharedSelection(
+        build_layout(chosen), tuple(p for _, p in others), tuple(n for n, _ in others),
+        ref.reached_by,
+    )  # fmt: skip
+
+
+class StepTimer:
+    """Wall time of a step: CUDA events (with synchronisation) on GPU, perf_counter else."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+
+    def start(self) -> None:
+        if self.cuda:
+            self._a = torch.cuda.Event(enable_timing=True)
+            self._b = torch.cuda.Event(enable_timing=True)
+            self._a.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.cuda:
+            self._b.record()
+            torch.cuda.synchronize(self.device)
+            return float(self._a.elapsed_time(self._b))
+        return (time.perf_counter() - self._t0) * 1e3
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA allocator peak on GPU; process peak RSS otherwise (Linux reports KiB)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_context(prep: Prepared, stats: dict[str, TaskStats], steps: int,
+                tasks: Sequence[str] | None = None) -> RunContext:  # fmt: skip
+    return RunContext(
+        tasks=tuple(tasks or prep.tasks),
+        seed=prep.seed,
+        total_steps=steps,
+        device=prep.device,
+        task_stats=stats,
+        layer_sizes=tuple(prep.selection.layout.layer_sizes),
+    )
+
+
+def train_run(
+    prep: Prepared,
+    method: Method,
+    label: str,
+    steps: int,
+    every: int,
+    writer: RunWriter | None = None,
+    observer: Observer | None = None,
+    tasks: Sequence[str] | None = None,
+    stats: dict[str, TaskStats] | None = None,
+    on_probe: Callable[[ProbeStep], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``prep.model`` for ``steps`` steps with ``method``; return the run's summary entry.
+
+    ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
+    :class:`TrainingError` after recording the step; Ctrl-C propagates. In both cases the
+    rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
+    the summary entry of the steps done.
+    """
+    observer = observer or NullObserver()
+    spec, device = prep.spec, prep.device
+    run_tasks = list(tasks or prep.tasks)
+    if stats is None:
+        stats = label_stats(spec, prep.loader)
+    params = [p for p in prep.model.parameters() if p.requires_grad]
+    optimizer = build_optimizer(spec, params)
+    probe = GradientProbe(
+        prep.model, shared=prep.selection, every=every, method=method,
+        context=run_context(prep, stats, steps, run_tasks),
+    )  # fmt: skip
+    acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *prep.selection.layout.layers])
+    batches = BatchCycle(prep.loader, prep.seed)
+    timer = StepTimer(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    prep.model.train()
+    observer.run_started(label, prep.seed, steps)
+    try:
+        for step in range(steps):
+            batch = next(batches)
+            timer.start()
+            losses = compute_losses(prep.loss_fn, prep.model, batch, run_tasks, device,
+                                    spec.precision)  # fmt: skip
+            optimizer.zero_grad(set_to_none=True)
+            bad = [t for t, v in losses.items() if not math.isfinite(float(v.detach()))]
+            if bad:
+                values = [float(v.detach()) for v in losses.values()]
+                ms = timer.stop()
+                if writer is not None:
+                    writer.write_step(label, prep.seed, step, ms, peak_memory_mb(device),
+                                      values, None, None, run_tasks)  # fmt: skip
+                acc.add(values, ms, peak_memory_mb(device), None, None)
+                raise TrainingError(
+                    f"{label} (seed {prep.seed}): loss of task '{bad[0]}' is "
+                    f"{float(losses[bad[0]])} at step {step}.",
+                    hint="lower the learning rate, check the data and the loss for that task; "
+                    "the records of the steps before it are kept",
+                )
+            result = probe.backward(losses)
+            optimizer.step()
+            ms = timer.stop()
+            mem = peak_memory_mb(device)
+            if on_probe is not None:
+                on_probe(result)
+            if writer is not None:
+                writer.write_step(label, prep.seed, step, ms, mem, result.losses, result.weights,
+                                  result.metrics, run_tasks)  # fmt: skip
+            acc.add(result.losses, ms, mem, result.weights, result.metrics)
+            observer.step_done(step, dict(zip(run_tasks, result.losses, strict=True)))
+    except TrainingError as exc:
+        acc.fail("failed", exc.message)
+        exc.run_result = acc.result()  # type: ignore[attr-defined]
+        observer.run_finished(exc.run_result)  # type: ignore[attr-defined]
+        raise
+    except KeyboardInterrupt as exc:
+        acc.fail("interrupted", "interrupted by the user (Ctrl-C)")
+        exc.run_result = acc.result()  # type: ignore[attr-defined]
+        raise
+    out = acc.result()
+    observer.run_finished(out)
+    return out
