@@ -217,7 +217,9 @@ def parse_spec(
     seed = _int(ctx, "seed", data.get("seed", 0), minimum=0)
     device = str(data.get("device", "auto"))
     if device.split(":")[0] not in DEVICES:
-        raise ctx.err("device", f"'{device}' is not a device.", "use auto, cpu, cuda, cuda:N or mps")
+        raise ctx.err(
+            "device", f"'{device}' is not a device.", "use auto, cpu, cuda, cuda:N or mps"
+        )
     precision = str(data.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise ctx.err(
@@ -369,7 +371,9 @@ def parse_methods(text_or_list: Any, defaults: dict[str, dict[str, Any]] | None 
     elif isinstance(text_or_list, list | tuple):
         items = list(text_or_list)
     else:
-        raise SpecError(f"methods must be a list or a comma-separated string, not {text_or_list!r}.")
+        raise SpecError(
+            f"methods must be a list or a comma-separated string, not {text_or_list!r}."
+        )
     if not items:
         raise SpecError("no methods given.", hint="for example --methods ew,pcgrad,mgda")
     return tuple(parse_method(i, defaults) for i in items)

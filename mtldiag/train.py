@@ -1,4 +1,4 @@
-"""The training loop shared by ``profile`` and ``compare``: seed, batches, method, probe, records."""
+"""The training loop of ``profile`` and ``compare``: seed, batches, method, probe, records."""
 
 from __future__ import annotations
 
@@ -202,9 +202,12 @@ def train_run(
             losses = compute_losses(prep.loss_fn, prep.model, batch, run_tasks, device,
                                     spec.precision)  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
-            bad = [t for t, v in losses.items() if not math.isfinite(float(v.detach()))]
+            # One host transfer for all T losses (a sync per task would stall a GPU T times).
+            values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+            values_list = values.tolist()
+            bad = [t for t, v in zip(losses, values_list, strict=True) if not math.isfinite(v)]
             if bad:
-                values = [float(v.detach()) for v in losses.values()]
+                values = values_list
                 ms = timer.stop()
                 if writer is not None:
                     writer.write_step(label, prep.seed, step, ms, peak_memory_mb(device),
@@ -212,7 +215,7 @@ def train_run(
                 acc.add(values, ms, peak_memory_mb(device), None, None)
                 raise TrainingError(
                     f"{label} (seed {prep.seed}): loss of task '{bad[0]}' is "
-                    f"{float(losses[bad[0]])} at step {step}.",
+                    f"{values_list[run_tasks.index(bad[0])]} at step {step}.",
                     hint="lower the learning rate, check the data and the loss for that task; "
                     "the records of the steps before it are kept",
                 )

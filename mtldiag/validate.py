@@ -10,7 +10,9 @@ from mtldiag.spec import Spec, load_spec
 from mtldiag.train import prepare
 
 
-def validate_spec(spec: Spec | str | Path | None = None, device: str | None = None) -> dict[str, Any]:
+def validate_spec(
+    spec: Spec | str | Path | None = None, device: str | None = None
+) -> dict[str, Any]:
     """Build everything the spec names and run one forward; raise on the first problem."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     dev = resolve_device(device or spec.device)

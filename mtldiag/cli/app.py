@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mtldiag.errors import MtldiagError
 
@@ -48,9 +49,9 @@ def _root(
 
 def fail(message: str, hint: str | None = None, code: int = 2) -> typer.Exit:
     """Print one short error (and a hint) to stderr; return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if hint:
-        err_console.print(f"  [dim]hint:[/] {hint}", highlight=False)
+        err_console.print(f"  [dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
     return typer.Exit(code=code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -32,5 +33,6 @@ def render_diagnosis(console: Console, findings: list[dict[str, Any]]) -> None:
     console.print("\n[bold]Diagnosis[/]")
     for f in findings:
         style = _SEVERITY.get(f.get("severity", "info"), "white")
-        console.print(f"[{style}]{f['severity'].upper():8}[/] {f['message']}", highlight=False)
-        console.print(f"         [dim]→ {f['suggestion']}[/]", highlight=False)
+        severity = f"{f['severity'].upper():8}"
+        console.print(f"[{style}]{severity}[/] {escape(f['message'])}", highlight=False)
+        console.print(f"         [dim]→ {escape(f['suggestion'])}[/]", highlight=False)

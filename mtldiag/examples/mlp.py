@@ -35,11 +35,15 @@ class MultiHeadMLP(nn.Module):
         return {t: h(z) for t, h in self.heads.items()}
 
 
-def build_model(d_in: int = 64, width: int = 512, depth: int = 4, head_width: int = 64) -> nn.Module:
+def build_model(
+    d_in: int = 64, width: int = 512, depth: int = 4, head_width: int = 64
+) -> nn.Module:
     return MultiHeadMLP(d_in, width, depth, head_width)
 
 
-def teacher_data(n: int, d_in: int = 64, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def teacher_data(
+    n: int, d_in: int = 64, seed: int = 0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, d_in, generator=g)
     a = torch.randn(d_in, HEADS["cls"], generator=g)

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from mtldiag.errors import SpecError
+from mtldiag.spec import load_spec, parse_method, parse_methods, parse_spec
+
+from .conftest import SYNTHETIC, write_spec
+
+
+def test_valid_spec_parses_with_defaults(synthetic_spec: Path):
+    spec = load_spec(synthetic_spec)
+    assert spec.task_names == ["a", "b", "c"]
+    assert spec.shared == "auto"
+    assert spec.profile.steps == 6 and spec.profile.method.name == "ew"
+    assert spec.compare.seeds == (0,)
+
+
+def test_missing_file_names_it(tmp_path: Path):
+    with pytest.raises(SpecError, match="does not exist"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_default_spec_missing_says_how_to_start(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpecError) as err:
+        load_spec(None)
+    assert "mtldiag.yaml" in err.value.message and "sample_configs" in err.value.hint
+
+
+def test_invalid_yaml_reports_line(tmp_path: Path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nmodel:\n  factory: a:b\n   kwargs: {\n")
+    with pytest.raises(SpecError, match=r"invalid YAML at line \d+"):
+        load_spec(p)
+
+
+def test_misspelled_key_suggests_closest():
+    data = {**SYNTHETIC, "optimiser": {"name": "sgd"}}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, "s.yaml")
+    assert "'optimiser'" in err.value.message and "Did you mean 'optimizer'?" in err.value.message
+
+
+def test_misspelled_task_key_and_unknown_loss():
+    data = {**SYNTHETIC, "tasks": {"a": {"outptu": "a", "loss": "mse"}}}
+    with pytest.raises(SpecError, match="Did you mean 'output'"):
+        parse_spec(data)
+    data = {**SYNTHETIC, "tasks": {"a": {"loss": "cross_entropi"}}}
+    with pytest.raises(SpecError, match="Did you mean 'cross_entropy'"):
+        parse_spec(data)
+
+
+def test_seeds_must_be_whole_numbers():
+    with pytest.raises(SpecError, match="compare.seeds"):
+        parse_spec({**SYNTHETIC, "compare": {"seeds": []}})
+    with pytest.raises(SpecError, match="compare.seeds"):
+        parse_spec({**SYNTHETIC, "compare": {"seeds": ["x"]}})
+
+
+def test_method_strings_and_mappings():
+    assert parse_method("cagrad:c=0.4,rescale=1").hparams == {"c": 0.4, "rescale": 1}
+    assert parse_method({"gradnorm": {"alpha": 1.5}}).hparams == {"alpha": 1.5}
+    ms = parse_methods("ew,cagrad:c=0.4,rescale=2,pcgrad")
+    assert [m.name for m in ms] == ["ew", "cagrad", "pcgrad"]
+    assert ms[1].hparams == {"c": 0.4, "rescale": 2}
+    with pytest.raises(SpecError, match="name=value"):
+        parse_method("cagrad:c")
+
+
+def test_overrides_merge_nested(tmp_path: Path):
+    spec = load_spec(write_spec(tmp_path, SYNTHETIC), overrides={"profile": {"steps": 3}})
+    assert spec.profile.steps == 3 and spec.profile.every == 1
