@@ -128,12 +128,16 @@ class JacobianEngine:
         return jac
 
     def write_direction(self, direction: torch.Tensor) -> None:
-        """Set ``.grad`` of every shared parameter from a flat (P,) direction."""
+        """Set ``.grad`` of every shared parameter from a flat (P,) direction.
+
+        Where a parameter has no ``.grad`` yet, it becomes a view into ``direction`` (no
+        copy): the caller hands over a fresh tensor each step and must not reuse it.
+        """
         offsets = self.layout.offsets
         for k, p in enumerate(self.layout.params):
-            g = direction[offsets[k] : offsets[k + 1]].view_as(p).to(p.dtype)
+            g = direction[offsets[k] : offsets[k + 1]].view_as(p)
             if p.grad is None:
-                p.grad = g.clone()
+                p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
             else:
                 p.grad.copy_(g)
 

@@ -58,13 +58,35 @@ class StepMetrics:
     gms: list[list[float]]
 
 
+_CHUNK = 4096
+
+
+def small_gram(x: torch.Tensor) -> torch.Tensor:
+    """``x x^T`` for a short, wide ``x`` (T x n, rows may be strided).
+
+    A plain GEMM with T x T output runs far below memory speed; cutting the columns into
+    chunks and summing a batched product is about twice as fast on CPU (measured in
+    benchmarks/bench_profile.py's setting) and gives the same result up to rounding.
+    """
+    t, n = x.shape
+    if n < 2 * _CHUNK:
+        return x @ x.T
+    c = n // _CHUNK
+    m = c * _CHUNK
+    blocks = x[:, :m].reshape(t, c, _CHUNK).transpose(0, 1)  # (c, T, chunk), a view
+    g = torch.bmm(blocks, blocks.transpose(1, 2)).sum(0)
+    if m < n:
+        g = g + x[:, m:] @ x[:, m:].T
+    return g
+
+
 def stacked_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> torch.Tensor:
     """(L+1, T, T) float64: the whole Gramian first, then one per layer.
 
     The whole one is the sum of the layer ones, so the big T x P product is done once, per
     layer, and never again for the total.
     """
-    per_layer = [jacobian[:, s] @ jacobian[:, s].T for s in layout.layer_slices.values()]
+    per_layer = [small_gram(jacobian[:, s]) for s in layout.layer_slices.values()]
     stack = torch.stack(per_layer).double()
     return torch.cat([stack.sum(0, keepdim=True), stack])
 

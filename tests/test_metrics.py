@@ -52,3 +52,12 @@ def test_layer_gramians_sum_to_whole_and_match_per_layer_cosines():
     assert m.layers == ["*", "enc.0", "enc.1"]
     assert math.isclose(m.cosine[2][0], expected, rel_tol=1e-5)
     assert math.isclose(m.grad_norm[1], float(jac[1].norm()), rel_tol=1e-5)
+
+
+def test_small_gram_chunked_matches_float64_on_strided_wide_rows():
+    from mtldiag.metrics import small_gram
+
+    torch.manual_seed(1)
+    wide = torch.randn(3, 30_011)[:, 7:20_007]  # strided rows, not a multiple of the chunk
+    exact = wide.double() @ wide.double().T
+    assert torch.allclose(small_gram(wide).double(), exact, rtol=1e-5, atol=1e-2)
