@@ -7,8 +7,11 @@ Each finding has a ``code``, a ``severity`` (``info`` | ``warning`` | ``critical
 loss_scale_imbalance        largest / smallest mean task loss >= 10 (critical >= 100)
 grad_norm_dominance         largest / smallest mean gradient norm on shared params >= 5
                             (critical >= 20)
-directional_conflict        a pair with conflict rate >= 0.3 or mean cosine < 0
+directional_conflict        a pair with conflict rate >= 0.3 whose conflicting steps have a
+                            mean cosine <= -0.1, or a mean cosine <= -0.05 overall
                             (critical: conflict rate >= 0.6)
+near_orthogonal             a pair that flips sign often (conflict rate >= 0.3) but only
+                            with |cosine| < 0.1: the tasks barely interact; not a conflict
 conflict_location           the shared layers with the highest conflict rate; when the
                             most conflicted layers sit in the deepest third of the shared
                             trunk, branching earlier is suggested
@@ -27,6 +30,8 @@ NORM_RATIO_WARN = 5.0
 NORM_RATIO_CRIT = 20.0
 CONFLICT_WARN = 0.3
 CONFLICT_CRIT = 0.6
+WEAK_COSINE = 0.1  # |cos| below this on conflicting steps: sign noise, not a tug of war
+MEAN_COSINE_CONFLICT = -0.05
 TOP_LAYERS = 3
 
 
@@ -41,11 +46,12 @@ def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]
     out: list[dict[str, Any]] = []
     out += _loss_scale(run)
     out += _norm_dominance(run)
-    conflicts = _conflicts(run)
-    out += conflicts
+    pairs = _conflicts(run)
+    out += pairs
+    conflicts = [f for f in pairs if f["code"] == "directional_conflict"]
     if conflicts:
         out += _location(run, layers)
-    if not out:
+    if not any(f["severity"] != "info" for f in out):
         out.append(_finding(
             "no_issue", "info",
             "No loss-scale imbalance, gradient dominance or frequent conflict was seen.",
@@ -110,18 +116,33 @@ def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
         rate, cos = pair.get("conflict_rate"), pair.get("cosine_mean")
         if rate is None or cos is None:
             continue
-        if rate < CONFLICT_WARN and cos >= 0:
+        neg = pair.get("conflict_cosine_mean")
+        strong = neg is not None and neg <= -WEAK_COSINE
+        if cos > MEAN_COSINE_CONFLICT and not (rate >= CONFLICT_WARN and strong):
+            if rate >= CONFLICT_WARN:
+                out.append(_finding(
+                    "near_orthogonal", "info",
+                    f"Tasks '{pair['a']}' and '{pair['b']}' have nearly orthogonal gradients "
+                    f"(mean cosine {cos:+.2f}; on the {rate:.0%} of steps with a negative "
+                    f"cosine it averages {neg:+.2f}): the sign flips are noise.",
+                    "Little to gain from gradient surgery for this pair; look at scale "
+                    "imbalance first.",
+                    a=pair["a"], b=pair["b"], conflict_rate=round(rate, 4),
+                    cosine_mean=round(cos, 4), conflict_cosine_mean=neg,
+                ))  # fmt: skip
             continue
         severity = "critical" if rate >= CONFLICT_CRIT else "warning"
         out.append(_finding(
             "directional_conflict", severity,
             f"Tasks '{pair['a']}' and '{pair['b']}' conflict on {rate:.0%} of steps "
-            f"(mean gradient cosine {cos:+.2f}): each step for one undoes part of the other.",
+            f"(mean gradient cosine {cos:+.2f}"
+            + (f", {neg:+.2f} on the conflicting steps" if neg is not None else "")
+            + "): each step for one undoes part of the other.",
             "Try gradient surgery: pcgrad (projects conflicting components away), cagrad, "
             "mgda or nash_mtl; run `mtldiag compare SPEC --methods ew,pcgrad,cagrad,mgda` to "
             "see which helps this model.",
             a=pair["a"], b=pair["b"], conflict_rate=round(rate, 4), cosine_mean=round(cos, 4),
-            gms_mean=pair.get("gms_mean"),
+            gms_mean=pair.get("gms_mean"), conflict_cosine_mean=neg,
         ))  # fmt: skip
     return out
 

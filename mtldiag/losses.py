@@ -117,7 +117,9 @@ def build_loss_fn(spec: Spec) -> LossFn:
     return compute
 
 
-def check_losses(losses: Any, expected: Sequence[str] | None) -> dict[str, torch.Tensor]:
+def check_losses(
+    losses: Any, expected: Sequence[str] | None, require_grad: bool = True
+) -> dict[str, torch.Tensor]:
     """Validate what a loss function returned: a dict of scalar tensors with the right tasks."""
     if not isinstance(losses, Mapping) or not losses:
         raise UserCodeError(
@@ -132,7 +134,7 @@ def check_losses(losses: Any, expected: Sequence[str] | None) -> dict[str, torch
                 f"loss of task '{name}' is not a scalar: shape {tuple(value.shape)}.",
                 hint="reduce it with .mean() (or set the loss's reduction to 'mean')",
             )
-        if not value.requires_grad:
+        if require_grad and not value.requires_grad:
             raise UserCodeError(
                 f"loss of task '{name}' does not require grad: it is not connected to the model.",
                 hint="compute it from the model's output without .detach() or torch.no_grad()",

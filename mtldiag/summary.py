@@ -41,6 +41,7 @@ class RunAccumulator:
         self.cos_sum = [[0.0] * n_p for _ in range(n_l)]
         self.neg = [[0] * n_p for _ in range(n_l)]
         self.gms_sum = [[0.0] * n_p for _ in range(n_l)]
+        self.neg_cos_sum = [[0.0] * n_p for _ in range(n_l)]
         self.status = "ok"
         self.error: str | None = None
         self.extra: dict[str, Any] = {}
@@ -69,7 +70,9 @@ class RunAccumulator:
             cos, g = metrics.cosine[li], metrics.gms[li]
             for pi in range(len(self.pairs)):
                 self.cos_sum[li][pi] += cos[pi]
-                self.neg[li][pi] += cos[pi] < 0
+                if cos[pi] < 0:
+                    self.neg[li][pi] += 1
+                    self.neg_cos_sum[li][pi] += cos[pi]
                 self.gms_sum[li][pi] += g[pi]
 
     def fail(self, status: str, error: str) -> None:
@@ -95,6 +98,10 @@ class RunAccumulator:
             ratio = max(vals) / min(vals)
         elif vals and max(vals) > 0:
             ratio = None  # a task with a zero gradient: the ratio is unbounded
+        def conflict_cos(li: int, pi: int) -> float | None:
+            n = self.neg[li][pi]
+            return finite(self.neg_cos_sum[li][pi] / n) if n else None
+
         pairs = []
         for pi, (i, j) in enumerate(self.pairs):
             layers = {}
@@ -103,6 +110,7 @@ class RunAccumulator:
                     "cosine_mean": finite(self.cos_sum[li][pi] / k) if k else None,
                     "conflict_rate": self.neg[li][pi] / k if k else None,
                     "gms_mean": finite(self.gms_sum[li][pi] / k) if k else None,
+                    "conflict_cosine_mean": conflict_cos(li, pi),
                 }
             pairs.append(
                 {
@@ -111,6 +119,8 @@ class RunAccumulator:
                     "cosine_mean": finite(self.cos_sum[0][pi] / k) if k else None,
                     "conflict_rate": self.neg[0][pi] / k if k else None,
                     "gms_mean": finite(self.gms_sum[0][pi] / k) if k else None,
+                    # Mean cosine over the conflicting steps only: how hard they conflict.
+                    "conflict_cosine_mean": conflict_cos(0, pi),
                     "layers": layers,
                 }
             )

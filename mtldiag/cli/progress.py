@@ -48,6 +48,14 @@ class RichObserver:
     def __exit__(self, *exc: Any) -> None:
         self.progress.__exit__(*exc)
 
+    def set_total(self, runs: int) -> None:
+        """Called by ``run_compare`` once it knows how many runs it plans."""
+        self.total_runs = runs
+        if self.overall is None and runs > 1:
+            self.overall = self.progress.add_task("all runs", total=runs, rate="", info="")
+        elif self.overall is not None:
+            self.progress.update(self.overall, total=runs)
+
     def run_started(self, label: str, seed: int, steps: int) -> None:
         if self.current is not None:
             self.progress.remove_task(self.current)

@@ -1,0 +1,63 @@
+"""``mtldiag compare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mtldiag.cli.app import app, console, err_console, guarded
+from mtldiag.cli.profile import SPEC_HELP
+from mtldiag.cli.progress import RichObserver
+from mtldiag.cli.render import render_summary
+from mtldiag.errors import MtldiagError
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        seeds = [int(p) for p in parts if p]
+    except ValueError:
+        raise MtldiagError(f"--seeds '{text}' is not a comma-separated list of whole numbers.",
+                           hint="for example --seeds 0,1,2") from None  # fmt: skip
+    if not seeds:
+        raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
+    return seeds
+
+
+@app.command()
+@guarded
+def compare(
+    spec: Path | None = typer.Argument(None, help=SPEC_HELP, show_default=False),
+    methods: str | None = typer.Option(None, "--methods", "-m", help="Comma list, e.g. ew,gradnorm,pcgrad,cagrad:c=0.4 [spec: compare.methods]."),
+    steps: int | None = typer.Option(None, "--steps", "-n", help="Training steps per run [spec: compare.steps, else profile.steps]."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma list of seeds, e.g. 0,1,2 [spec: compare.seeds]."),
+    single_task: bool | None = typer.Option(None, "--single-task/--no-single-task", help="Also train one model per task (for Δm% and negative transfer)."),
+    sweep: int | None = typer.Option(None, "--sweep", help="Add K linear-scalarization weight vectors as baselines."),
+    every: int | None = typer.Option(None, "--every", "-k", help="Instrument every K-th step [spec: compare.every, 10]."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."),
+    check: bool = typer.Option(False, "--check", help="Run the spec's checks (or --rules) on the result; exit 1 on failure."),
+    rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
+    baseline: Path | None = typer.Option(None, "--baseline", help="Baseline run directory for --check."),
+) -> None:  # fmt: skip
+    """Train with each balancing method under identical seeds and data; rank them."""
+    from mtldiag.compare import run_compare
+    from mtldiag.spec import load_spec
+
+    loaded = load_spec(spec)
+    seed_list = parse_seeds(seeds)
+    with RichObserver(err_console) as obs:
+        result = run_compare(loaded, methods=methods, seeds=seed_list, steps=steps, every=every,
+                             single_task=single_task, sweep=sweep, out=out, device=device,
+                             observer=obs)  # fmt: skip
+    render_summary(console, result.summary)
+    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    if check or rules is not None or baseline is not None:
+        from mtldiag.cli.check import check_and_render
+
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        if code:
+            raise typer.Exit(code)

@@ -1,0 +1,236 @@
+"""``run_compare``: train the same model with each method under identical seeds and data order.
+
+Every (method, seed) run rebuilds the model and the loader from the spec's factories under
+that seed, so all runs with one seed start from the same weights and see the same batches in
+the same order (``tests/test_compare.py`` checks it). Each run is instrumented like
+``profile`` (every K-th step), is evaluated per task, and lands in one run directory.
+
+Run labels: a method's label (``pcgrad``, ``cagrad:c=0.4``); ``single:<task>`` for the
+single-task baselines; ``sweep:<w1>,<w2>,...`` for linear-scalarization sweep points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mtldiag.build import build_loader, resolve_device
+from mtldiag.diagnose import diagnose
+from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
+from mtldiag.imports import resolve
+from mtldiag.losses import check_losses, label_stats
+from mtldiag.profile import Interrupted, base_summary, create_method
+from mtldiag.records import RunWriter, default_run_dir, environment
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.train import Observer, Prepared, autocast, move_to, prepare, train_run
+
+EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    label: str
+    seed: int
+    method: MethodSpec
+    tasks: tuple[str, ...] | None = None  # None: all tasks
+
+
+def plan_runs(
+    methods: Sequence[MethodSpec],
+    seeds: Sequence[int],
+    tasks: Sequence[str],
+    single_task: bool,
+    sweep_weights: Sequence[Sequence[float]],
+) -> list[PlannedRun]:
+    """Every run of a comparison, seed-major so that partial results cover all methods."""
+    runs: list[PlannedRun] = []
+    for seed in seeds:
+        for m in methods:
+            runs.append(PlannedRun(m.label, seed, m))
+        for w in sweep_weights:
+            label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
+            fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, map(float, w), strict=True))})
+            runs.append(PlannedRun(label, seed, fixed))
+        if single_task:
+            for t in tasks:
+                runs.append(PlannedRun(f"single:{t}", seed, MethodSpec("ew"), (t,)))
+    return runs
+
+
+def evaluate(spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any,
+             run: dict[str, Any]) -> tuple[dict[str, float | None], str]:  # fmt: skip
+    """Per-task metric of a trained model and which evaluation produced it."""
+    model = prep.model
+    if spec.eval is not None:
+        fn = resolve(spec.eval, spec.base_dir, what="eval")
+        model.eval()
+        try:
+            with torch.no_grad():
+                values = fn(model, val_loader if val_loader is not None else prep.loader)
+        except Exception as exc:
+            raise UserCodeError(f"eval '{spec.eval}' raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            model.train()
+        if not isinstance(values, dict) or set(tasks) - set(values):
+            got = ", ".join(map(str, values)) if isinstance(values, dict) else type(values).__name__
+            raise UserCodeError(
+                f"eval '{spec.eval}' must return {{task: value}} for {', '.join(tasks)}; "
+                f"it returned: {got}."
+            )
+        return {t: float(values[t]) for t in tasks}, "eval_fn"
+    if val_loader is not None:
+        return _val_losses(spec, prep, tasks, val_loader), "val_loss"
+    return {t: run["final_loss"].get(t) for t in tasks}, "train_loss_tail"
+
+
+def _val_losses(spec: Spec, prep: Prepared, tasks: Sequence[str], loader: Any
+                ) -> dict[str, float | None]:  # fmt: skip
+    sums = dict.fromkeys(tasks, 0.0)
+    n = 0
+    prep.model.eval()
+    try:
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                if i >= EVAL_MAX_BATCHES:
+                    break
+                with autocast(prep.device, spec.precision):
+                    raw = prep.loss_fn(prep.model, move_to(batch, prep.device))
+                losses = check_losses(raw, tasks, require_grad=False)
+                for t in tasks:
+                    sums[t] += float(losses[t])
+                n += 1
+    finally:
+        prep.model.train()
+    if n == 0:
+        raise UserCodeError("the validation loader (data.val) is empty.")
+    return {t: sums[t] / n for t in tasks}
+
+
+def run_compare(
+    spec: Spec | str | Path | None = None,
+    *,
+    methods: str | Sequence[Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    steps: int | None = None,
+    every: int | None = None,
+    single_task: bool | None = None,
+    sweep: int | None = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+    observer: Observer | None = None,
+) -> CompareResult:
+    """Train with each method (and baselines) and write a comparison run directory.
+
+    Keyword arguments override the spec's ``compare:`` section. A run that diverges is
+    marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
+    every finished run and raises :class:`~mtldiag.profile.Interrupted`.
+    """
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if device is not None:
+        spec = replace(spec, device=device, raw={**spec.raw, "device": device})
+    cfg = spec.compare
+    method_specs = (
+        parse_methods(methods, spec.method_hparams) if methods is not None else cfg.methods
+    )
+    if not method_specs:
+        raise MtldiagError(
+            "no methods to compare.",
+            hint="pass --methods ew,pcgrad,mgda or set compare.methods in the spec",
+        )
+    for ms in method_specs:
+        create_method(ms)  # fail on a bad name or hyper-parameter before any training
+    seed_list = list(seeds) if seeds is not None else list(cfg.seeds)
+    if not seed_list:
+        raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
+    n_steps = steps or cfg.steps or spec.profile.steps
+    n_every = every if every is not None else cfg.every
+    want_single = cfg.single_task if single_task is None else single_task
+    n_sweep = cfg.sweep if sweep is None else sweep
+    dev = resolve_device(spec.device)
+
+    first = prepare(spec, seed_list[0], dev)
+    tasks = first.tasks
+    layers = first.selection.layout.layers
+    sweep_w: list[list[float]] = []
+    if n_sweep:
+        from mtldiag.analysis import simplex_weights
+
+        sweep_w = [list(map(float, w)) for w in simplex_weights(len(tasks), n_sweep, seed_list[0])]
+    plan = plan_runs(method_specs, seed_list, tasks, want_single, sweep_w)
+    val_ref = spec.val
+
+    run_dir = Path(out) if out is not None else default_run_dir(spec.name)
+    writer = RunWriter(run_dir, tasks)
+    writer.open(spec_to_yaml(spec), environment(dev))
+    summary = base_summary(spec, "compare", tasks, layers, str(dev))
+    summary["compare"] = {
+        "methods": [m.label for m in method_specs], "seeds": seed_list, "steps": n_steps,
+        "every": n_every, "single_task": want_single, "sweep": n_sweep,
+    }  # fmt: skip
+    stats = label_stats(spec, first.loader)
+    evaluation = None
+    if hasattr(observer, "set_total"):
+        observer.set_total(len(plan))  # type: ignore[union-attr]
+    try:
+        for pr in plan:
+            prep = first if (pr is plan[0]) else prepare(spec, pr.seed, dev, shared=first.selection)
+            method = create_method(pr.method)
+            run_tasks = list(pr.tasks) if pr.tasks else tasks
+            try:
+                run = train_run(prep, method, pr.label, n_steps, n_every, writer, observer,
+                                tasks=pr.tasks, stats=stats)  # fmt: skip
+            except TrainingError as exc:
+                run = exc.run_result  # type: ignore[attr-defined]
+                summary["runs"].append(run)
+                continue
+            val_loader = build_loader(spec, pr.seed, val_ref) if val_ref is not None else None
+            metrics, evaluation = evaluate(spec, prep, run_tasks, val_loader, run)
+            run["metrics"] = metrics
+            summary["runs"].append(run)
+    except KeyboardInterrupt as exc:
+        partial = getattr(exc, "run_result", None)
+        if partial is not None:
+            summary["runs"].append(partial)
+        _finish(writer, summary, spec, tasks, layers, evaluation, "interrupted")
+        raise Interrupted(
+            f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
+            hint=f"mtldiag report {run_dir} rebuilds the report from them",
+        ) from None
+    finally:
+        writer.close()
+    _finish(writer, summary, spec, tasks, layers, evaluation, "complete")
+    return CompareResult(run_dir, summary)
+
+
+def _finish(writer: RunWriter, summary: dict[str, Any], spec: Spec, tasks: list[str],
+            layers: list[str], evaluation: str | None, status: str) -> None:  # fmt: skip
+    from mtldiag.analysis import comparison_table
+
+    summary["status"] = status
+    summary["evaluation"] = evaluation
+    ok = [r for r in summary["runs"] if r.get("status") == "ok"]
+    # The diagnosis reads the raw task gradients under plain equal weighting when there is one.
+    ref = next((r for r in ok if r["method"] == "ew"), ok[0] if ok else None)
+    if ref is not None:
+        summary["diagnosis"] = diagnose(ref, layers)
+    hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
+    hib = {t: hib.get(t, False) for t in tasks}
+    if ok:
+        summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
+    writer.write_summary(summary)
+    try:
+        from mtldiag.report import write_report
+
+        write_report(writer.path)
+    except ImportError:
+        pass
