@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from mtldiag.cli.app import app
-
 # Each import registers its commands on `app`.
 from mtldiag.cli import compare as _compare  # noqa: E402,F401
 from mtldiag.cli import profile as _profile  # noqa: E402,F401
+from mtldiag.cli.app import app
 
 
 def main() -> None:
