@@ -26,11 +26,17 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from mtldiag.errors import MtldiagError
+
 Family = Literal["weighting", "gradient"]
 
 
-class MethodError(ValueError):
-    """A method was asked for by a wrong name or with a wrong hyper-parameter."""
+class MethodError(MtldiagError, ValueError):
+    """A method was asked for by a wrong name or with a wrong hyper-parameter.
+
+    Also raised by :meth:`Method.reset` when the run cannot feed the method what it needs
+    (``fixed`` weights for other tasks, ``prior_loss`` without prior losses).
+    """
 
 
 @dataclass(frozen=True)
@@ -93,14 +99,29 @@ class Method:
     stateful: ClassVar[bool] = False
     # Backward passes per training step: "1" for weighting, "T" for Jacobian methods, ...
     cost: ClassVar[str] = "1"
+    # The hyper-parameters ``__init__`` takes, with their defaults (listed by `mtldiag methods`;
+    # ``hyperparams()`` reads the current values from the attributes of the same names).
+    params: ClassVar[tuple[HyperParam, ...]] = ()
 
     def reset(self, ctx: RunContext) -> None:
         """Forget all state and prepare for a run over ``ctx.tasks``. Always called first."""
         self.ctx = ctx
+        self.__dict__["_warnings"] = []
 
     def hyperparams(self) -> dict[str, Any]:
         """The hyper-parameters as given to ``__init__`` (used by ``__repr__`` and records)."""
-        return {}
+        return {p.name: getattr(self, p.name) for p in self.params}
+
+    @property
+    def warnings(self) -> list[str]:
+        """Problems met during the run so far (e.g. a solver that did not converge).
+
+        Empty for most methods; the trainer may record them. Cleared by :meth:`reset`.
+        """
+        return self.__dict__.setdefault("_warnings", [])
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparams().items())
@@ -118,6 +139,9 @@ class WeightingMethod(Method):
     # GradNorm needs each task's gradient norm on the last shared layer every step; the
     # trainer computes them (T extra partial backward passes) only when this is True.
     needs_grad_norms: ClassVar[bool] = False
+    # Where those norms are taken: "last" = the last shared layer (GradNorm's default W),
+    # "all" = every shared parameter. An instance attribute may override it.
+    grad_norm_layer: str = "last"
 
     def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
         """Return the (T,) weights for this step's losses (``losses`` is detached, float)."""

@@ -1,0 +1,305 @@
+"""Per-step cost of every balancing method, side by side with LibMTL and TorchJD.
+
+The standard MLP: input 64, shared trunk 4 x Linear(512) + ReLU, 3 heads
+Linear(512, 64)-ReLU-Linear(64, out) with out 10 / 1 / 5 (cross-entropy, MSE, cross-entropy),
+batch 256, SGD, CPU, 2 threads. Reported per method: median step time over interleaved
+repetitions (noisy machines), as a ratio to (a) a plain summed-loss step and (b) the floor —
+forward + T ``torch.autograd.grad`` calls over the shared parameters + SGD step. Then the T x T
+solvers alone at T = 16, as a share of a floor step with 16 heads.
+
+    python benchmarks/bench_methods.py            # ~3 minutes
+    python benchmarks/bench_methods.py --quick    # ~40 s, noisier
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import types
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mtldiag import methods
+from mtldiag.balancer import Balancer
+from mtldiag.methods import GramianMethod, RunContext
+
+OUTS = (10, 1, 5)
+
+
+class MLP(nn.Module):
+    def __init__(self, outs: tuple[int, ...] = OUTS) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = 64
+        for _ in range(4):
+            layers += [nn.Linear(d, 512), nn.ReLU()]
+            d = 512
+        self.trunk = nn.Sequential(*layers)
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, o)) for o in outs
+        )
+
+    def losses(
+        self, x: torch.Tensor, ys: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        h = self.trunk(x)
+        out = []
+        for head, y in zip(self.heads, ys, strict=True):
+            z = head(h)
+            out.append(F.mse_loss(z.squeeze(-1), y) if z.shape[-1] == 1 else F.cross_entropy(z, y))
+        return out, h
+
+
+def batch(outs: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(256, 64, generator=g)
+    ys = [torch.randn(256, generator=g) if o == 1 else torch.randint(0, o, (256,), generator=g)
+          for o in outs]  # fmt: skip
+    return x, ys
+
+
+Step = Callable[[], None]
+
+
+def plain_step(model: MLP, data) -> Step:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, _ = model.losses(*data)
+        torch.stack(losses).sum().backward()
+        opt.step()
+
+    return step
+
+
+def floor_step(model: MLP, data) -> Step:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    shared = list(model.trunk.parameters())
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, _ = model.losses(*data)
+        for i, loss in enumerate(losses):
+            torch.autograd.grad(loss, shared, retain_graph=i < len(losses) - 1)
+        opt.step()
+
+    return step
+
+
+def mtldiag_step(model: MLP, data, name: str) -> Step:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    bal = Balancer(methods.create(name), model.trunk.named_parameters(),
+                   other_params=list(model.heads.parameters()))  # fmt: skip
+    names = [f"t{i}" for i in range(len(model.heads))]
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, _ = model.losses(*data)
+        bal.backward(dict(zip(names, losses, strict=True)))
+        opt.step()
+
+    return step
+
+
+def _libmtl(name: str):
+    """Import ``LibMTL.weighting.<name>`` without LibMTL's __init__ (it needs torchvision)."""
+    import importlib.util
+
+    if "LibMTL" not in sys.modules:
+        try:
+            found = importlib.util.find_spec("LibMTL")
+        except Exception:
+            return None
+        if found is None or not found.submodule_search_locations:
+            return None
+        pkg = types.ModuleType("LibMTL")
+        pkg.__path__ = list(found.submodule_search_locations)
+        sys.modules["LibMTL"] = pkg
+        wpkg = types.ModuleType("LibMTL.weighting")
+        wpkg.__path__ = [p + "/weighting" for p in pkg.__path__]
+        sys.modules["LibMTL.weighting"] = wpkg
+    try:
+        return getattr(__import__(f"LibMTL.weighting.{name}", fromlist=[name]), name)
+    except Exception:
+        return None
+
+
+LIBMTL = {"pcgrad": ("PCGrad", {}), "mgda": ("MGDA", {"mgda_gn": "none"}),
+          "cagrad": ("CAGrad", {"calpha": 0.4, "rescale": 1}),
+          "gradnorm": ("GradNorm", {"alpha": 1.5}), "imtl": ("IMTL", {}),
+          "gradvac": ("GradVac", {"beta": 0.01}), "dwa": ("DWA", {"T": 2.0}),
+          "uncertainty": ("UW", {}), "rlw": ("RLW", {"dist": "Normal"})}  # fmt: skip
+
+
+def libmtl_step(model: MLP, data, name: str) -> Step | None:
+    cls = _libmtl(LIBMTL[name][0])
+    if cls is None:
+        return None
+    kw = LIBMTL[name][1]
+    w = cls()
+    shared = list(model.trunk.parameters())
+    w.task_num, w.device, w.rep_grad, w.epoch = len(model.heads), torch.device("cpu"), False, 2
+    w.get_share_params = lambda: shared
+
+    def zero() -> None:
+        for p in shared:
+            if p.grad is not None:
+                p.grad.zero_()
+
+    w.zero_grad_share_params = zero
+    w.train_loss_buffer = torch.ones(len(model.heads), 3).numpy()
+    w.init_param()
+    params = list(model.parameters()) + list(w.parameters())
+    opt = torch.optim.SGD(params, lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, _ = model.losses(*data)
+        w.backward(torch.stack(losses), **kw)
+        opt.step()
+
+    return step
+
+
+TORCHJD = {"pcgrad": "PCGrad", "mgda": "MGDA", "imtl": "IMTLG", "upgrad": "UPGrad",
+           "cagrad": "CAGrad", "nash_mtl": "NashMTL", "aligned_mtl": "AlignedMTL",
+           "gradvac": "GradVac", "graddrop": "GradDrop"}  # fmt: skip
+
+
+def torchjd_step(model: MLP, data, name: str) -> Step | None:
+    try:
+        import torchjd.aggregation as agg
+        from torchjd.autojac import jac_to_grad, mtl_backward
+    except Exception:
+        return None
+    cls = getattr(agg, TORCHJD[name], None)
+    try:
+        if name == "cagrad":
+            a = cls(c=0.4)
+        elif name == "nash_mtl":
+            a = cls(n_tasks=len(model.heads))
+        else:
+            a = cls()
+    except Exception:  # optional dependency (cvxpy, quadprog) missing
+        return None
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    shared = list(model.trunk.parameters())
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, feat = model.losses(*data)
+        mtl_backward(losses, features=feat, shared_params=shared)
+        jac_to_grad(shared, a)
+        opt.step()
+
+    try:  # one trial step: some aggregators fail without their optional deps
+        step()
+    except Exception:
+        return None
+    return step
+
+
+def measure(steps: dict[str, Step], reps: int, inner: int) -> dict[str, float]:
+    """Median seconds per step; configurations interleaved within every repetition."""
+    for fn in steps.values():  # warm-up
+        for _ in range(2):
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(reps):
+        for key, fn in steps.items():
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                fn()
+            times[key].append((time.perf_counter() - t0) / inner)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def solver_share(reps: int) -> tuple[float, dict[str, float]]:
+    """T x T solver time at T = 16 and the floor step with 16 heads."""
+    outs = tuple([10, 1, 5] * 6)[:16]
+    model = MLP(outs)
+    floor = measure({"floor": floor_step(model, batch(outs))}, reps, 1)["floor"]
+    g = torch.Generator().manual_seed(0)
+    j = torch.randn(16, 2000, generator=g, dtype=torch.float64)
+    j[1] = -0.8 * j[0] + 0.3 * j[1]
+    gram = j @ j.T
+    out = {}
+    for cls in methods.METHODS:
+        if not issubclass(cls, GramianMethod):
+            continue
+        m = cls()
+        m.reset(RunContext(tasks=tuple(f"t{i}" for i in range(16))))
+        m.weights_from_gramian(gram, torch.ones(16))
+        ts = []
+        for _ in range(max(reps, 5)):
+            t0 = time.perf_counter()
+            m.weights_from_gramian(gram, torch.ones(16))
+            ts.append(time.perf_counter() - t0)
+        out[cls.name] = statistics.median(ts)
+    return floor, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions (noisier)")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    reps, inner = (5, 2) if args.quick else (11, 3)
+    data = batch(OUTS)
+    base = MLP()
+
+    def fresh() -> MLP:
+        return copy.deepcopy(base)
+
+    steps: dict[str, Step] = {
+        "plain": plain_step(fresh(), data),
+        "floor": floor_step(fresh(), data),
+    }
+    rows: list[tuple[str, str]] = []
+    for name in methods.names():
+        if name in ("fixed", "anneal", "prior_loss"):
+            continue  # same cost as ew (constant weights)
+        key = f"mtldiag:{name}"
+        steps[key] = mtldiag_step(fresh(), data, name)
+        rows.append((name, key))
+        if name in LIBMTL:
+            s = libmtl_step(fresh(), data, name)
+            if s is not None:
+                steps[f"libmtl:{name}"] = s
+        if name in TORCHJD:
+            s = torchjd_step(fresh(), data, name)
+            if s is not None:
+                steps[f"torchjd:{name}"] = s
+    med = measure(steps, reps, inner)
+    plain, floor = med["plain"], med["floor"]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"median of {reps} interleaved reps x {inner} steps")  # fmt: skip
+    print(f"plain step {plain * 1e3:.2f} ms; floor (T=3 autograd.grad) {floor * 1e3:.2f} ms "
+          f"= {floor / plain:.2f}x plain\n")  # fmt: skip
+    print(f"{'method':<14}{'family':<10}{'ms':>8}{'/plain':>8}{'/floor':>8}"
+          f"{'LibMTL /plain':>15}{'TorchJD /plain':>16}")  # fmt: skip
+    for name, key in rows:
+        t = med[key]
+        fam = methods.lookup(name).family
+        lib = med.get(f"libmtl:{name}")
+        tj = med.get(f"torchjd:{name}")
+        print(f"{name:<14}{fam:<10}{t * 1e3:8.2f}{t / plain:8.2f}{t / floor:8.2f}"
+              f"{(f'{lib / plain:.2f}' if lib else '—'):>15}"
+              f"{(f'{tj / plain:.2f}' if tj else '—'):>16}")  # fmt: skip
+    floor16, solvers = solver_share(reps)
+    print(f"\nT = 16: floor step {floor16 * 1e3:.1f} ms; T x T solver alone (% of that step):")
+    for name, t in solvers.items():
+        print(f"  {name:<14}{t * 1e3:8.3f} ms {100 * t / floor16:6.2f}%")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Balancer: any balancing method inside the user's own training loop.
+
+    from mtldiag import methods
+    from mtldiag.balancer import Balancer
+
+    balancer = Balancer(methods.create("pcgrad"), model.encoder.named_parameters(),
+                        other_params=[*model.heads.parameters()])
+    for batch in loader:
+        optimizer.zero_grad()
+        balancer.backward({"seg": seg_loss, "depth": depth_loss})   # fills every .grad
+        optimizer.step()
+
+Gradient methods: the Jacobian over the shared parameters is computed with one
+``torch.autograd.grad`` per task (:class:`~mtldiag.jacobian.JacobianEngine`); the same calls
+give the heads their own gradients; the shared ``.grad`` is the method's direction.
+Weighting methods: a single backward of ``sum_i w_i L_i`` (plus, for GradNorm, one partial
+``autograd.grad`` per task on the last shared layer for the norms).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+
+from mtldiag.jacobian import JacobianEngine, build_layout, gramian
+from mtldiag.methods.base import GramianMethod, Method, MethodError, RunContext, WeightingMethod
+
+
+@dataclass(frozen=True)
+class BalanceStep:
+    """What one :meth:`Balancer.backward` did."""
+
+    step: int
+    losses: list[float]
+    weights: list[float] | None  # None for non-Gramian gradient methods (GradDrop)
+
+
+class Balancer:
+    """Wrap a method for a user loop: ``backward(losses)`` fills ``.grad`` of every parameter.
+
+    ``shared_params``: the shared parameters, as ``(name, param)`` pairs (e.g.
+    ``encoder.named_parameters()``, layers follow the names) or plain parameters.
+    ``other_params``: task-specific parameters (heads); they receive their own gradients —
+    weighted by ``w_i`` for weighting and Gramian methods, plain for others.
+    ``seed``: seeds the method's random generator (PCGrad, RLW, GradDrop, GradVac).
+    The method is ``reset`` on the first call with the task names of that call, in order.
+    """
+
+    def __init__(
+        self,
+        method: Method,
+        shared_params: Iterable[torch.Tensor] | Iterable[tuple[str, torch.Tensor]],
+        other_params: Iterable[torch.Tensor] = (),
+        seed: int = 0,
+        total_steps: int | None = None,
+    ) -> None:
+        items = list(shared_params)
+        named = [
+            it if isinstance(it, tuple) else (f"shared.{k}", it) for k, it in enumerate(items)
+        ]
+        named = [(n, p) for n, p in named if p.requires_grad]
+        if not named:
+            raise MethodError("Balancer needs at least one shared parameter that requires grad.")
+        self.method = method
+        self.layout = build_layout(named)
+        self.engine = JacobianEngine(self.layout, list(other_params))
+        self.seed = seed
+        self.total_steps = total_steps
+        self.tasks: list[str] | None = None
+        self.step = 0
+
+    def _setup(self, losses: Mapping[str, torch.Tensor]) -> None:
+        self.tasks = list(losses)
+        first = next(iter(losses.values()))
+        ctx = RunContext(
+            tasks=tuple(self.tasks),
+            seed=self.seed,
+            total_steps=self.total_steps,
+            device=first.device,
+            layer_sizes=tuple(self.layout.layer_sizes),
+        )
+        self.method.reset(ctx)
+
+    def backward(self, losses: Mapping[str, torch.Tensor]) -> BalanceStep:
+        """Back-propagate ``losses`` ({task: scalar}) through the method; fill ``.grad``."""
+        if self.tasks is None:
+            self._setup(losses)
+        assert self.tasks is not None
+        if list(losses) != self.tasks:
+            raise MethodError(
+                f"Balancer.backward: expected the tasks {self.tasks} in this order, got "
+                f"{list(losses)}."
+            )
+        step = self.step
+        self.step += 1
+        ordered = [losses[t].reshape(()) for t in self.tasks]
+        detached = torch.stack([loss.detach().float() for loss in ordered])
+        m = self.method
+        weights: torch.Tensor | None = None
+        if isinstance(m, WeightingMethod):
+            weights = m.weights(detached, step)
+            norms = self._grad_norms(ordered, m.grad_norm_layer) if m.needs_grad_norms else None
+            total = (weights.to(ordered[0]) * torch.stack(ordered)).sum()
+            total.backward()
+            m.update(detached, step, norms)
+        else:
+            if isinstance(m, GramianMethod):
+                # Heads need w before the backward passes: compute J first without heads.
+                jac = self.engine.compute(ordered, accumulate_heads=False, retain_graph=True)
+                weights = m.weights_from_gramian(gramian(jac), detached)
+                direction = weights.to(jac) @ jac
+                self._heads(ordered, weights)
+            else:
+                jac = self.engine.compute(ordered)
+                direction = m.aggregate(jac, detached).clone()
+            self.engine.write_direction(direction)
+        w_list = None if weights is None else weights.double().cpu().tolist()
+        return BalanceStep(step, detached.tolist(), w_list)
+
+    def _heads(self, ordered: list[torch.Tensor], weights: torch.Tensor) -> None:
+        """Heads get ``sum_i w_i grad L_i`` (one backward, graph freed afterwards)."""
+        others = self.engine.others
+        if not others:
+            # Free the graph kept for the Jacobian.
+            return
+        total = (weights.to(ordered[0]) * torch.stack(ordered)).sum()
+        grads = torch.autograd.grad(total, others, allow_unused=True)
+        for p, g in zip(others, grads, strict=True):
+            if g is None:
+                continue
+            if p.grad is None:
+                p.grad = g
+            else:
+                p.grad.add_(g)
+
+    def _grad_norms(self, ordered: list[torch.Tensor], where: str) -> torch.Tensor:
+        """Each task's unweighted gradient norm on the last shared layer (or all shared)."""
+        layout = self.layout
+        if where == "all":
+            params = list(layout.params)
+        else:
+            last = list(layout.layer_slices.values())[-1]
+            params = [
+                p for k, p in enumerate(layout.params)
+                if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
+            ]  # fmt: skip
+        out = []
+        for loss in ordered:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            out.append(sum(float((g.double() ** 2).sum()) for g in grads if g is not None) ** 0.5)
+        return torch.tensor(out)
