@@ -349,7 +349,7 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
     name, _, args = entry.strip().partition(":")
     hp: dict[str, Any] = dict(defaults.get(name, {}))
     if args:
-        for part in args.split(","):
+        for part in _split_top(args):
             key, eq, raw = part.partition("=")
             if not eq or not key.strip():
                 raise SpecError(
@@ -361,6 +361,19 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
             except yaml.YAMLError:
                 hp[key.strip()] = raw
     return MethodSpec(name.strip(), hp)
+
+
+def _split_top(args: str) -> list[str]:
+    """Split ``k=v,k=v`` on commas outside braces/brackets (YAML flow values keep theirs)."""
+    parts, depth, cur = [], 0, ""
+    for ch in args:
+        depth += (ch in "{[") - (ch in "}]")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in [*parts, cur] if p.strip()]
 
 
 def parse_methods(text_or_list: Any, defaults: dict[str, dict[str, Any]] | None = None
@@ -382,7 +395,7 @@ def parse_methods(text_or_list: Any, defaults: dict[str, dict[str, Any]] | None 
 def _split_methods(text: str) -> list[str]:
     # "ew,cagrad:c=0.4,rescale=1,pcgrad": a piece with '=' but no ':' belongs to the previous.
     out: list[str] = []
-    for piece in [p.strip() for p in text.split(",") if p.strip()]:
+    for piece in [p.strip() for p in _split_top(text)]:
         if "=" in piece and ":" not in piece and out:
             out[-1] += "," + piece
         else:
