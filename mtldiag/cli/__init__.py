@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # Each import registers its commands on `app`.
+from mtldiag.cli import check as _check  # noqa: F401
 from mtldiag.cli import compare as _compare  # noqa: E402,F401
 from mtldiag.cli import methods as _methods  # noqa: F401
 from mtldiag.cli import profile as _profile  # noqa: E402,F401

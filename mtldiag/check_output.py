@@ -1,0 +1,82 @@
+"""Renderers for a :class:`~mtldiag.check.CheckReport`: JUnit XML, markdown and JSON.
+
+Each returns a string and never prints or writes; the CLI decides where it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from mtldiag.check import CheckReport, RuleResult, fmt_number
+
+JUNIT_CLASSNAME = "mtldiag.check"
+
+
+def _rule_detail(r: RuleResult) -> str:
+    parts = [f"method {r.method}"]
+    if r.rule.label:
+        parts.append(f"metric {r.rule.metric}")
+    if r.detail:
+        parts.append(r.detail)
+    return ", ".join(parts)
+
+
+def render_json(report: CheckReport) -> str:
+    """The report as indented JSON (``null`` for missing values)."""
+    return json.dumps(report.to_dict(), indent=2)
+
+
+def render_junit(report: CheckReport) -> str:
+    """JUnit XML: one ``<testsuite>`` in ``<testsuites>``, one ``<testcase>`` per rule.
+
+    The layout is the common denominator that Jenkins (junit plugin), GitLab
+    (``artifacts:reports:junit``) and GitHub test-report actions read: counts on both
+    ``testsuites`` and ``testsuite``, ``failure`` elements with a short ``message`` attribute
+    and the numbers in their text.
+    """
+    n, failed = len(report.results), report.n_failed
+    counts = {"tests": str(n), "failures": str(failed), "errors": "0", "skipped": "0",
+              "time": "0"}  # fmt: skip
+    suite_name = f"mtldiag check {report.name}".strip()
+    root = ET.Element("testsuites", {"name": "mtldiag check", **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": suite_name, **counts})
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", {"name": "run", "value": report.run})
+    if report.baseline is not None:
+        ET.SubElement(props, "property", {"name": "baseline", "value": report.baseline})
+    for r in report.results:
+        attrs = {"classname": JUNIT_CLASSNAME, "name": r.name, "time": "0"}
+        case = ET.SubElement(suite, "testcase", attrs)
+        numbers = (f"value {fmt_number(r.value)}, baseline {fmt_number(r.baseline)}, "
+                   f"limit {r.limit} ({_rule_detail(r)})")  # fmt: skip
+        if r.passed:
+            ET.SubElement(case, "system-out").text = numbers
+        else:
+            attrs = {"message": "; ".join(r.failures), "type": "RegressionCheck"}
+            failure = ET.SubElement(case, "failure", attrs)
+            failure.text = numbers
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(report: CheckReport) -> str:
+    """A markdown section (heading, one table row per rule) for a pull-request comment."""
+    status = "✅ passed" if report.passed else "❌ failed"
+    lines = [f"### mtldiag check: {status} — {report.headline()}", ""]
+    where = f"Run `{report.run}`" + (f" ({report.name})" if report.name else "")
+    if report.baseline is not None:
+        where += f" against baseline `{report.baseline}`"
+    lines += [where + ".", ""]
+    lines += ["| rule | method | value | baseline | limit | result |",
+              "|---|---|---:|---:|---|---|"]  # fmt: skip
+    for r in report.results:
+        rule = f"`{_cell(r.name)}`" + (f" ({_cell(r.detail)})" if r.detail else "")
+        result = "✅ PASS" if r.passed else "❌ FAIL: " + _cell("; ".join(r.failures))
+        numbers = f"{fmt_number(r.value)} | {fmt_number(r.baseline)}"
+        lines.append(f"| {rule} | {_cell(r.method)} | {numbers} | {_cell(r.limit)} | {result} |")
+    return "\n".join(lines) + "\n"
