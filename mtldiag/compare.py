@@ -6,7 +6,11 @@ the same order (``tests/test_compare.py`` checks it). Each run is instrumented l
 ``profile`` (every K-th step), is evaluated per task, and lands in one run directory.
 
 Run labels: a method's label (``pcgrad``, ``cagrad:c=0.4``); ``single:<task>`` for the
-single-task baselines; ``sweep:<w1>,<w2>,...`` for linear-scalarization sweep points.
+single-task baselines; ``sweep:<w1>,<w2>,...`` for linear-scalarization sweep points. The
+sweep label shows the point on the simplex (weights summing to 1); the run trains with those
+weights times T, the sum convention of every other method (``ew`` is ``w_i = 1``), so that
+the sweep point at the centre of the simplex *is* ``ew`` and no sweep point is handicapped by
+a T-times smaller step.
 """
 
 from __future__ import annotations
@@ -26,7 +30,15 @@ from mtldiag.losses import check_losses, label_stats
 from mtldiag.profile import Interrupted, base_summary, create_method
 from mtldiag.records import RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
-from mtldiag.train import Observer, Prepared, autocast, move_to, prepare, train_run
+from mtldiag.train import (
+    Observer,
+    Prepared,
+    autocast,
+    move_to,
+    prepare,
+    run_context,
+    train_run,
+)
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
@@ -54,12 +66,14 @@ def plan_runs(
 ) -> list[PlannedRun]:
     """Every run of a comparison, seed-major so that partial results cover all methods."""
     runs: list[PlannedRun] = []
+    n = len(tasks)
     for seed in seeds:
         for m in methods:
             runs.append(PlannedRun(m.label, seed, m))
         for w in sweep_weights:
             label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
-            fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, map(float, w), strict=True))})
+            scaled = [float(x) * n for x in w]
+            fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
             runs.append(PlannedRun(label, seed, fixed))
         if single_task:
             for t in tasks:
@@ -87,7 +101,16 @@ def evaluate(spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any,
                 f"eval '{spec.eval}' must return {{task: value}} for {', '.join(tasks)}; "
                 f"it returned: {got}."
             )
-        return {t: float(values[t]) for t in tasks}, "eval_fn"
+        out: dict[str, float | None] = {}
+        for t in tasks:
+            try:
+                out[t] = float(values[t])
+            except (TypeError, ValueError):
+                raise UserCodeError(
+                    f"eval '{spec.eval}' returned {values[t]!r} for task '{t}'; "
+                    "expected a number (or a one-element tensor)."
+                ) from None
+        return out, "eval_fn"
     if val_loader is not None:
         return _val_losses(spec, prep, tasks, val_loader), "val_loss"
     return {t: run["final_loss"].get(t) for t in tasks}, "train_loss_tail"
@@ -139,28 +162,54 @@ def run_compare(
     if device is not None:
         spec = replace(spec, device=device, raw={**spec.raw, "device": device})
     cfg = spec.compare
-    method_specs = (
-        parse_methods(methods, spec.method_hparams) if methods is not None else cfg.methods
-    )
+    if methods is not None:
+        # Hyper-parameters from the spec (top-level `methods:` and `compare.hyperparams`)
+        # apply to methods named on the command line too.
+        section = spec.raw.get("compare") if isinstance(spec.raw.get("compare"), dict) else {}
+        hp = {**spec.method_hparams, **(section.get("hyperparams") or {})}
+        method_specs = parse_methods(methods, hp)
+    else:
+        method_specs = cfg.methods
     if not method_specs:
         raise MtldiagError(
             "no methods to compare.",
             hint="pass --methods ew,pcgrad,mgda or set compare.methods in the spec",
         )
+    labels = [m.label for m in method_specs]
+    twice = sorted({x for x in labels if labels.count(x) > 1})
+    if twice:
+        raise MtldiagError(f"method {', '.join(twice)} is listed more than once.",
+                           hint="list each method once; seeds repeat it")  # fmt: skip
     for ms in method_specs:
         create_method(ms)  # fail on a bad name or hyper-parameter before any training
     seed_list = list(seeds) if seeds is not None else list(cfg.seeds)
     if not seed_list:
         raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
-    n_steps = steps or cfg.steps or spec.profile.steps
+    if len(set(seed_list)) != len(seed_list):
+        raise MtldiagError(
+            f"--seeds repeats a seed: {seed_list}.",
+            hint="a repeated seed reruns the very same run; for example --seeds 0,1,2",
+        )
+    n_steps = steps if steps is not None else (cfg.steps or spec.profile.steps)
     n_every = every if every is not None else cfg.every
     want_single = cfg.single_task if single_task is None else single_task
     n_sweep = cfg.sweep if sweep is None else sweep
+    if n_steps < 1:
+        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
+    if n_every < 0:
+        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
+    if n_sweep < 0:
+        raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
     dev = resolve_device(spec.device)
 
     first = prepare(spec, seed_list[0], dev)
     tasks = first.tasks
     layers = first.selection.layout.layers
+    stats = label_stats(spec, first.loader)
+    for ms in method_specs:
+        # reset() checks what the run must feed the method (fixed weights naming the
+        # spec's tasks, prior losses...): a bad one is bad input, found before any training.
+        create_method(ms).reset(run_context(first, stats, n_steps))
     sweep_w: list[list[float]] = []
     if n_sweep:
         from mtldiag.analysis import simplex_weights
@@ -177,7 +226,6 @@ def run_compare(
         "methods": [m.label for m in method_specs], "seeds": seed_list, "steps": n_steps,
         "every": n_every, "single_task": want_single, "sweep": n_sweep,
     }  # fmt: skip
-    stats = label_stats(spec, first.loader)
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]

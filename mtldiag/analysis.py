@@ -1,0 +1,393 @@
+"""The numbers behind ``mtldiag compare``: sweep weights, Δm%, Pareto dominance, the ranked table.
+
+Pure functions of plain data (the ``runs`` entries of ``summary.json``), so ``mtldiag report``
+can rebuild the comparison from a run directory, and tests can check them on hand-made runs.
+
+- Δm% is the multi-task performance measure of Maninis, Radosavovic & Kokkinos, "Attentive
+  single-tasking of multiple tasks", CVPR 2019: the mean relative per-task change against a
+  reference, signed so that lower is better.
+- The linear-scalarization sweep follows Xin et al., "Do current multi-task optimization
+  methods in deep learning even help?", NeurIPS 2022, and Kurin et al., "In defense of the
+  unitary scalarization for deep multi-task learning", NeurIPS 2022: fixed weight vectors
+  spread over the simplex, the baseline a balancing method has to beat.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+from collections.abc import Mapping, Sequence
+from itertools import product
+from typing import Any
+
+SWEEP_PREFIX = "sweep:"
+SINGLE_PREFIX = "single:"
+
+EVALUATION_TEXT = {
+    "eval_fn": "the spec's eval function",
+    "val_loss": "the per-task loss on the validation loader (data.val)",
+    "train_loss_tail": "the mean training loss over the last 10% of steps (no eval, no data.val)",
+}
+
+
+# --------------------------------------------------------------------------- sweep weights
+
+
+def simplex_weights(T: int, K: int, seed: int = 0) -> list[list[float]]:  # noqa: N803
+    """``K`` distinct weight vectors over ``T`` tasks, each positive and summing to 1.
+
+    T = 2: the evenly spaced interior points ``(i/(K+1), 1 - i/(K+1))``, i = 1..K. T = 3: the
+    points of the finest triangular grid ``(i, j, k)/n`` (all of i, j, k ≥ 1) that has at least
+    K of them, thinned to K by farthest-point sampling from the centre. T ≥ 4: Dirichlet(1)
+    draws (uniform on the simplex) from ``random.Random(seed)``. Deterministic for a given
+    (T, K, seed). Vertices are left out on purpose: a zero weight would not train that task,
+    which is a single-task baseline (``--single-task``), not a scalarization.
+    """
+    if T < 1 or K < 1:
+        return []
+    if T == 1:
+        return [[1.0]]
+    if T == 2:
+        return [[i / (K + 1), 1.0 - i / (K + 1)] for i in range(1, K + 1)]
+    if T == 3:
+        n = 3
+        while (n - 1) * (n - 2) // 2 < K:
+            n += 1
+        grid = [(i, j, n - i - j) for i, j in product(range(1, n), repeat=2) if n - i - j >= 1]
+        return [[x / n for x in p] for p in _spread(grid, K, n)]
+    rng = random.Random(seed)
+    out: list[list[float]] = []
+    while len(out) < K:
+        # A Dirichlet(1, ..., 1) draw is a vector of Exp(1) draws divided by their sum.
+        e = [rng.expovariate(1.0) for _ in range(T)]
+        s = sum(e)
+        w = [x / s for x in e]
+        if w not in out:
+            out.append(w)
+    return out
+
+
+def _spread(points: list[tuple[int, ...]], k: int, n: int) -> list[tuple[int, ...]]:
+    """``k`` of ``points`` far from each other: greedy farthest-point sampling, deterministic."""
+    if len(points) <= k:
+        return points
+    centre = [n / len(points[0])] * len(points[0])
+
+    def d2(p: Sequence[float], q: Sequence[float]) -> float:
+        return sum((a - b) ** 2 for a, b in zip(p, q, strict=True))
+
+    chosen = [min(points, key=lambda p: (d2(p, centre), p))]
+    while len(chosen) < k:
+        rest = [p for p in points if p not in chosen]
+        chosen.append(max(rest, key=lambda p: (min(d2(p, c) for c in chosen), p)))
+    return sorted(chosen, reverse=True)
+
+
+# --------------------------------------------------------------------------- Δm% and dominance
+
+
+def delta_m(
+    metrics: Mapping[str, float | None],
+    reference: Mapping[str, float | None],
+    higher_is_better: Mapping[str, bool],
+) -> float | None:
+    """Δm% = 100/T · Σ_t (−1)^hib_t · (M_t − R_t) / |R_t| (Maninis et al. 2019).
+
+    Lower is better; negative means better than the reference on average. The tasks are those
+    of ``higher_is_better``. ``None`` when a value is missing or a reference value is 0 (the
+    relative change is undefined). ``|R_t|`` keeps the sign right for a negative reference
+    (e.g. a log-likelihood); for the usual positive metrics it is the paper's ``R_t``.
+    """
+    tasks = list(higher_is_better)
+    if not tasks:
+        return None
+    total = 0.0
+    for t in tasks:
+        m, r = metrics.get(t), reference.get(t)
+        if m is None or r is None or r == 0 or not math.isfinite(m) or not math.isfinite(r):
+            return None
+        sign = -1.0 if higher_is_better[t] else 1.0
+        total += sign * (m - r) / abs(r)
+    return 100.0 * total / len(tasks)
+
+
+def dominates(
+    a: Mapping[str, float | None],
+    b: Mapping[str, float | None],
+    higher_is_better: Mapping[str, bool],
+) -> bool:
+    """Whether ``a`` Pareto-dominates ``b``: no worse on every task, strictly better on one."""
+    strictly = False
+    for t, hib in higher_is_better.items():
+        x, y = a.get(t), b.get(t)
+        if x is None or y is None:
+            return False
+        better, worse = (x > y, x < y) if hib else (x < y, x > y)
+        if worse:
+            return False
+        strictly = strictly or better
+    return strictly
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _mean_std(values: Sequence[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (n − 1) over seeds; std is 0.0 for a single seed."""
+    if not values:
+        return {"mean": None, "std": None}
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std}
+
+
+def _values(xs: Sequence[Any]) -> list[float]:
+    return [float(x) for x in xs if x is not None and math.isfinite(float(x))]
+
+
+def _mean_or_none(xs: Sequence[Any]) -> float | None:
+    v = _values(xs)
+    return statistics.fmean(v) if v else None
+
+
+def _group(runs: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault(str(r.get("method")), []).append(r)
+    return groups
+
+
+def _ok(rs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [r for r in rs if r.get("status") == "ok" and r.get("metrics")]
+
+
+def _pair_mean(rs: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    """Mean over seeds and task pairs of a whole-trunk pair statistic."""
+    return _mean_or_none([p.get(key) for r in rs for p in r.get("pairs") or []])
+
+
+def _row(label: str, rs: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> dict[str, Any]:
+    ok = _ok(rs)
+    times = _values([r.get("step_time_ms_median") for r in ok])
+    mems = _values([r.get("peak_memory_mb") for r in ok])
+    return {
+        "label": label,
+        "kind": "sweep" if label.startswith(SWEEP_PREFIX) else "method",
+        "rank": None,
+        "seeds": len(ok),
+        "failed": len(rs) - len(ok),
+        "metric": {t: _mean_std(_values([r["metrics"].get(t) for r in ok])) for t in tasks},
+        "delta_m": None,
+        "delta_m_std": None,
+        "conflict_rate": _pair_mean(ok, "conflict_rate"),
+        "cosine_mean": _pair_mean(ok, "cosine_mean"),
+        "step_time_ms": statistics.median(times) if times else None,
+        "peak_memory_mb": max(mems) if mems else None,
+        "dominated_by": [],
+    }
+
+
+def _means(row: Mapping[str, Any]) -> dict[str, float | None]:
+    return {t: v["mean"] for t, v in row["metric"].items()}
+
+
+def _avg_ranks(values: list[float], higher_is_better: bool) -> list[float]:
+    """1-based ranks of ``values`` (best first), ties sharing their average rank."""
+    order = sorted(range(len(values)), key=lambda i: -values[i] if higher_is_better else values[i])
+    ranks = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def _mean_task_rank(rows: list[dict[str, Any]], hib: Mapping[str, bool]) -> dict[str, float]:
+    """Each row's mean over tasks of its rank among ``rows`` on that task's mean metric."""
+    sums = dict.fromkeys((r["label"] for r in rows), 0.0)
+    for t, h in hib.items():
+        ranks = _avg_ranks([r["metric"][t]["mean"] for r in rows], h)
+        for r, k in zip(rows, ranks, strict=True):
+            sums[r["label"]] += k
+    return {label: s / len(hib) for label, s in sums.items()}
+
+
+def comparison_table(
+    runs: Sequence[Mapping[str, Any]],
+    higher_is_better: Mapping[str, bool],
+    evaluation: str | None,
+) -> dict[str, Any]:
+    """The ``comparison`` section of a compare ``summary.json`` (see docs/run-format.md).
+
+    ``runs`` are summary run entries (``method`` is the run label, ``metrics`` the per-task
+    evaluation of an ok run); ``higher_is_better`` names every task. Rows aggregate the ok runs
+    of each method and sweep label over seeds (mean ± sample std), ranked best first by Δm%
+    against the single-task models (or ``ew`` without them), else by mean per-task rank.
+    """
+    hib = {str(t): bool(v) for t, v in higher_is_better.items()}
+    tasks = list(hib)
+    groups = _group(runs)
+
+    single: dict[str, dict[str, float | None]] = {}
+    for t in tasks:
+        vals = _values([r["metrics"].get(t) for r in _ok(groups.get(SINGLE_PREFIX + t, []))])
+        if vals:
+            single[t] = _mean_std(vals)
+
+    rows = [_row(label, rs, tasks) for label, rs in groups.items()
+            if not label.startswith(SINGLE_PREFIX)]  # fmt: skip
+    live = [r for r in rows if r["seeds"] > 0]
+
+    reference: str | None = None
+    ref_values: dict[str, float | None] = {}
+    if tasks and all(t in single for t in tasks):
+        reference, ref_values = "single_task", {t: single[t]["mean"] for t in tasks}
+    else:
+        ew = next((r for r in live if r["label"] == "ew"), None)
+        if ew is not None:
+            reference, ref_values = "ew", _means(ew)
+
+    if reference is not None:
+        for row in live:
+            row["delta_m"] = delta_m(_means(row), ref_values, hib)
+            per_seed = [delta_m(r["metrics"], ref_values, hib) for r in _ok(groups[row["label"]])]
+            seeds = _values(per_seed)
+            if row["delta_m"] is not None and len(seeds) == len(per_seed):
+                row["delta_m_std"] = statistics.stdev(seeds) if len(seeds) > 1 else 0.0
+
+    sweeps = [r for r in live if r["kind"] == "sweep"]
+    for row in live:
+        mine = _means(row)
+        row["dominated_by"] = [
+            s["label"] for s in sweeps if s is not row and dominates(_means(s), mine, hib)
+        ]
+
+    by_delta = reference is not None and all(r["delta_m"] is not None for r in live)
+    if by_delta:
+        live.sort(key=lambda r: r["delta_m"])
+    elif live and tasks and all(r["metric"][t]["mean"] is not None for r in live for t in tasks):
+        score = _mean_task_rank(live, hib)
+        live.sort(key=lambda r: score[r["label"]])
+    for i, row in enumerate(live, start=1):
+        row["rank"] = i
+    ordered = live + [r for r in rows if r["seeds"] == 0]
+
+    negative = []
+    if single:
+        for t in tasks:
+            means = [r["metric"][t]["mean"] for r in live]
+            if t in single and means and all(m is not None for m in means) and all(
+                (m < single[t]["mean"]) if hib[t] else (m > single[t]["mean"]) for m in means
+            ):
+                negative.append(t)
+
+    failed_runs = [
+        {"label": str(r.get("method")), "seed": r.get("seed"), "error": r.get("error") or ""}
+        for r in runs if r.get("status") not in ("ok", None)
+    ]  # fmt: skip
+
+    out: dict[str, Any] = {
+        "evaluation": evaluation,
+        "reference": reference,
+        "higher_is_better": hib,
+        "rows": ordered,
+    }
+    if single:
+        out["single_task"] = single
+    out["negative_transfer"] = negative
+    out["failed_runs"] = failed_runs
+    out["verdict"] = _verdict(out, by_delta, tasks)
+    # The schema's key order: verdict before failed_runs.
+    out["failed_runs"] = out.pop("failed_runs")
+    return out
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+def _fmt_dm(row: Mapping[str, Any]) -> str:
+    s = f"{row['delta_m']:+.2f}%"
+    if row["seeds"] > 1 and row["delta_m_std"] is not None:
+        s = f"{row['delta_m']:+.2f} ± {row['delta_m_std']:.2f}%"
+    return s
+
+
+def _overlap(a: Mapping[str, Any], b: Mapping[str, Any], by_delta: bool,
+             tasks: Sequence[str]) -> bool:  # fmt: skip
+    """Whether the mean ± one std intervals over seeds of two rows overlap (on Δm%, or on
+    every task when ranked without Δm%)."""
+    if by_delta:
+        return abs(a["delta_m"] - b["delta_m"]) <= (a["delta_m_std"] or 0) + (b["delta_m_std"] or 0)
+    return all(
+        abs(a["metric"][t]["mean"] - b["metric"][t]["mean"])
+        <= (a["metric"][t]["std"] or 0) + (b["metric"][t]["std"] or 0)
+        for t in tasks
+    )
+
+
+def _names(labels: Sequence[str]) -> str:
+    return ", ".join(labels)
+
+
+def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]) -> str:
+    rows = [r for r in table["rows"] if r["rank"] is not None]
+    ref = table["reference"]
+    ref_text = {"single_task": "the single-task models", "ew": "equal weighting (ew)"}.get(ref, "")
+    parts: list[str] = []
+    if not rows:
+        parts.append("No run finished: there is nothing to rank.")
+    else:
+        best = rows[0]
+        how = "by mean per-task rank"
+        if by_delta:
+            how = f"by Δm% ({_fmt_dm(best)} against {ref_text})"
+        parts.append(f"{best['label']} ranks first {how}.")
+        if len(rows) > 1:
+            second = rows[1]
+            what = f" ({_fmt_dm(second)})" if by_delta else ""
+            if best["seeds"] < 2 or second["seeds"] < 2:
+                parts.append(
+                    f"{second['label']} is second{what}; with one seed, seed noise cannot be "
+                    "judged (run with --seeds 0,1,2)."
+                )
+            elif _overlap(best, second, by_delta, tasks):
+                parts.append(
+                    f"{second['label']} is second{what}: the difference is within seed noise "
+                    f"(mean ± one std over seeds overlap)."
+                )
+            else:
+                parts.append(
+                    f"{second['label']} is second{what}, more than one std over seeds apart."
+                )
+    if ref == "ew":
+        parts.append("Δm% is against equal weighting (ew): --single-task measures it against "
+                     "single-task models.")  # fmt: skip
+    elif ref is None and rows:
+        parts.append("No Δm%: there are no single-task runs and no ew run to measure it against.")
+    dominated = [r for r in rows if r["kind"] == "method" and r["dominated_by"]]
+    if dominated:
+        sweepers = sorted({s for r in dominated for s in r["dominated_by"]})
+        parts.append(
+            f"Linear scalarization ({_names(sweepers)}) Pareto-dominates "
+            f"{_names([r['label'] for r in dominated])}: a fixed weighted sum does at least as "
+            "well on every task."
+        )
+    if table["negative_transfer"]:
+        parts.append(
+            f"Negative transfer on {_names(table['negative_transfer'])}: every multi-task run "
+            "does worse there than the single-task model."
+        )
+    if table["failed_runs"]:
+        seeds: dict[str, list[str]] = {}
+        for f in table["failed_runs"]:
+            seeds.setdefault(f["label"], []).append(str(f["seed"]))
+        listed = [f"{label} (seed {', '.join(s)})" for label, s in seeds.items()]
+        parts.append(f"Failed: {_names(listed)}; see failed_runs for the step and task.")
+    if table["evaluation"] in EVALUATION_TEXT:
+        parts.append(f"Metrics: {EVALUATION_TEXT[table['evaluation']]}.")
+    return " ".join(parts)
