@@ -1,9 +1,16 @@
-"""Identical starting weights and data order across compared runs."""
+"""``run_compare``: identical starting weights and data order across compared runs, failed
+runs that do not stop the others, the three evaluations, and bad input found before training."""
 
+import copy
+import csv
+from pathlib import Path
+
+import pytest
 import torch
 
 from mtldiag.build import BatchCycle
-from mtldiag.compare import plan_runs
+from mtldiag.compare import plan_runs, run_compare
+from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.spec import MethodSpec, parse_spec
 from mtldiag.train import prepare
 
@@ -41,5 +48,112 @@ def test_plan_covers_methods_seeds_sweeps_and_single_task_runs():
                           ("single:a", 0), ("single:b", 0)]  # fmt: skip
     assert len(plan) == 10
     sweep = plan[2].method
-    assert sweep.name == "fixed" and sweep.hparams == {"weights": {"a": 0.25, "b": 0.75}}
+    # the label shows the simplex point; the run uses the sum convention (x T = 2), like ew
+    assert sweep.name == "fixed" and sweep.hparams == {"weights": {"a": 0.5, "b": 1.5}}
     assert plan[3].tasks == ("a",)
+
+
+def test_same_method_under_two_labels_trains_identically_within_a_seed(tmp_path: Path):
+    """End to end through run_compare: ``ew`` and ``fixed`` weights of 1 are the same method,
+    so with the same initial weights and the same batches in the same order their whole loss
+    curves agree, even with ``rlw`` (random weights from the global RNG) run in between."""
+    data = copy.deepcopy(SYNTHETIC)
+    data["data"]["kwargs"]["noise"] = 0.3  # batches differ, so their order matters
+    run_compare(parse_spec(data), methods="ew,rlw,fixed:weights={a: 1, b: 1, c: 1}",
+                seeds=[0, 1], steps=6, every=3, out=tmp_path / "run")  # fmt: skip
+    with open(tmp_path / "run" / "steps.csv") as f:
+        rows = list(csv.DictReader(f))
+    curves: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        curves.setdefault((r["method"][:5], r["seed"]), []).append(r["loss/b"])
+    for seed in "01":
+        assert curves[("ew", seed)] == curves[("fixed", seed)]
+        assert curves[("rlw", seed)] != curves[("ew", seed)]
+    assert curves[("ew", "0")] != curves[("ew", "1")]  # another seed, another order
+
+
+EXPLODE = "fixed:weights={a: 1000000, b: 1, c: 1}"  # SGD with a 1e6 weight: inf in 2-3 steps
+
+
+def test_a_diverging_method_is_marked_failed_and_the_others_go_on(tmp_path: Path):
+    res = run_compare(parse_spec(SYNTHETIC), methods=f"{EXPLODE},ew", seeds=[0], steps=8,
+                      every=4, out=tmp_path / "run")  # fmt: skip
+    runs = {r["method"]: r for r in res.summary["runs"]}
+    bad = next(r for label, r in runs.items() if label.startswith("fixed"))
+    assert bad["status"] == "failed" and bad.get("metrics") is None
+    assert "task 'a'" in bad["error"] and "at step" in bad["error"]
+    assert 1 <= bad["steps"] < 8  # the steps before it are kept
+    assert runs["ew"]["status"] == "ok" and runs["ew"]["steps"] == 8  # ran after the failure
+    cmp = res.summary["comparison"]
+    assert [f["seed"] for f in cmp["failed_runs"]] == [0]
+    assert "task 'a'" in cmp["failed_runs"][0]["error"]
+    assert [(r["label"], r["rank"]) for r in cmp["rows"]] == [("ew", 1), (bad["method"], None)]
+    assert "Failed:" in cmp["verdict"]
+
+
+def _with(**changes):
+    data = copy.deepcopy(SYNTHETIC)
+    data.update(changes)
+    return data
+
+
+def test_eval_function_and_higher_is_better_reach_the_table(tmp_path: Path):
+    ev = tmp_path / "myeval.py"
+    ev.write_text(
+        "import torch\n"
+        "def evaluate(model, loader):\n"
+        "    x, y = next(iter(loader))\n"
+        "    out = model(x)\n"
+        "    return {t: -float(((out[t] - y[t]) ** 2).mean()) for t in 'abc'}\n"
+    )
+    data = _with(eval=f"{ev}:evaluate")
+    data["tasks"] = {t: {"output": t, "target": t, "loss": "mse", "higher_is_better": True}
+                     for t in "abc"}  # fmt: skip
+    res = run_compare(parse_spec(data), methods="ew,pcgrad", seeds=[0], steps=4, every=2,
+                      single_task=True, out=tmp_path / "run")  # fmt: skip
+    cmp = res.summary["comparison"]
+    assert cmp["evaluation"] == "eval_fn" and cmp["reference"] == "single_task"
+    assert cmp["higher_is_better"] == {"a": True, "b": True, "c": True}
+    assert all(r["metric"]["a"]["mean"] < 0 for r in cmp["rows"])  # the eval's values, kept
+    assert "eval function" in cmp["verdict"]
+
+
+def test_eval_function_returning_the_wrong_tasks_is_a_user_error(tmp_path: Path):
+    ev = tmp_path / "badeval.py"
+    ev.write_text("def evaluate(model, loader):\n    return {'a': 1.0, 'z': 2.0}\n")
+    with pytest.raises(UserCodeError, match=r"must return \{task: value\} for a, b, c; "
+                       r"it returned: a, z"):  # fmt: skip
+        run_compare(parse_spec(_with(eval=f"{ev}:evaluate")), methods="ew", seeds=[0], steps=2,
+                    out=tmp_path / "run")  # fmt: skip
+
+
+def test_validation_loader_is_used_when_given(tmp_path: Path):
+    data = copy.deepcopy(SYNTHETIC)
+    data["data"]["val"] = {"factory": data["data"]["factory"],
+                           "kwargs": {**data["data"]["kwargs"], "seed": 7, "n_batches": 2}}
+    res = run_compare(parse_spec(data), methods="ew", seeds=[0], steps=2, every=1,
+                      out=tmp_path / "run")  # fmt: skip
+    run = res.summary["runs"][0]
+    assert res.summary["comparison"]["evaluation"] == "val_loss"
+    assert run["metrics"] != run["final_loss"]  # other batches than the training tail
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"methods": "ew,pcgard"}, "Did you mean 'pcgrad'?"),
+        ({"methods": "ew,ew"}, "listed more than once"),
+        ({"methods": "fixed:weights={a: 1, z: 2}"}, "unknown task 'z'"),  # found by reset()
+        ({"methods": "cagrad:c=-3"}, "`c` should be a non-negative float"),
+        ({"seeds": []}, "--seeds is empty"),
+        ({"seeds": [1, 1]}, "repeats a seed"),
+        ({"steps": 0}, "--steps must be at least 1"),
+        ({"sweep": -1}, "--sweep must be 0"),
+    ],
+)
+def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, message):
+    args = {"methods": "ew", "seeds": [0], "steps": 2, **kwargs}
+    with pytest.raises(MtldiagError, match=message) as info:
+        run_compare(parse_spec(SYNTHETIC), out=tmp_path / "run", **args)
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "run" / "steps.csv").exists()  # nothing trained, nothing written
