@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mtldiag.cli.app import app, console, err_console, guarded
+from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.profile import SPEC_HELP
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
@@ -47,14 +47,20 @@ def compare(
     from mtldiag.compare import run_compare
     from mtldiag.spec import load_spec
 
+    seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
     loaded = load_spec(spec)
-    seed_list = parse_seeds(seeds)
     with RichObserver(err_console) as obs:
         result = run_compare(loaded, methods=methods, seeds=seed_list, steps=steps, every=every,
                              single_task=single_task, sweep=sweep, out=out, device=device,
                              observer=obs)  # fmt: skip
     render_summary(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    runs = result.summary.get("runs") or []
+    if runs and not any(r.get("status") == "ok" for r in runs):
+        first = next((r.get("error") for r in runs if r.get("error")), "")
+        raise fail(f"every run failed; the first: {first}",
+                   hint="lower the learning rate or check the data; the records are kept",
+                   code=1)  # fmt: skip
     if check or rules is not None or baseline is not None:
         from mtldiag.cli.check import check_and_render
 
