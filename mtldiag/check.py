@@ -186,6 +186,7 @@ class CheckReport:
     kind: str
     results: tuple[RuleResult, ...]
     baseline: str | None = None
+    status: str = "complete"  # the run's summary status: complete | interrupted | failed
 
     @property
     def passed(self) -> bool:
@@ -211,6 +212,7 @@ class CheckReport:
             "name": self.name,
             "kind": self.kind,
             "baseline": self.baseline,
+            "status": self.status,
             "passed": self.passed,
             "failed": self.n_failed,
             "results": [r.to_dict() for r in self.results],
@@ -544,7 +546,8 @@ def evaluate(summary: dict[str, Any], rules: Sequence[Rule], baseline: dict[str,
         check_tasks(summary, baseline)
     results = tuple(evaluate_rule(r, summary, baseline) for r in rules)
     name, kind = str(summary.get("name", "")), str(summary.get("kind", ""))
-    return CheckReport(run=run, name=name, kind=kind, results=results, baseline=baseline_name)
+    return CheckReport(run=run, name=name, kind=kind, results=results, baseline=baseline_name,
+                       status=str(summary.get("status") or "complete"))  # fmt: skip
 
 
 def run_check(run: str | Path, rules: str | Path | Sequence[Rule] | None = None,

@@ -72,6 +72,9 @@ def render_markdown(report: CheckReport) -> str:
     if report.baseline is not None:
         where += f" against baseline `{report.baseline}`"
     lines += [where + ".", ""]
+    if report.status != "complete":
+        lines += [f"> The run's status is **{report.status}**: its numbers cover only the "
+                  "steps it recorded.", ""]  # fmt: skip
     lines += ["| rule | method | value | baseline | limit | result |",
               "|---|---|---:|---:|---|---|"]  # fmt: skip
     for r in report.results:

@@ -76,6 +76,9 @@ def check_and_render(run_dir: Path, rules: Path | None, baseline: Path | None,
             if not r.passed:
                 console.print(f"[bold red]FAIL[/] {escape(r.name)}: {escape('; '.join(r.failures))}",
                               highlight=False)  # fmt: skip
+        if report.status != "complete":
+            console.print(f"[yellow]note: the run's status is '{escape(report.status)}': its "
+                          "numbers cover only the steps it recorded.[/]", highlight=False)  # fmt: skip
         style = "green" if report.passed else "bold red"
         console.print(f"[{style}]check: {report.headline()}[/]", highlight=False)
     return report.exit_code
@@ -86,7 +89,7 @@ def check_and_render(run_dir: Path, rules: Path | None, baseline: Path | None,
 def check(
     run: Path = typer.Argument(..., help="Run directory (or its summary.json) to check.", show_default=False),
     baseline: Path | None = typer.Option(None, "--baseline", "-b", help="Baseline run directory or summary.json (for max_increase / max_decrease)."),
-    rules: Path | None = typer.Option(None, "--rules", "-r", help="YAML rules file [the run's spec.yaml checks:]."),
+    rules: Path | None = typer.Option(None, "--rules", "-r", help="YAML rules file (default: the checks: list of the run's spec.yaml)."),
     junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (one test case per rule)."),
     markdown: Path | None = typer.Option(None, "--markdown", help="Write a markdown table here (for a PR comment)."),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json (stdout)."),

@@ -213,3 +213,16 @@ def test_end_to_end_regression_fails_exactly_the_right_rules(tmp_path: Path, mon
     assert len(cases) == len(E2E_RULES)
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == SHOULD_FAIL
+
+
+def test_interrupted_run_is_checked_with_a_note(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    summary = profile_summary()
+    summary["status"] = "interrupted"
+    run = write_run(tmp_path / "run", summary)
+    rules = write_rules(tmp_path / "r.yaml", [{"metric": "grad_norm_ratio", "max": 6}])
+    md = tmp_path / "c.md"
+    res = runner.invoke(app, ["check", str(run), "--rules", str(rules), "--markdown", str(md)])
+    assert res.exit_code == 0, res.output
+    assert "note: the run's status is 'interrupted'" in res.stdout
+    assert "> The run's status is **interrupted**" in md.read_text()
