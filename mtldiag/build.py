@@ -86,8 +86,22 @@ def build_model(spec: Spec, seed: int, device: torch.device) -> nn.Module:
 
 
 def build_loader(spec: Spec, seed: int, ref: FactorySpec | None = None, **extra: Any) -> Any:
-    """The user's data loader (any iterable of batches), built under ``seed``."""
+    """The user's data loader (any iterable of batches), built under ``seed``.
+
+    Under torchrun the training data (not ``data.val``, which every rank reads whole) is
+    sharded: a factory that takes ``rank`` and ``world_size`` gets them, any other loader goes
+    through :func:`mtldiag.distributed.shard_loader`.
+    """
+    from mtldiag import distributed
+
+    ctx = distributed.context() if ref is None else None
     ref = ref or spec.data
+    self_sharded = False
+    if ctx is not None and distributed.accepts_shard_args(
+        resolve(ref.factory, spec.base_dir, what="data")
+    ):
+        extra = {**extra, "rank": ctx.rank, "world_size": ctx.world_size}
+        self_sharded = True
     seed_everything(seed)
     loader = call_factory(ref, spec, "data", **extra)
     if not hasattr(loader, "__iter__"):
@@ -96,6 +110,8 @@ def build_loader(spec: Spec, seed: int, ref: FactorySpec | None = None, **extra:
             "which is not iterable.",
             hint="return a torch.utils.data.DataLoader or any iterable of batches",
         )
+    if ctx is not None and not self_sharded:
+        loader = distributed.shard_loader(loader, seed, ref.factory)
     return loader
 
 

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-from mtldiag.build import build_loader, resolve_device
+from mtldiag.build import build_loader
 from mtldiag.diagnose import diagnose
+from mtldiag.distributed import setup_device
 from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
 from mtldiag.imports import resolve
 from mtldiag.losses import check_losses, label_stats
@@ -200,7 +201,7 @@ def run_compare(
         raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
     if n_sweep < 0:
         raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
-    dev = resolve_device(spec.device)
+    dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     first = prepare(spec, seed_list[0], dev)
     tasks = first.tasks
@@ -276,6 +277,8 @@ def _finish(writer: RunWriter, summary: dict[str, Any], spec: Spec, tasks: list[
     if ok:
         summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
     writer.write_summary(summary)
+    if not writer.enabled:  # torchrun: rank 0 writes
+        return
     try:
         from mtldiag.report import write_report
 

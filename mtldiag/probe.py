@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mtldiag import distributed
 from mtldiag.jacobian import JacobianEngine
 from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
 from mtldiag.metrics import StepMetrics, stacked_gramians, step_metrics
@@ -79,6 +80,9 @@ class GradientProbe:
         self.selection: SharedSelection | None = None
         self.engine: JacobianEngine | None = None
         self.step_index = 0
+        # Under torchrun: whether DDP already averages the .grad of a plain backward (the
+        # trainer wraps the model); a user loop without DDP leaves it False and the probe does.
+        self.ddp_syncs_plain_steps = False
 
     def __enter__(self) -> GradientProbe:
         return self
@@ -107,8 +111,16 @@ class GradientProbe:
     def instrumented(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
 
-    def backward(self, losses: Mapping[str, torch.Tensor]) -> ProbeStep:
-        """Back-propagate the task losses through the method; fill every ``.grad``."""
+    def backward(
+        self, losses: Mapping[str, torch.Tensor], global_losses: torch.Tensor | None = None
+    ) -> ProbeStep:
+        """Back-propagate the task losses through the method; fill every ``.grad``.
+
+        Under torchrun (a process group mtldiag started) the per-task gradients are averaged
+        across ranks before anything is derived from them, so metrics and update are those of
+        the global batch and the same on every rank. ``global_losses``: the losses already
+        averaged across ranks, in task order (else the probe averages them).
+        """
         if self.engine is None:
             self._setup(losses)
         assert self.engine is not None and self.tasks is not None
@@ -116,6 +128,11 @@ class GradientProbe:
         self.step_index += 1
         ordered = [losses[t] for t in self.tasks]
         detached = torch.stack([loss.detach().float().reshape(()) for loss in ordered])
+        dctx = distributed.context()
+        if dctx is not None:
+            detached = global_losses if global_losses is not None else distributed.average_(
+                detached
+            )
         method = self.method
         weighting = isinstance(method, WeightingMethod)
         inst = self.instrumented(step)
@@ -127,6 +144,9 @@ class GradientProbe:
         layout = self.engine.layout
         if inst or not weighting:
             jac = self.engine.compute(ordered, head_weights=weights)
+            if dctx is not None:
+                distributed.average_(jac)  # T x P floats: the one large collective
+                distributed.average_grads(self.engine.others)
             stack = stacked_gramians(jac, layout)  # (L+1, T, T)
             gram = stack[0]
             if weighting:
@@ -148,6 +168,8 @@ class GradientProbe:
                 grad_norms = self._last_layer_norms(ordered)
             total = (weights.to(ordered[0].dtype) * torch.stack(ordered).reshape(-1)).sum()
             total.backward()
+            if dctx is not None and not self.ddp_syncs_plain_steps:
+                distributed.average_grads([*layout.params, *self.engine.others])
         if weighting:
             method.update(detached, step, grad_norms)
         return ProbeStep(
@@ -168,9 +190,24 @@ class GradientProbe:
             p for k, p in enumerate(layout.params)
             if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
         ]  # fmt: skip
+        if distributed.context() is not None:
+            return self._global_norms(ordered, params)
         out = []
         for loss in ordered:
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             sq = sum(float((g.float() ** 2).sum()) for g in grads if g is not None)
             out.append(sq**0.5)
         return torch.tensor(out)
+
+    @staticmethod
+    def _global_norms(ordered: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
+        """Norms of the rank-averaged gradients (a mean of per-rank norms would be larger)."""
+        rows = []
+        for loss in ordered:
+            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+            rows.append(torch.cat([
+                (torch.zeros_like(p) if g is None else g).reshape(-1).float()
+                for p, g in zip(params, grads, strict=True)
+            ]))  # fmt: skip
+        block = distributed.average_(torch.stack(rows))
+        return block.double().pow(2).sum(dim=1).sqrt().float().cpu()

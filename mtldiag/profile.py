@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtldiag.build import resolve_device
 from mtldiag.diagnose import diagnose
+from mtldiag.distributed import setup_device
 from mtldiag.errors import MtldiagError, TrainingError
 from mtldiag.records import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
@@ -91,7 +91,7 @@ def run_profile(
         raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
     ms = parse_method(method, spec.method_hparams) if method is not None else spec.profile.method
     method_obj = create_method(ms)
-    dev = resolve_device(spec.device)
+    dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
     layers = prep.selection.layout.layers
@@ -147,6 +147,8 @@ def _finish(writer: RunWriter, summary: dict[str, Any], run: dict[str, Any] | No
     if preview_acc is not None:
         summary["preview"] = preview_acc.summary()
     writer.write_summary(summary)
+    if not writer.enabled:  # torchrun: rank 0 writes
+        return
     try:
         from mtldiag.report import write_report
 

@@ -60,6 +60,12 @@ def environment(device: torch.device) -> dict[str, Any]:
         "argv": sys.argv,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    from mtldiag import distributed
+
+    dctx = distributed.context()
+    if dctx is not None:
+        env["world_size"] = dctx.world_size
+        env["backend"] = dctx.backend
     if device.type == "cuda":
         env["cuda"] = torch.version.cuda
         env["gpu"] = torch.cuda.get_device_name(device)
@@ -67,17 +73,26 @@ def environment(device: torch.device) -> dict[str, Any]:
 
 
 class RunWriter:
-    """Writes one run directory. Created lazily: nothing is on disk before :meth:`open`."""
+    """Writes one run directory. Created lazily: nothing is on disk before :meth:`open`.
+
+    Under torchrun only rank 0 writes; on the other ranks (``enabled`` False) every method
+    does nothing.
+    """
 
     def __init__(self, path: str | Path, tasks: Sequence[str]) -> None:
+        from mtldiag.distributed import is_main
+
         self.path = Path(path)
         self.tasks = list(tasks)
+        self.enabled = is_main()
         self._steps: IO[str] | None = None
         self._pairs: IO[str] | None = None
         self._steps_csv: Any = None
         self._pairs_csv: Any = None
 
     def open(self, spec_yaml: str, env: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
@@ -124,6 +139,8 @@ class RunWriter:
         ``tasks`` names the tasks ``losses`` refer to when a run trains a subset of the
         directory's tasks (single-task baselines); the other columns stay empty.
         """
+        if not self.enabled:
+            return
         assert self._steps_csv is not None and self._pairs_csv is not None
         names = list(tasks) if tasks is not None else self.tasks
         idx = {name: i for i, name in enumerate(names)}
@@ -158,6 +175,8 @@ class RunWriter:
     def write_summary(self, summary: dict[str, Any]) -> Path:
         """Write ``summary.json`` atomically (a reader never sees half a file)."""
         out = self.path / "summary.json"
+        if not self.enabled:
+            return out
         tmp = out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
         os.replace(tmp, out)

@@ -12,10 +12,11 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from mtldiag import distributed
 from mtldiag.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
 from mtldiag.errors import TrainingError
 from mtldiag.losses import LossFn, build_loss_fn, check_losses, label_stats
-from mtldiag.methods.base import Method, RunContext, TaskStats
+from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.metrics import ALL_LAYERS
 from mtldiag.probe import GradientProbe, ProbeStep
 from mtldiag.records import RunWriter
@@ -182,12 +183,22 @@ def train_run(
     run_tasks = list(tasks or prep.tasks)
     if stats is None:
         stats = label_stats(spec, prep.loader)
+    dctx = distributed.context()
+    forward_model = prep.model
+    if dctx is not None:
+        # Each rank saw its own shard: the methods must agree on one set of label statistics.
+        stats = distributed.broadcast_object(stats)
+        forward_model = distributed.wrap_ddp(prep.model, device, _has_unused(prep, run_tasks))
     params = [p for p in prep.model.parameters() if p.requires_grad]
     optimizer = build_optimizer(spec, params)
     probe = GradientProbe(
         prep.model, shared=prep.selection, every=every, method=method,
         context=run_context(prep, stats, steps, run_tasks),
     )  # fmt: skip
+    # Plain steps of a weighting method back-propagate through DDP (its all-reduce averages
+    # every .grad); the other steps forward under no_sync and the probe averages J itself.
+    probe.ddp_syncs_plain_steps = dctx is not None
+    weighting = isinstance(method, WeightingMethod)
     acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *prep.selection.layout.layers])
     batches = BatchCycle(prep.loader, prep.seed)
     timer = StepTimer(device)
@@ -199,11 +210,17 @@ def train_run(
         for step in range(steps):
             batch = next(batches)
             timer.start()
-            losses = compute_losses(prep.loss_fn, prep.model, batch, run_tasks, device,
-                                    spec.precision)  # fmt: skip
+            sync = weighting and not probe.instrumented(step)
+            with distributed.forward_context(forward_model, sync):
+                losses = compute_losses(prep.loss_fn, forward_model, batch, run_tasks, device,
+                                        spec.precision)  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             # One host transfer for all T losses (a sync per task would stall a GPU T times).
             values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+            if dctx is not None:
+                # The losses of the global batch: what is logged, what the methods see, and a
+                # NaN on any rank stops every rank at the same step.
+                distributed.average_(values)
             values_list = values.tolist()
             bad = [t for t, v in zip(losses, values_list, strict=True) if not math.isfinite(v)]
             if bad:
@@ -219,7 +236,7 @@ def train_run(
                     hint="lower the learning rate, check the data and the loss for that task; "
                     "the records of the steps before it are kept",
                 )
-            result = probe.backward(losses)
+            result = probe.backward(losses, global_losses=values if dctx is not None else None)
             optimizer.step()
             ms = timer.stop()
             mem = peak_memory_mb(device)
@@ -242,3 +259,13 @@ def train_run(
     out = acc.result()
     observer.run_finished(out)
     return out
+
+
+def _has_unused(prep: Prepared, tasks: Sequence[str]) -> bool:
+    """Whether some trainable parameter is reached by none of ``tasks`` (DDP must be told)."""
+    wanted = set(tasks)
+    reached = prep.selection.reached_by
+    return any(
+        p.requires_grad and not wanted & set(reached.get(n, ()))
+        for n, p in prep.model.named_parameters()
+    )

@@ -15,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mtldiag.errors import MtldiagError
+from mtldiag import distributed
+from mtldiag.errors import MtldiagError, TrainingError
 
 app = typer.Typer(
     name="mtldiag",
@@ -60,17 +61,37 @@ def guarded(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        distributed.set_speaker(_speak)
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort):
             raise
         except MtldiagError as exc:
+            # Under torchrun rank 0 alone prints; another rank's own error reaches it by store.
+            from mtldiag.profile import Interrupted
+
+            # A non-finite global loss and Ctrl-C happen on every rank at once.
+            everywhere = isinstance(exc, TrainingError | Interrupted)
+            if not distributed.failure(exc.message, exc.hint, exc.exit_code, everywhere):
+                raise typer.Exit(code=exc.exit_code) from None
             if debug_enabled():
                 raise
             raise fail(exc.message, exc.hint, code=exc.exit_code) from None
         except KeyboardInterrupt:
+            if not distributed.failure("interrupted (Ctrl-C).", None, 130, everywhere=True):
+                raise typer.Exit(code=130) from None
             if debug_enabled():
                 raise
             raise fail("interrupted (Ctrl-C).", code=130) from None
+        except Exception as exc:
+            if not distributed.failure(f"{type(exc).__name__}: {exc}", None, 1):
+                raise typer.Exit(code=1) from None
+            raise
+        finally:
+            distributed.finish()
 
     return wrapper  # type: ignore[return-value]
+
+
+def _speak(message: str, hint: str | None, code: int) -> None:
+    fail(message, hint, code)

@@ -10,6 +10,7 @@ from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.profile import SPEC_HELP
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
+from mtldiag.distributed import is_main
 from mtldiag.errors import MtldiagError
 
 
@@ -53,6 +54,8 @@ def compare(
         result = run_compare(loaded, methods=methods, seeds=seed_list, steps=steps, every=every,
                              single_task=single_task, sweep=sweep, out=out, device=device,
                              observer=obs)  # fmt: skip
+    if not is_main():  # torchrun: rank 0 reports
+        return
     render_summary(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     runs = result.summary.get("runs") or []

@@ -11,6 +11,7 @@ from rich.table import Table
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
+from mtldiag.distributed import is_main
 
 SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
 
@@ -38,6 +39,8 @@ def profile(
     with RichObserver(err_console) as obs:
         result = run_profile(loaded, out=out, steps=steps, every=every, device=device,
                              seed=seed, method=method, observer=obs, preview=preview)  # fmt: skip
+    if not is_main():  # torchrun: rank 0 reports
+        return
     render_summary(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     if check or rules is not None or baseline is not None:

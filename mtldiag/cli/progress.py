@@ -16,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from mtldiag.distributed import is_main
+
 
 class RichObserver:
     """An overall bar (when there are several runs) and one bar for the current run."""
@@ -31,6 +33,7 @@ class RichObserver:
             TextColumn("{task.fields[info]}"),
             console=console,
             transient=False,
+            disable=not is_main(),  # under torchrun only rank 0 shows progress
         )
         self.total_runs = total_runs
         self.overall: TaskID | None = None

@@ -1,0 +1,159 @@
+"""Two CPU processes over Gloo: global-batch statistics, ranks in lockstep, one run directory.
+
+Processes are started with ``torch.multiprocessing`` (and, for the CLI, ``torchrun``) under a
+hard timeout, so a hang fails the test instead of hanging CI.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from mtldiag import distributed
+from mtldiag.build import build_model
+from mtldiag.jacobian import JacobianEngine
+from mtldiag.probe import GradientProbe
+from mtldiag.spec import load_spec
+from mtldiag.train import compute_losses, prepare
+
+from .conftest import SYNTHETIC, write_spec
+
+ROOT = Path(__file__).parents[1]
+TIMEOUT_S = 120
+WORLD = 2
+# Noisy targets: each rank's batch gives a different gradient, so averaging J is observable.
+NOISY = {**SYNTHETIC, "data": {**SYNTHETIC["data"],
+                               "kwargs": {**SYNTHETIC["data"]["kwargs"], "noise": 1.0}}}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def _worker(rank: int, port: int, spec_path: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    from mtldiag import methods
+    from mtldiag.build import BatchCycle
+    from mtldiag.train import train_run
+
+    dev = distributed.setup_device("cpu")
+    spec = load_spec(spec_path)
+    record: dict[str, object] = {}
+
+    # (a) first step: the local Jacobian, then the probe's (averaged across ranks).
+    prep = prepare(spec, 0, dev)
+    batch = next(BatchCycle(prep.loader, 0))
+    losses = compute_losses(prep.loss_fn, prep.model, batch, prep.tasks, dev, "fp32")
+    local = JacobianEngine(prep.selection.layout).compute(
+        list(losses.values()), accumulate_heads=False, retain_graph=True
+    ).clone()
+    probe = GradientProbe(prep.model, shared=prep.selection, every=1)
+    step = probe.backward(losses)
+    assert probe.engine is not None and step.metrics is not None
+    record.update(batch=batch, local_jac=local, jac=probe.engine._buffer.clone(),
+                  cosine=step.metrics.cosine[0], norms=step.metrics.grad_norm,
+                  losses=step.losses)  # fmt: skip
+
+    # (b) a few steps of a gradient method and of weighting methods, plain and instrumented.
+    for name in ("pcgrad", "uncertainty", "gradnorm"):
+        prep = prepare(spec, 0, dev)
+        before = _flat_params(prep.model)
+        train_run(prep, methods.create(name), name, steps=5, every=2)
+        after = _flat_params(prep.model)
+        record[name] = after
+        record[name + "/moved"] = float((after - before).abs().max())
+    torch.save(record, Path(out) / f"rank{rank}.pt")
+    distributed.shutdown()
+
+
+def _spawn(fn, args: tuple, timeout: float = TIMEOUT_S) -> None:
+    ctx = mp.start_processes(fn, args=args, nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    try:
+        while not ctx.join(timeout=1.0):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the {WORLD}-process run did not finish in {timeout} s (a hang)")
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, Path]:
+    folder = tmp_path_factory.mktemp("dist")
+    spec_path = write_spec(folder, NOISY)
+    _spawn(_worker, (_free_port(), str(spec_path), str(folder)))
+    r0, r1 = (torch.load(folder / f"rank{k}.pt", weights_only=False) for k in range(WORLD))
+    return r0, r1, spec_path
+
+
+def test_ranks_read_different_shards_with_different_local_gradients(two_ranks):
+    r0, r1, _ = two_ranks
+    assert not torch.equal(r0["batch"][0], r1["batch"][0])
+    # Otherwise averaging J could not be told from not averaging it.
+    assert (r0["local_jac"] - r1["local_jac"]).abs().max() > 1e-2
+
+
+def test_first_step_statistics_are_those_of_the_concatenated_batch(two_ranks):
+    r0, r1, spec_path = two_ranks
+    spec = load_spec(spec_path)
+    x = torch.cat([r0["batch"][0], r1["batch"][0]])
+    y = {t: torch.cat([r0["batch"][1][t], r1["batch"][1][t]]) for t in r0["batch"][1]}
+    prep = prepare(spec, 0, torch.device("cpu"))  # one process: no process group here
+    model = build_model(spec, 0, torch.device("cpu"))
+    losses = compute_losses(prep.loss_fn, model, (x, y), prep.tasks, torch.device("cpu"), "fp32")
+    probe = GradientProbe(model, every=1)
+    step = probe.backward(losses)
+    assert probe.engine is not None and step.metrics is not None
+    ref_jac = probe.engine._buffer
+    for r in (r0, r1):  # every rank holds the global Jacobian
+        assert torch.allclose(r["jac"], ref_jac, atol=1e-5, rtol=0)
+        assert r["cosine"] == pytest.approx(step.metrics.cosine[0], abs=1e-5)
+        assert r["norms"] == pytest.approx(step.metrics.grad_norm, abs=1e-5)
+        assert r["losses"] == pytest.approx(step.losses, abs=1e-5)
+    # The global cosine is not the mean of the per-rank cosines.
+    def cosines(j: torch.Tensor) -> torch.Tensor:
+        u = torch.nn.functional.normalize(j.double(), dim=1)
+        return (u @ u.T)[0, 1]
+
+    mean_of_local = (cosines(r0["local_jac"]) + cosines(r1["local_jac"])) / 2
+    assert abs(float(mean_of_local) - step.metrics.cosine[0][0]) > 1e-4
+
+
+@pytest.mark.parametrize("method", ["pcgrad", "uncertainty", "gradnorm"])
+def test_parameters_stay_identical_across_ranks(two_ranks, method):
+    r0, r1, _ = two_ranks
+    assert r0[method + "/moved"] > 1e-4  # the steps did train
+    assert torch.equal(r0[method], r1[method])
+
+
+def test_torchrun_profile_writes_exactly_one_run_directory(tmp_path: Path):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           str(WORLD), "-m", "mtldiag", "profile", str(ROOT / "sample_configs" / "synthetic.yaml"),
+           "--steps", "10", "--out", str(out), "--device", "cpu"]  # fmt: skip
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no runs/ from rank 1
+    rows = (out / "steps.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 10  # header and one row per step: rank 0 alone writes
+    assert res.stdout.count("run directory:") == 1
