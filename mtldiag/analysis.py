@@ -301,10 +301,37 @@ def comparison_table(
         out["single_task"] = single
     out["negative_transfer"] = negative
     out["failed_runs"] = failed_runs
-    out["verdict"] = _verdict(out, by_delta, tasks)
+    driver = _dominant_task(live, ref_values, hib) if by_delta else None
+    out["verdict"] = _verdict(out, by_delta, tasks, driver)
     # The schema's key order: verdict before failed_runs.
     out["failed_runs"] = out.pop("failed_runs")
     return out
+
+
+DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking
+
+
+def _dominant_task(rows: Sequence[Mapping[str, Any]], ref: Mapping[str, float | None],
+                   hib: Mapping[str, bool]) -> tuple[str, float] | None:  # fmt: skip
+    """The task whose relative changes make up most of the rows' Δm%, and its share.
+
+    Δm% averages *relative* changes, so a task whose reference value is near 0 (a loss that
+    the reference drives to ~0) can swamp the others: the ranking then says little about them.
+    """
+    if len(hib) < 2:
+        return None
+    size = dict.fromkeys(hib, 0.0)
+    for row in rows:
+        for t in hib:
+            m, r = row["metric"][t]["mean"], ref.get(t)
+            if m is not None and r:
+                size[t] += abs((m - r) / r)
+    total = sum(size.values())
+    if total <= 0:
+        return None
+    task = max(size, key=lambda t: size[t])
+    share = size[task] / total
+    return (task, share) if share >= DOMINANT_SHARE else None
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -334,7 +361,8 @@ def _names(labels: Sequence[str]) -> str:
     return ", ".join(labels)
 
 
-def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]) -> str:
+def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str],
+             driver: tuple[str, float] | None = None) -> str:  # fmt: skip
     rows = [r for r in table["rows"] if r["rank"] is not None]
     ref = table["reference"]
     ref_text = {"single_task": "the single-task models", "ew": "equal weighting (ew)"}.get(ref, "")
@@ -369,6 +397,12 @@ def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]) -> 
                      "single-task models.")  # fmt: skip
     elif ref is None and rows:
         parts.append("No Δm%: there are no single-task runs and no ew run to measure it against.")
+    if driver is not None:
+        parts.append(
+            f"Caution: task '{driver[0]}' makes up {driver[1]:.0%} of the relative changes "
+            "behind Δm% (its reference value is small), so the ranking mostly reflects that task: "
+            "read the per-task columns too."
+        )
     dominated = [r for r in rows if r["kind"] == "method" and r["dominated_by"]]
     if dominated:
         sweepers = sorted({s for r in dominated for s in r["dominated_by"]})

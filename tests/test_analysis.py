@@ -219,3 +219,13 @@ def test_a_method_that_failed_on_every_seed_is_listed_last_without_rank():
         ("ew", 1, 1, 0), ("mgda", None, 0, 1)]  # fmt: skip
     assert t["rows"][1]["metric"]["a"] == {"mean": None, "std": None}
     assert "Failed: mgda (seed 0)" in t["verdict"]
+
+
+def test_verdict_warns_when_one_task_drives_delta_m():
+    # reference a = 0.01: moving it to 0.03 is +200 %, dwarfing b's -10 %
+    runs = [run("ew", 0, {"a": 0.01, "b": 1.0}), run("mgda", 0, {"a": 0.03, "b": 0.9})]
+    t = comparison_table(runs, LOW, "train_loss_tail")
+    assert t["rows"][1]["delta_m"] == pytest.approx((200 - 10) / 2)
+    assert "task 'a' makes up 95% of the relative changes" in t["verdict"]
+    balanced = [run("ew", 0, {"a": 1.0, "b": 1.0}), run("mgda", 0, {"a": 1.2, "b": 0.9})]
+    assert "Caution" not in comparison_table(balanced, LOW, "train_loss_tail")["verdict"]
