@@ -20,8 +20,8 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
         console.print(tables.pair_table(summary))
         if summary.get("layers") and len(summary["layers"]) > 1:
             console.print(tables.layer_table(summary, top=5))
-        if summary.get("comparison") and hasattr(tables, "comparison_table_rich"):
-            console.print(tables.comparison_table_rich(summary))
+        if summary.get("comparison"):
+            console.print(tables.comparison_table_rich(summary, console))
     render_diagnosis(console, summary.get("diagnosis") or [])
     if summary.get("status") not in (None, "complete"):
         console.print(f"[yellow]run status: {summary['status']}[/]")

@@ -1,0 +1,89 @@
+"""What a report says, independent of its format (HTML or Markdown)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtldiag.report.plots import Plot
+from mtldiag.report.tables import (
+    TableData,
+    comparison_data,
+    layer_data,
+    pair_data,
+    runs_data,
+    task_data,
+    verdict,
+)
+
+EVALUATIONS = {
+    "eval_fn": "the spec's eval function",
+    "val_loss": "the per-task loss on the validation loader (data.val)",
+    "train_loss_tail": "the mean training loss over the last 10% of steps (no eval, no data.val)",
+}
+
+
+@dataclass
+class ReportContent:
+    """Title, facts, verdict, findings, tables and plots of one run directory's report."""
+
+    title: str
+    facts: list[tuple[str, str]]
+    status: str
+    verdict: str | None
+    diagnosis: list[dict[str, Any]]
+    tables: list[TableData]
+    plots: list[Plot]
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str]
+                  ) -> ReportContent:  # fmt: skip
+    kind = str(summary.get("kind") or "profile")
+    tasks = [str(t) for t in summary.get("tasks") or []]
+    layers = [str(x) for x in summary.get("layers") or []]
+    facts = [
+        ("run", str(summary.get("name"))),
+        ("kind", kind),
+        ("status", str(summary.get("status"))),
+        ("created", str(summary.get("created"))),
+        ("device", str(summary.get("device"))),
+        ("tasks", ", ".join(tasks)),
+        ("shared layers", f"{len(layers)}: " + ", ".join(layers[:8])
+         + (f", … ({len(layers) - 8} more)" if len(layers) > 8 else "")),
+    ]  # fmt: skip
+    if summary.get("profile"):
+        p = summary["profile"]
+        facts.append(("profile", f"{p.get('steps')} steps, Jacobian every {p.get('every')}, "
+                                 f"method {p.get('method')}"))  # fmt: skip
+    if summary.get("compare"):
+        c = summary["compare"]
+        facts.append(("compare", f"{len(c.get('methods') or [])} methods × seeds "
+                                 f"{c.get('seeds')}, {c.get('steps')} steps, Jacobian every "
+                                 f"{c.get('every')}; single-task: {bool(c.get('single_task'))}; "
+                                 f"sweep: {c.get('sweep') or 0}"))  # fmt: skip
+    evaluation = summary.get("evaluation") or (summary.get("comparison") or {}).get("evaluation")
+    if evaluation:
+        explain = EVALUATIONS.get(evaluation)
+        facts.append(("evaluation", f"{evaluation}: {explain}" if explain else str(evaluation)))
+    if summary.get("rebuilt"):
+        facts.append(("rebuilt", str(summary["rebuilt"])))
+    tables: list[TableData] = []
+    comp = comparison_data(summary)
+    if comp is not None:
+        tables.append(comp)
+    if summary.get("runs"):
+        tables += [task_data(summary), pair_data(summary)]
+        if len(layers) > 1:
+            tables.append(layer_data(summary, top=10))
+        tables.append(runs_data(summary))
+    return ReportContent(
+        title=f"mtldiag {kind} report — {summary.get('name')}",
+        facts=facts,
+        status=str(summary.get("status")),
+        verdict=verdict(summary),
+        diagnosis=list(summary.get("diagnosis") or []),
+        tables=tables,
+        plots=plots,
+        warnings=warnings,
+    )

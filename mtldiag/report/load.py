@@ -1,0 +1,137 @@
+"""Read a run directory (``docs/run-format.md``) into memory for the report.
+
+The CSVs are read as text and only the known numeric columns are converted: a task or method
+named ``NA`` or ``nan`` stays a name, and a last line cut in half by a crash is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mtldiag.errors import MtldiagError
+
+STEPS_INT = ("seed", "step", "instrumented")
+STEPS_FLOAT = ("time_ms", "peak_memory_mb")
+STEPS_PREFIXES = ("loss/", "grad_norm/", "weight/")
+PAIRS_STR = ("method", "a", "b", "layer")
+PAIRS_FLOAT = ("dot", "cosine", "gms")
+
+HINT = "pass the folder that `mtldiag profile` or `mtldiag compare` printed (runs/<name>/<time>)"
+
+
+@dataclass
+class RunData:
+    """One run directory in memory: ``summary`` may be ``None`` when it was never written."""
+
+    path: Path
+    summary: dict[str, Any] | None
+    steps: pd.DataFrame | None
+    pairs: pd.DataFrame | None
+    spec: dict[str, Any] | None
+    env: dict[str, Any] | None
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks in spec order: from the summary, else from the steps.csv header."""
+        if self.summary and self.summary.get("tasks"):
+            return list(self.summary["tasks"])
+        if self.steps is not None:
+            return [c[len("loss/"):] for c in self.steps.columns if c.startswith("loss/")]
+        return []
+
+
+def _read_text(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    # Rows are flushed whole; a crash mid-write can still leave half a line: drop it.
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return text
+
+
+def _frame(text: str | None, numeric: list[str], ints: list[str]) -> pd.DataFrame | None:
+    if text is None or not text.strip():
+        return None
+    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="skip")
+    for col in numeric:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ints:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    if ints:
+        df = df.dropna(subset=[c for c in ints if c in df.columns])
+        for col in ints:
+            if col in df.columns:
+                df[col] = df[col].astype("int64")
+    return df.reset_index(drop=True)
+
+
+def read_steps(path: Path) -> pd.DataFrame | None:
+    """``steps.csv`` with numbers as floats (empty cells NaN), ``method`` as text."""
+    text = _read_text(path)
+    if text is None or not text.strip():
+        return None
+    header = text.split("\n", 1)[0].split(",")
+    numeric = [c for c in header if c in STEPS_FLOAT or c.startswith(STEPS_PREFIXES)]
+    return _frame(text, numeric, list(STEPS_INT))
+
+
+def read_pairs(path: Path) -> pd.DataFrame | None:
+    """``pairs.csv`` with ``dot``/``cosine``/``gms`` as floats."""
+    return _frame(_read_text(path), list(PAIRS_FLOAT), ["seed", "step"])
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _yaml(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    """Read every file of a run directory that is there and readable.
+
+    Raises :class:`MtldiagError` when the folder does not exist or holds neither a
+    ``summary.json`` nor a ``steps.csv`` with rows.
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise MtldiagError(f"run directory '{path}' does not exist.", hint=HINT)
+    data = RunData(
+        path=path,
+        summary=_json(path / "summary.json"),
+        steps=read_steps(path / "steps.csv"),
+        pairs=read_pairs(path / "pairs.csv"),
+        spec=_yaml(path / "spec.yaml"),
+        env=_json(path / "env.json"),
+    )
+    if data.summary is None and (data.steps is None or data.steps.empty):
+        raise MtldiagError(
+            f"'{path}' is not a usable mtldiag run directory: no summary.json and no "
+            "recorded steps in steps.csv.",
+            hint=HINT,
+        )
+    return data

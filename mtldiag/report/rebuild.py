@@ -1,0 +1,205 @@
+"""Rebuild ``summary.json`` from the CSVs of a run that a crash or Ctrl-C cut short.
+
+The CSV rows are replayed through :class:`mtldiag.summary.RunAccumulator`, the same
+aggregation training uses, so a rebuilt run entry has the same numbers a finished one would
+have had for the steps done. Compare runs are evaluated on the training-loss tail (the eval
+function and the validation loader are the user's code and are not re-run).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from typing import Any
+
+import pandas as pd
+
+from mtldiag.diagnose import diagnose
+from mtldiag.metrics import ALL_LAYERS, StepMetrics, pair_indices
+from mtldiag.records import SUMMARY_SCHEMA
+from mtldiag.report.load import RunData
+from mtldiag.summary import RunAccumulator
+
+
+def _layers(pairs: pd.DataFrame | None) -> list[str]:
+    """Shared layers in the order training wrote them (input side first)."""
+    if pairs is None or pairs.empty:
+        return []
+    return [x for x in dict.fromkeys(pairs["layer"]) if x != ALL_LAYERS]
+
+
+def _run_tasks(rows: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """The tasks a run trained: single-task baselines leave the other loss columns empty."""
+    return [t for t in tasks if rows[f"loss/{t}"].notna().any()] or tasks
+
+
+def _vector(row: dict[str, Any], prefix: str, tasks: list[str]) -> list[float] | None:
+    """The ``<prefix>/<t>`` cells of a row, or ``None`` when any is empty."""
+    out = [row[f"{prefix}/{t}"] for t in tasks]
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in out):
+        return None
+    return [float(v) for v in out]
+
+
+def _step_metrics(
+    step_pairs: pd.DataFrame, norms: list[float], tasks: list[str], layers: list[str]
+) -> StepMetrics | None:
+    """The :class:`StepMetrics` of one instrumented step from its pairs.csv rows."""
+    pairs = pair_indices(len(tasks))
+    all_layers = [ALL_LAYERS, *layers]
+    cos = [[0.0] * len(pairs) for _ in all_layers]
+    gms = [[1.0] * len(pairs) for _ in all_layers]
+    dot = [[0.0] * len(pairs) for _ in all_layers]
+    if pairs:
+        index = {(tasks[i], tasks[j]): k for k, (i, j) in enumerate(pairs)}
+        li_of = {name: li for li, name in enumerate(all_layers)}
+        seen = 0
+        for a, b, layer, d, c, g in zip(step_pairs["a"], step_pairs["b"], step_pairs["layer"],
+                                        step_pairs["dot"], step_pairs["cosine"],
+                                        step_pairs["gms"], strict=True):  # fmt: skip
+            k, li = index.get((a, b)), li_of.get(layer)
+            if k is None or li is None:
+                continue
+            dot[li][k], cos[li][k], gms[li][k] = float(d), float(c), float(g)
+            seen += 1
+        if seen == 0:  # pairs.csv lost this step: count it as not instrumented
+            return None
+    return StepMetrics(layers=all_layers, pairs=pairs, grad_norm=norms, layer_norms=[],
+                       dot=dot, cosine=cos, gms=gms)  # fmt: skip
+
+
+def _expected_steps(data: RunData, kind: str) -> int | None:
+    """The step count asked for: ``--steps``/``-n`` in env.json's argv, else the spec's."""
+    argv = list((data.env or {}).get("argv") or [])
+    for i, arg in enumerate(argv):
+        if arg in ("--steps", "-n") and i + 1 < len(argv):
+            try:
+                return int(argv[i + 1])
+            except ValueError:
+                return None
+        if isinstance(arg, str) and arg.startswith("--steps="):
+            try:
+                return int(arg.split("=", 1)[1])
+            except ValueError:
+                return None
+    spec = data.spec or {}
+    section = spec.get(kind) if isinstance(spec.get(kind), dict) else {}
+    steps = section.get("steps") if section else None
+    if steps is None and isinstance(spec.get("profile"), dict):
+        steps = spec["profile"].get("steps")
+    return int(steps) if isinstance(steps, int) else None
+
+
+def _kind(data: RunData, labels: list[tuple[str, int]]) -> str:
+    argv = [str(a) for a in (data.env or {}).get("argv") or []]
+    if "compare" in argv:
+        return "compare"
+    if "profile" in argv:
+        return "profile"
+    return "compare" if len(labels) > 1 else "profile"
+
+
+def replay_run(rows: pd.DataFrame, pairs: pd.DataFrame | None, method: str, seed: int,
+               tasks: list[str], layers: list[str]) -> dict[str, Any]:  # fmt: skip
+    """One run's ``summary.json`` entry from its steps.csv rows (and pairs.csv rows)."""
+    run_tasks = _run_tasks(rows, tasks)
+    acc = RunAccumulator(method, seed, run_tasks, [ALL_LAYERS, *layers])
+    by_step: dict[int, pd.DataFrame] = {}
+    if pairs is not None and not pairs.empty:
+        by_step = {int(s): g for s, g in pairs.groupby("step", sort=False)}
+    empty = pd.DataFrame(columns=["a", "b", "layer", "dot", "cosine", "gms"])
+    for row in rows.to_dict("records"):
+        losses = [float(row[f"loss/{t}"]) for t in run_tasks]
+        weights = _vector(row, "weight", run_tasks)
+        metrics = None
+        if int(row["instrumented"]) == 1:
+            norms = _vector(row, "grad_norm", run_tasks)
+            if norms is not None:
+                metrics = _step_metrics(by_step.get(int(row["step"]), empty), norms, run_tasks,
+                                        layers)  # fmt: skip
+        acc.add(losses, float(row["time_ms"]), float(row["peak_memory_mb"]), weights, metrics)
+        bad = [t for t, v in zip(run_tasks, losses, strict=True) if not math.isfinite(v)]
+        if bad:
+            acc.fail("failed", f"{method} (seed {seed}): loss of task '{bad[0]}' is "
+                               f"{losses[run_tasks.index(bad[0])]} at step {int(row['step'])}.")
+            break
+    return acc.result()
+
+
+def _mark_cut(runs: list[dict[str, Any]], expected: int | None) -> None:
+    """Mark the last run interrupted when it stopped short of the steps asked for.
+
+    Runs are written one after another, so only the last one can have been cut. Without a
+    known step count it is compared with the runs before it; a lone run is then assumed cut
+    (no summary.json means the process never reached its end).
+    """
+    last = runs[-1]
+    if last["status"] != "ok":
+        return
+    others = [r["steps"] for r in runs[:-1]]
+    target = expected if expected is not None else (max(others) if others else None)
+    if target is None or last["steps"] < target:
+        last["status"] = "interrupted"
+        last["error"] = (f"stopped after {last['steps']} steps; rebuilt from steps.csv "
+                         "(no summary.json was written)")  # fmt: skip
+
+
+def rebuild_summary(data: RunData) -> dict[str, Any]:
+    """A ``summary.json`` (status ``interrupted``) rebuilt from the run directory's CSVs."""
+    steps = data.steps
+    assert steps is not None and not steps.empty
+    tasks = data.tasks
+    layers = _layers(data.pairs)
+    groups = list(dict.fromkeys(zip(steps["method"], steps["seed"], strict=True)))
+    kind = _kind(data, groups)
+    expected = _expected_steps(data, kind)
+    pair_groups: dict[tuple[str, int], pd.DataFrame] = {}
+    if data.pairs is not None and not data.pairs.empty:
+        pair_groups = {(str(m), int(s)): g for (m, s), g in
+                       data.pairs.groupby(["method", "seed"], sort=False)}  # fmt: skip
+    runs = []
+    for method, seed in groups:
+        rows = steps[(steps["method"] == method) & (steps["seed"] == seed)]
+        runs.append(replay_run(rows, pair_groups.get((method, int(seed))), method, int(seed),
+                               tasks, layers))  # fmt: skip
+    _mark_cut(runs, expected)
+    spec = data.spec or {}
+    env = data.env or {}
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "kind": kind,
+        "name": str(spec.get("name") or data.path.name),
+        "created": env.get("created")
+        or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "status": "interrupted",
+        "tasks": tasks,
+        "layers": layers,
+        "device": env.get("device", "unknown"),
+        "runs": runs,
+        "diagnosis": [],
+        "rebuilt": "from steps.csv and pairs.csv by `mtldiag report` (summary.json was missing)",
+    }
+    multi = [r for r in runs if r["status"] == "ok" and len(r["final_loss"]) == len(tasks)]
+    usable = multi or [r for r in runs if r["instrumented_steps"]]
+    ref = next((r for r in usable if r["method"] == "ew"), usable[0] if usable else None)
+    if ref is not None:
+        summary["diagnosis"] = diagnose(ref, layers)
+    if kind == "compare":
+        _add_comparison(summary, runs, tasks)
+    return summary
+
+
+def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: list[str]
+                    ) -> None:  # fmt: skip
+    for run in runs:
+        if run["status"] == "ok":
+            run["metrics"] = dict(run["final_loss"])
+    summary["evaluation"] = "train_loss_tail"
+    if not any(r["status"] == "ok" for r in runs):
+        return
+    try:
+        from mtldiag.analysis import comparison_table
+    except ImportError:  # the analysis module is optional for a rebuild
+        return
+    summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False),
+                                             "train_loss_tail")  # fmt: skip
