@@ -157,3 +157,14 @@ def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, messag
         run_compare(parse_spec(SYNTHETIC), out=tmp_path / "run", **args)
     assert info.value.exit_code == 2
     assert not (tmp_path / "run" / "steps.csv").exists()  # nothing trained, nothing written
+
+
+def test_methods_and_hyper_parameters_come_from_the_spec(tmp_path: Path):
+    data = _with(compare={"methods": ["ew", {"cagrad": {"c": 0.2}}], "seeds": [3], "steps": 2,
+                          "hyperparams": {"pcgrad": {"reduction": "mean"}}})  # fmt: skip
+    res = run_compare(parse_spec(data), out=tmp_path / "a")
+    assert [(r["method"], r["seed"], r["steps"]) for r in res.summary["runs"]] == [
+        ("ew", 3, 2), ("cagrad:c=0.2", 3, 2)]  # fmt: skip
+    # compare.hyperparams apply to a method named on the command line too
+    res = run_compare(parse_spec(data), methods="pcgrad", out=tmp_path / "b")
+    assert res.summary["runs"][0]["method"] == "pcgrad:reduction=mean"
