@@ -130,8 +130,8 @@ class GradientProbe:
         detached = torch.stack([loss.detach().float().reshape(()) for loss in ordered])
         dctx = distributed.context()
         if dctx is not None:
-            detached = global_losses if global_losses is not None else distributed.average_(
-                detached
+            detached = (
+                global_losses if global_losses is not None else distributed.average_(detached)
             )
         method = self.method
         weighting = isinstance(method, WeightingMethod)
@@ -153,7 +153,8 @@ class GradientProbe:
                 assert weights is not None
                 direction = weights.to(jac) @ jac
                 if method.needs_grad_norms:
-                    grad_norms = torch.diagonal(stack[-1]).clamp_min(0).sqrt().float()
+                    where = stack[0] if method.grad_norm_layer == "all" else stack[-1]
+                    grad_norms = torch.diagonal(where).clamp_min(0).sqrt().float()
             elif isinstance(method, GramianMethod):
                 weights = method.weights_from_gramian(gram, detached)
                 direction = weights.to(jac) @ jac
@@ -165,7 +166,7 @@ class GradientProbe:
         else:
             assert weights is not None
             if method.needs_grad_norms:
-                grad_norms = self._last_layer_norms(ordered)
+                grad_norms = self._last_layer_norms(ordered, method.grad_norm_layer == "all")
             total = (weights.to(ordered[0].dtype) * torch.stack(ordered).reshape(-1)).sum()
             total.backward()
             if dctx is not None and not self.ddp_syncs_plain_steps:
@@ -181,12 +182,13 @@ class GradientProbe:
             gramian=gram,
         )
 
-    def _last_layer_norms(self, ordered: list[torch.Tensor]) -> torch.Tensor:
-        """Each task's gradient norm on the last shared layer (GradNorm's W)."""
+    def _last_layer_norms(self, ordered: list[torch.Tensor], every_layer: bool = False
+                          ) -> torch.Tensor:  # fmt: skip
+        """Each task's gradient norm on the last shared layer (GradNorm's W), or on all."""
         assert self.engine is not None
         layout = self.engine.layout
         last = list(layout.layer_slices.values())[-1]
-        params = [
+        params = list(layout.params) if every_layer else [
             p for k, p in enumerate(layout.params)
             if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
         ]  # fmt: skip

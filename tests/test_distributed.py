@@ -30,8 +30,8 @@ ROOT = Path(__file__).parents[1]
 TIMEOUT_S = 120
 WORLD = 2
 # Noisy targets: each rank's batch gives a different gradient, so averaging J is observable.
-NOISY = {**SYNTHETIC, "data": {**SYNTHETIC["data"],
-                               "kwargs": {**SYNTHETIC["data"]["kwargs"], "noise": 1.0}}}  # fmt: skip
+NOISY_DATA = {**SYNTHETIC["data"], "kwargs": {**SYNTHETIC["data"]["kwargs"], "noise": 1.0}}
+NOISY = {**SYNTHETIC, "data": NOISY_DATA}
 
 
 def _free_port() -> int:
@@ -60,9 +60,11 @@ def _worker(rank: int, port: int, spec_path: str, out: str) -> None:
     prep = prepare(spec, 0, dev)
     batch = next(BatchCycle(prep.loader, 0))
     losses = compute_losses(prep.loss_fn, prep.model, batch, prep.tasks, dev, "fp32")
-    local = JacobianEngine(prep.selection.layout).compute(
-        list(losses.values()), accumulate_heads=False, retain_graph=True
-    ).clone()
+    local = (
+        JacobianEngine(prep.selection.layout)
+        .compute(list(losses.values()), accumulate_heads=False, retain_graph=True)
+        .clone()
+    )
     probe = GradientProbe(prep.model, shared=prep.selection, every=1)
     step = probe.backward(losses)
     assert probe.engine is not None and step.metrics is not None
@@ -128,6 +130,7 @@ def test_first_step_statistics_are_those_of_the_concatenated_batch(two_ranks):
         assert r["cosine"] == pytest.approx(step.metrics.cosine[0], abs=1e-5)
         assert r["norms"] == pytest.approx(step.metrics.grad_norm, abs=1e-5)
         assert r["losses"] == pytest.approx(step.losses, abs=1e-5)
+
     # The global cosine is not the mean of the per-rank cosines.
     def cosines(j: torch.Tensor) -> torch.Tensor:
         u = torch.nn.functional.normalize(j.double(), dim=1)
@@ -157,3 +160,49 @@ def test_torchrun_profile_writes_exactly_one_run_directory(tmp_path: Path):
     rows = (out / "steps.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 10  # header and one row per step: rank 0 alone writes
     assert res.stdout.count("run directory:") == 1
+
+
+def test_rank_1_error_is_printed_once_by_rank_0_and_stops_every_rank(tmp_path: Path):
+    (tmp_path / "flaky.py").write_text(
+        "import os\n"
+        "from mtldiag.examples.synthetic import build_loader as base\n\n"
+        "def build_loader(**kw):\n"
+        "    if os.environ['RANK'] == '1':\n"
+        "        raise RuntimeError('shard 1 is corrupt')\n"
+        "    return base(**kw)\n"
+    )
+    data = {**SYNTHETIC["data"], "factory": "flaky:build_loader"}
+    spec = write_spec(tmp_path, {**SYNTHETIC, "data": data})
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           str(WORLD), "-m", "mtldiag", "profile", str(spec), "--steps", "10", "--out",
+           str(tmp_path / "run")]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.monotonic()
+    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)  # fmt: skip
+    assert res.returncode != 0
+    # Rank 0 was blocked in a collective: the watchdog ends it after the grace period, not the
+    # 30-minute process-group timeout.
+    assert time.monotonic() - t0 < distributed.GRACE_S + 30
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert lines == [
+        "error: rank 1: data 'flaky:build_loader' raised RuntimeError: shard 1 is corrupt"
+    ]
+
+
+def test_one_process_runs_no_collective(tmp_path: Path, monkeypatch):
+    from mtldiag import methods
+    from mtldiag.train import train_run
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a collective ran in a single-process run")
+
+    for name in ("all_reduce", "broadcast_object_list", "init_process_group"):
+        monkeypatch.setattr(torch.distributed, name, refuse)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    spec = load_spec(write_spec(tmp_path, SYNTHETIC))
+    dev = distributed.setup_device("cpu")
+    assert distributed.context() is None
+    for name in ("pcgrad", "uncertainty", "gradnorm"):
+        run = train_run(prepare(spec, 0, dev), methods.create(name), name, steps=4, every=2)
+        assert run["steps"] == 4
