@@ -12,7 +12,8 @@
 
 Gradient methods: the Jacobian over the shared parameters is computed with one
 ``torch.autograd.grad`` per task (:class:`~mtldiag.jacobian.JacobianEngine`); the same calls
-give the heads their own gradients; the shared ``.grad`` is the method's direction.
+give the heads their own (unweighted) gradients; the shared ``.grad`` is the method's
+direction.
 Weighting methods: a single backward of ``sum_i w_i L_i`` (plus, for GradNorm, one partial
 ``autograd.grad`` per task on the last shared layer for the norms).
 """
@@ -35,6 +36,7 @@ class BalanceStep:
     step: int
     losses: list[float]
     weights: list[float] | None  # None for non-Gramian gradient methods (GradDrop)
+    warnings: tuple[str, ...] = ()  # the method's warnings so far (e.g. Nash-MTL's solver)
 
 
 class Balancer:
@@ -42,8 +44,9 @@ class Balancer:
 
     ``shared_params``: the shared parameters, as ``(name, param)`` pairs (e.g.
     ``encoder.named_parameters()``, layers follow the names) or plain parameters.
-    ``other_params``: task-specific parameters (heads); they receive their own gradients —
-    weighted by ``w_i`` for weighting and Gramian methods, plain for others.
+    ``other_params``: task-specific parameters (heads). With a gradient method each head gets
+    its own plain gradient ``grad L_i`` (from the same T calls that build the Jacobian); with
+    a weighting method, ``w_i grad L_i`` (the backward of ``sum_i w_i L_i``).
     ``seed``: seeds the method's random generator (PCGrad, RLW, GradDrop, GradVac).
     The method is ``reset`` on the first call with the task names of that call, in order.
     """
@@ -106,34 +109,17 @@ class Balancer:
             total.backward()
             m.update(detached, step, norms)
         else:
+            # One autograd.grad per task gives J and, in the same calls, each head its own
+            # plain gradient (as the trainer does): no second backward, no retained graph.
+            jac = self.engine.compute(ordered)
             if isinstance(m, GramianMethod):
-                # Heads need w before the backward passes: compute J first without heads.
-                jac = self.engine.compute(ordered, accumulate_heads=False, retain_graph=True)
                 weights = m.weights_from_gramian(gramian(jac), detached)
                 direction = weights.to(jac) @ jac
-                self._heads(ordered, weights)
             else:
-                jac = self.engine.compute(ordered)
                 direction = m.aggregate(jac, detached).clone()
             self.engine.write_direction(direction)
         w_list = None if weights is None else weights.double().cpu().tolist()
-        return BalanceStep(step, detached.tolist(), w_list)
-
-    def _heads(self, ordered: list[torch.Tensor], weights: torch.Tensor) -> None:
-        """Heads get ``sum_i w_i grad L_i`` (one backward, graph freed afterwards)."""
-        others = self.engine.others
-        if not others:
-            # Free the graph kept for the Jacobian.
-            return
-        total = (weights.to(ordered[0]) * torch.stack(ordered)).sum()
-        grads = torch.autograd.grad(total, others, allow_unused=True)
-        for p, g in zip(others, grads, strict=True):
-            if g is None:
-                continue
-            if p.grad is None:
-                p.grad = g
-            else:
-                p.grad.add_(g)
+        return BalanceStep(step, detached.tolist(), w_list, tuple(m.warnings))
 
     def _grad_norms(self, ordered: list[torch.Tensor], where: str) -> torch.Tensor:
         """Each task's unweighted gradient norm on the last shared layer (or all shared)."""

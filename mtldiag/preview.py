@@ -11,11 +11,12 @@ function of ``G`` alone:
   ``cos = wᵀG1 / (sqrt(wᵀGw) sqrt(1ᵀG1))``.
 
 So no training (and no extra backward pass) is needed to see which methods would resolve a
-model's conflict. Methods are given as instances (or names, created fresh); the
-accumulator resets them once and then feeds the recorded Gramians in order, so stateful
-methods (PCGrad's generator, GradVac's EMA, Nash-MTL's warm start) evolve as if they were
-training — but along the trajectory of the recorded run, not their own. Weighting methods
-and methods that need the whole Jacobian (GradDrop) are skipped.
+model's conflict. The plain sum (EW's direction, ``w = 1``) comes first as the reference.
+Methods are given as instances (or names, created fresh); the accumulator resets them once
+and then feeds the recorded Gramians in order, so stateful methods (PCGrad's generator,
+GradVac's EMA, Nash-MTL's warm start) evolve as if they were training — but along the
+trajectory of the recorded run, not their own. Weighting methods and methods that need the
+whole Jacobian (GradDrop) are skipped.
 """
 
 from __future__ import annotations
@@ -36,9 +37,14 @@ def default_methods() -> list[Method]:
 
 
 def preview(
-    gramian: torch.Tensor, losses: torch.Tensor | None, methods: Sequence[Method]
+    gramian: torch.Tensor,
+    losses: torch.Tensor | None,
+    methods: Sequence[Method],
+    include_sum: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """One step: ``{method: {all_decrease, gains, gain_norm, angle_to_sum, weights}}``.
+
+    With ``include_sum`` the first entry, ``"ew"``, is the plain sum ``w = 1`` (the reference).
 
     ``all_decrease``: every ``g_iᵀd > 0``; ``gains``: ``g_iᵀd`` per task (list, task order);
     ``gain_norm``: ``g_iᵀd / ||g_i||``; ``angle_to_sum``: degrees (NaN if d or the sum is 0).
@@ -50,10 +56,13 @@ def preview(
     norms = torch.diagonal(g).clamp_min(0).sqrt()
     sum_sq = float(ones @ g @ ones)
     out: dict[str, dict[str, Any]] = {}
-    for m in methods:
-        if not isinstance(m, GramianMethod):
-            continue
-        w = m.weights_from_gramian(g, losses).detach().to("cpu", torch.float64)
+    chosen: list[tuple[str, Method | None]] = [("ew", None)] if include_sum else []
+    chosen += [(_label(m), m) for m in methods if isinstance(m, GramianMethod)]
+    for label, m in chosen:
+        if m is None:
+            w = ones
+        else:
+            w = m.weights_from_gramian(g, losses).detach().to("cpu", torch.float64)
         gains = g @ w
         d_sq = float(w @ g @ w)
         gain_norm = torch.where(norms > 0, gains / norms.clamp_min(1e-300), torch.zeros_like(gains))
@@ -62,7 +71,7 @@ def preview(
             angle = math.degrees(math.acos(max(-1.0, min(1.0, cos))))
         else:
             angle = float("nan")
-        out[_label(m)] = {
+        out[label] = {
             "all_decrease": bool((gains > 0).all()),
             "gains": gains.tolist(),
             "gain_norm": gain_norm.tolist(),
@@ -73,7 +82,10 @@ def preview(
 
 
 def _label(m: Method) -> str:
-    return m.name
+    """``cagrad`` with its paper defaults, ``cagrad:c=0.9`` otherwise (as ``--method``)."""
+    defaults = {p.name: p.default for p in m.params}
+    changed = [f"{k}={v}" for k, v in m.hyperparams().items() if defaults.get(k) != v]
+    return f"{m.name}:{','.join(changed)}" if changed else m.name
 
 
 class PreviewAccumulator:
@@ -100,9 +112,9 @@ class PreviewAccumulator:
             m.reset(ctx)
         self._n = 0
         self._acc = {
-            _label(m): {"decrease": 0, "gain": [0.0] * len(self.tasks), "angle": 0.0,
-                        "angle_n": 0}  # fmt: skip
-            for m in self.methods
+            label: {"decrease": 0, "gain": [0.0] * len(self.tasks), "angle": 0.0,
+                    "angle_n": 0}  # fmt: skip
+            for label in ["ew", *(_label(m) for m in self.methods)]
         }
 
     def add(self, gramian: torch.Tensor, losses: torch.Tensor | None = None) -> dict[str, dict]:
@@ -136,3 +148,21 @@ class PreviewAccumulator:
                 else float("nan"),
             })  # fmt: skip
         return out
+
+    def summary(self) -> dict[str, Any]:
+        """The ``preview`` entry of ``summary.json`` (JSON-safe: NaN becomes ``null``).
+
+        ``{"steps": n, "tasks": [...], "methods": [row, ...]}``, rows as :meth:`rows`, the
+        plain sum (``ew``) first.
+        """
+
+        def safe(x: float) -> float | None:
+            return None if x is None or not math.isfinite(x) else float(x)
+
+        rows = [
+            {**r, "all_decrease_rate": safe(r["all_decrease_rate"]),
+             "angle_to_sum_mean": safe(r["angle_to_sum_mean"]),
+             "gain_mean": {t: safe(v) for t, v in r["gain_mean"].items()}}
+            for r in self.rows()
+        ]  # fmt: skip
+        return {"steps": self._n, "tasks": list(self.tasks), "methods": rows}

@@ -10,9 +10,10 @@ from typing import Any
 from mtldiag.diagnose import diagnose
 from mtldiag.distributed import setup_device
 from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.losses import label_stats
 from mtldiag.records import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
-from mtldiag.train import Observer, prepare, train_run
+from mtldiag.train import Observer, prepare, run_context, train_run
 
 
 class Interrupted(MtldiagError):
@@ -95,6 +96,9 @@ def run_profile(
 
     prep = prepare(spec, spec.seed, dev)
     layers = prep.selection.layout.layers
+    # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
+    stats = label_stats(spec, prep.loader)
+    create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, prep.tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
@@ -113,7 +117,7 @@ def run_profile(
 
     try:
         run = train_run(prep, method_obj, ms.label, n_steps, n_every, writer, observer,
-                        on_probe=on_probe)  # fmt: skip
+                        on_probe=on_probe, stats=stats)  # fmt: skip
     except TrainingError as exc:
         _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"

@@ -257,6 +257,8 @@ def train_run(
         exc.run_result = acc.result()  # type: ignore[attr-defined]
         raise
     out = acc.result()
+    if method.warnings:  # e.g. Nash-MTL steps whose solve failed and kept the last weights
+        out["warnings"] = list(method.warnings)
     observer.run_finished(out)
     return out
 

@@ -20,7 +20,11 @@ def test_preview_matches_the_direction_computed_from_j():
     for m in [*ms, ew]:
         m.reset(RunContext(tasks=("a", "b", "c")))
     res = preview(j @ j.T, torch.ones(3), [*ms, ew, methods.create("ew")])
-    assert "ew" not in res  # weighting methods are skipped
+    # Weighting methods are skipped; "ew" is the built-in reference, the plain sum, first.
+    assert list(res) == ["ew", "mgda", "pcgrad", "cagrad", "gradnormalize"]
+    s = j.sum(0)
+    assert torch.allclose(torch.tensor(res["ew"]["gains"], dtype=torch.float64), j @ s)
+    assert res["ew"]["all_decrease"] is False and abs(res["ew"]["angle_to_sum"]) < 1e-5
     ref = methods.create("cagrad")
     ref.reset(RunContext(tasks=("a", "b", "c")))
     d = ref.aggregate(j)
@@ -56,3 +60,16 @@ def test_accumulator_rates_and_means():
     # sum is 0 only on the aligned, equal-norm step.
     assert rows["mgda"]["angle_to_sum_mean"] > 0
     assert set(rows["cagrad"]["gain_mean"]) == {"a", "b"}
+
+
+def test_summary_is_json_safe_and_labels_non_default_hyperparameters():
+    import json
+
+    acc = PreviewAccumulator(["a", "b"], methods=["cagrad", "cagrad:c=0.9"])
+    zero = torch.zeros(2, 2, dtype=torch.float64)  # no gradient at all: angles undefined
+    acc.add(zero)
+    out = acc.summary()
+    assert [r["method"] for r in out["methods"]] == ["ew", "cagrad", "cagrad:c=0.9"]
+    assert out["methods"][0]["angle_to_sum_mean"] is None  # NaN is not JSON
+    assert out["methods"][0]["all_decrease_rate"] == 0.0  # a zero gain is no decrease
+    json.dumps(out, allow_nan=False)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, err_console, guarded
+from mtldiag.cli.methods import render_preview
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.distributed import is_main
@@ -42,6 +43,7 @@ def profile(
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)
+    render_preview(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     if check or rules is not None or baseline is not None:
         from mtldiag.cli.check import check_and_render

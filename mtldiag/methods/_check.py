@@ -95,12 +95,16 @@ def check_tasks(method: str, name: str, given: Sequence[str], tasks: Sequence[st
     if unknown or missing:
         parts = []
         if unknown:
-            hint = did_you_mean(unknown[0], list(tasks))
-            parts.append(f"names unknown task(s) {', '.join(map(repr, unknown))}.{hint}")
+            hint = did_you_mean(unknown[0], list(tasks)).strip().rstrip("?")
+            hint = f" ({hint[0].lower()}{hint[1:]}?)" if hint else ""
+            parts.append(f"names unknown task{'s' * (len(unknown) > 1)} "
+                         f"{', '.join(map(repr, unknown))}{hint}")  # fmt: skip
         if missing:
-            parts.append(f"misses task(s) {', '.join(map(repr, missing))}")
+            parts.append(f"has no entry for task{'s' * (len(missing) > 1)} "
+                         f"{', '.join(map(repr, missing))}")  # fmt: skip
         raise MethodError(
-            f"{method}: `{name}` {' and '.join(parts)} (the run's tasks are "
-            f"{', '.join(map(repr, tasks))}).",
-            hint=f"give `{name}` exactly one entry per task",
+            f"{method}: `{name}` {' and '.join(parts)}; the run's tasks are "
+            f"{', '.join(map(repr, tasks))}.",
+            hint=f"give `{name}` "
+            + ("exactly one entry per task" if require_all else "only tasks of the run"),
         )

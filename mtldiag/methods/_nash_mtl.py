@@ -84,7 +84,8 @@ class NashMTL(GramianMethod):
 
     Robustness: when a step has no solution or does not converge (e.g. a zero or two exactly
     opposite gradients), the previous weights are kept — as the authors' code does on a
-    solver error — and a message is appended to :attr:`warnings`.
+    solver error — and :attr:`warnings` says on how many steps (the trainer copies it into the
+    run's ``warnings`` in ``summary.json``, and ``mtldiag profile`` prints it).
 
     :param max_norm: clip ``||d||`` to this value (authors' code default 1.0, applied there
         with ``clip_grad_norm_`` on the shared parameters; 0 disables). Because
@@ -117,13 +118,24 @@ class NashMTL(GramianMethod):
         self._alpha: np.ndarray | None = None
         self._calls = 0
         self.failed_steps = 0
+        self._first_failure = 0
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
         self._alpha = None
         self._calls = 0
         self.failed_steps = 0
+        self._first_failure = 0
         self.last_converged = True
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line summing up the failed solves of the run so far (empty if none)."""
+        if not self.failed_steps:
+            return []
+        return [f"nash_mtl: the bargaining system G α = 1/α had no solution or did not converge "
+                f"on {self.failed_steps} of {self._calls} steps (first: step "
+                f"{self._first_failure}); those steps kept the previous weights"]  # fmt: skip
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
@@ -139,8 +151,8 @@ class NashMTL(GramianMethod):
                 self._alpha = alpha
             else:
                 self.failed_steps += 1
-                self._warn(f"nash_mtl: step {call}: G α = 1/α has no solution or did not "
-                           f"converge; kept the previous weights")  # fmt: skip
+                if self.failed_steps == 1:
+                    self._first_failure = call
                 if self._alpha is None or len(self._alpha) != n:
                     self._alpha = np.ones(n)  # the authors' initial weights
         w = self._alpha.copy()

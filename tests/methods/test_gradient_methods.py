@@ -223,3 +223,18 @@ def test_seeded_randomness_is_reproducible_and_reset_restarts_it():
         m.reset(RunContext(tasks=tuple("abcde"), seed=0))
         again = [m.aggregate(j) for _ in range(3)]
         assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True)), name
+
+
+@pytest.mark.parametrize("leak", [0.0, 0.3])
+def test_graddrop_is_the_papers_sign_mask(leak):
+    # Alg. 1: P = ½(1 + Σg/Σ|g|); keep g_i where (P > U and g_i > 0) or (P < U and g_i < 0).
+    j = random_jacobian(4, 500, 21)
+    j[:, :7] = 0.0  # coordinates no task touches
+    m = make("graddrop", 4, leak=leak)
+    d = m.aggregate(j)
+    u = torch.rand(500, generator=torch.Generator().manual_seed(0), dtype=torch.float32).double()
+    purity = 0.5 * (1 + j.sum(0) / j.abs().sum(0).clamp_min(1e-300))
+    mask = ((purity > u) & (j > 0)) | ((purity < u) & (j < 0))
+    expected = ((leak + (1 - leak) * mask.double()) * j).sum(0)
+    assert torch.allclose(d, expected, rtol=1e-12, atol=1e-15)
+    assert torch.equal(d[:7], torch.zeros(7, dtype=torch.float64))

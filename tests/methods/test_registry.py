@@ -71,7 +71,8 @@ def test_fixed_weights_must_match_the_run_tasks():
     with pytest.raises(MethodError) as info:
         m.reset(RunContext(tasks=("seg", "depth")))
     msg = str(info.value)
-    assert "'dpth'" in msg and "Did you mean 'depth'?" in msg and "misses task(s) 'depth'" in msg
+    assert msg.startswith("fixed: `weights` names unknown task 'dpth' (did you mean 'depth'?) "
+                          "and has no entry for task 'depth'; the run's tasks are 'seg', 'depth'.")
 
 
 def test_prior_loss_without_statistics_is_a_clear_error():
