@@ -70,7 +70,10 @@ def _step_metrics(
 
 def _expected_steps(data: RunData, kind: str) -> int | None:
     """The step count asked for: ``--steps``/``-n`` in env.json's argv, else the spec's."""
-    argv = list((data.env or {}).get("argv") or [])
+    argv = [str(a) for a in (data.env or {}).get("argv") or []]
+    # Only the mtldiag command line counts (a library call records its host's argv).
+    cmd = next((i for i, a in enumerate(argv[:3]) if a in ("profile", "compare")), None)
+    argv = argv[cmd + 1:] if cmd is not None else []
     for i, arg in enumerate(argv):
         if arg in ("--steps", "-n") and i + 1 < len(argv):
             try:
@@ -91,7 +94,7 @@ def _expected_steps(data: RunData, kind: str) -> int | None:
 
 
 def _kind(data: RunData, labels: list[tuple[str, int]]) -> str:
-    argv = [str(a) for a in (data.env or {}).get("argv") or []]
+    argv = [str(a) for a in (data.env or {}).get("argv") or []][:3]
     if "compare" in argv:
         return "compare"
     if "profile" in argv:

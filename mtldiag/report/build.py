@@ -1,0 +1,45 @@
+"""``build_report``: the library call behind ``mtldiag report RUN_DIR``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtldiag.errors import MtldiagError
+from mtldiag.records import RunWriter
+from mtldiag.report.load import HINT, load_run
+from mtldiag.report.write import ReportPaths, write_report
+
+
+@dataclass(frozen=True)
+class BuiltReport:
+    """What ``mtldiag report`` did: the summary it used (rebuilt or read) and the files."""
+
+    summary: dict[str, Any]
+    summary_path: Path
+    rebuilt: bool
+    paths: ReportPaths
+
+
+def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
+    """Write the report of ``run_dir``; rebuild ``summary.json`` first when it is missing or
+    unreadable (a crash, a kill) or when ``rebuild`` is set.
+
+    Raises :class:`MtldiagError` when the folder is missing or has nothing to report.
+    """
+    data = load_run(run_dir)
+    rebuilt = False
+    if data.summary is None or rebuild:
+        if data.steps is None or data.steps.empty:
+            raise MtldiagError(
+                f"cannot rebuild summary.json in '{data.path}': steps.csv has no rows.",
+                hint=HINT,
+            )
+        from mtldiag.report.rebuild import rebuild_summary
+
+        data.summary = rebuild_summary(data)
+        RunWriter(data.path, data.tasks).write_summary(data.summary)
+        rebuilt = True
+    paths = write_report(data)
+    return BuiltReport(data.summary, data.path / "summary.json", rebuilt, paths)

@@ -1,0 +1,67 @@
+"""Rebuilding summary.json from the CSVs replays them through the training-time aggregation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mtldiag.report.load import load_run, read_steps
+from mtldiag.report.rebuild import rebuild_summary
+
+
+def close(a, b, path=""):
+    """Recursive equality with float tolerance (the CSVs round time to 0.1 µs, memory to 0.1 MB)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for k in a:
+            close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert math.isclose(a, b, rel_tol=1e-6, abs_tol=0.06), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
+
+
+def test_rebuilt_run_matches_the_one_training_wrote(profile_run: Path):
+    original = json.loads((profile_run / "summary.json").read_text())
+    rebuilt = rebuild_summary(load_run(profile_run))
+    assert rebuilt["status"] == "interrupted" and rebuilt["kind"] == "profile"
+    assert rebuilt["tasks"] == original["tasks"] and rebuilt["layers"] == original["layers"]
+    assert rebuilt["name"] == original["name"]
+    run, orig = rebuilt["runs"][0], original["runs"][0]
+    # Called from Python (not the CLI) the asked-for steps are the spec's 200: "cut short".
+    assert run.pop("status") == "interrupted" and orig.pop("status") == "ok"
+    assert "20 steps" in run.pop("error") and orig.pop("error") is None
+    close(orig, run)
+    assert [f["code"] for f in rebuilt["diagnosis"]] == [f["code"] for f in original["diagnosis"]]
+
+
+def test_a_nan_row_marks_the_run_failed_with_task_and_step(profile_copy: Path):
+    lines = (profile_copy / "steps.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    last = lines[-1].split(",")
+    last[header.index("loss/b")] = "nan"
+    (profile_copy / "steps.csv").write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n")
+    run = rebuild_summary(load_run(profile_copy))["runs"][0]
+    assert run["status"] == "failed"
+    assert run["error"] == "ew (seed 0): loss of task 'b' is nan at step 19."
+
+
+def test_a_torn_last_line_is_dropped_and_names_stay_text(tmp_path: Path):
+    p = tmp_path / "steps.csv"
+    p.write_text(
+        "method,seed,step,instrumented,time_ms,peak_memory_mb,loss/nan,grad_norm/nan,weight/nan\n"
+        "NA,0,0,1,1.5,10.0,2.0,3.0,1.0\n"
+        "NA,0,1,0,1.5,10.0,nan,,\n"
+        "NA,0,2,1,1.5,10.0,2.0,3"
+    )
+    df = read_steps(p)
+    assert list(df["method"]) == ["NA", "NA"] and list(df["step"]) == [0, 1]
+    assert math.isnan(df["loss/nan"][1]) and math.isnan(df["grad_norm/nan"][1])
+    assert df["loss/nan"][0] == pytest.approx(2.0)
