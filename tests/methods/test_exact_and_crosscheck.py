@@ -133,6 +133,53 @@ def test_torchjd_agreement_order_dependent_methods_with_two_tasks(seed):
         g = j @ j.T
 
 
+def _torchjd_or_skip(fn):
+    """Call ``fn()``; skip when TorchJD's optional solver (quadprog, cvxpy) is not installed."""
+    try:
+        return fn()
+    except ImportError as exc:  # torchjd[full] extras missing
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_torchjd_agreement_upgrad_and_cagrad(seed):
+    tj = pytest.importorskip("torchjd.aggregation")
+    j = random_jacobian(3 + seed % 3, 10, 200 + seed)
+    j[1] = -0.6 * j[0] + 0.5 * j[1]  # a conflict, so the projections are not the identity
+    t, g = j.shape[0], j @ j.T
+    # TorchJD regularises G by 1e-4 before quadprog: still well inside 1e-5 in cosine.
+    w_up = _torchjd_or_skip(lambda: tj.UPGradWeighting()(g))
+    assert _cos(w_up @ j, make("upgrad", t).aggregate(j)) > 1 - 1e-5
+    w_ca = _torchjd_or_skip(lambda: tj.CAGradWeighting(c=0.4)(g))
+    assert _cos(w_ca @ j, make("cagrad", t, c=0.4).aggregate(j)) > 1 - 1e-5
+
+
+def test_torchjd_agreement_nash_mtl_where_its_solver_converges():
+    import warnings
+
+    tj = pytest.importorskip("torchjd.aggregation")
+    agree = failed = 0
+    for seed in range(12):
+        j = random_jacobian(3 + seed % 3, 10, 200 + seed)
+        t, g = j.shape[0], j @ j.T
+        ours = make("nash_mtl", t, max_norm=0.0)
+        w = ours.weights_from_gramian(g)
+        # Ours always solves the bargaining equation G α = 1/α (authors' eq. 4) exactly.
+        assert torch.allclose(w * (g @ w), torch.ones(t, dtype=torch.float64), atol=1e-8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # cvxpy's DPP notice
+            agg = _torchjd_or_skip(lambda t=t: tj.NashMTL(n_tasks=t, max_norm=0.0))
+            d = _torchjd_or_skip(lambda agg=agg, j=j: agg(j.float())).double()
+        alpha = torch.linalg.lstsq(j.T, d.unsqueeze(1)).solution.squeeze(1)
+        if float((alpha * (g @ alpha) - 1).abs().max()) < 1e-3:  # TorchJD's solve converged
+            assert _cos(d, w @ j) > 1 - 1e-5
+            agree += 1
+        else:  # its ECOS step failed and it kept its initial weights (all ones)
+            failed += 1
+    print(f"nash_mtl vs TorchJD: {agree} agree, TorchJD's solver failed on {failed}")
+    assert agree >= 8
+
+
 # ---- LibMTL (weighting modules imported directly; the package needs torchvision) ---------
 
 def _libmtl_module(name: str):
