@@ -10,7 +10,7 @@ from typing import Any
 from mtldiag.report.content import ReportContent
 from mtldiag.report.tables import TableData
 
-_ESCAPES = {"\\": "\\\\", "|": "\\|", "<": "\\<", ">": "\\>", "`": "\\`", "\n": " ", "\r": " "}
+_ESCAPES = {"\\": "\\\\", "|": "\\|", "<": "\\<", ">": "\\>", "\n": " ", "\r": " "}
 
 
 def md_escape(value: Any) -> str:

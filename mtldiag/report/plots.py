@@ -420,8 +420,9 @@ def layer_heatmap(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
                 grid[i, j] = v
     if np.isnan(grid).all():
         return None
-    h = min(14.0, 1.6 + 0.32 * len(layers))
-    w = min(14.0, 3.5 + 0.9 * len(pairs))
+    name_w = 0.55 + 0.055 * max(len(x) for x in layers)  # inches for the layer names
+    h = min(14.0, 1.8 + 0.32 * len(layers))
+    w = min(16.0, name_w + 1.2 + max(4.5, 1.0 * len(pairs)))
     fig, ax = plt.subplots(figsize=(w, h))
     im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(pairs)), [f"{p['a']}–{p['b']}" for p in pairs],
@@ -436,12 +437,13 @@ def layer_heatmap(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
                             color="white" if grid[i, j] > 0.6 else "black")  # fmt: skip
     ax.set_xlabel("task pair")
     ax.set_ylabel("shared layer (input side on top)")
-    fig.colorbar(im, ax=ax, label="conflict rate", fraction=0.05, pad=0.02)
+    bar = fig.add_axes((1 - 0.75 / w, 0.5 / h + 0.05, 0.15 / w, 1 - 0.9 / h - 0.1))
+    fig.colorbar(im, cax=bar, label="conflict rate")
     who = f"run {run.get('method')}, seed {run.get('seed')}"
     ax.set_title(f"Conflict rate per shared layer and task pair ({who})", fontsize=11)
     rotated = 0.06 * max(len(p["a"]) + len(p["b"]) + 1 for p in pairs) * 0.5
-    adjust(fig, left=0.55 + 0.055 * max(len(x) for x in layers), top=0.4,
-           bottom=0.5 + (rotated if len(pairs) > 4 else 0.0), right=0.1)
+    adjust(fig, left=name_w, top=0.4, bottom=0.5 + (rotated if len(pairs) > 4 else 0.0),
+           right=1.1)
     top = layer_scores(summary)[:1]
     note = f" The most conflicted layer is '{top[0]['layer']}'." if top else ""
     return fig, "Share of instrumented steps where the pair's gradients on that layer have a " \

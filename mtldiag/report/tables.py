@@ -149,9 +149,21 @@ def pair_data(summary: dict[str, Any]) -> TableData:
         align=["l", "l", "r", "r", "r", "r"],
         notes=["conflict rate = share of instrumented steps with cosine < 0; "
                "GMS = gradient magnitude similarity (Yu et al. 2020)"],  # fmt: skip
-        marked={i for i, p in enumerate(run.get("pairs") or [])
-                if _ok(p.get("conflict_rate")) and p["conflict_rate"] >= 0.3},  # fmt: skip
+        marked={i for i, p in enumerate(run.get("pairs") or []) if _conflicting(p)},
     )
+
+
+def _conflicting(pair: dict[str, Any]) -> bool:
+    """The diagnosis' directional-conflict rule (sign flips near zero cosine do not count)."""
+    from mtldiag.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
+
+    rate, cos, neg = pair.get("conflict_rate"), pair.get("cosine_mean"), pair.get(
+        "conflict_cosine_mean"
+    )
+    if not _ok(rate) or not _ok(cos):
+        return False
+    strong = _ok(neg) and neg <= -WEAK_COSINE
+    return cos <= MEAN_COSINE_CONFLICT or (rate >= CONFLICT_WARN and strong)
 
 
 def layer_scores(summary: dict[str, Any]) -> list[dict[str, Any]]:

@@ -74,7 +74,16 @@ def test_pair_table_numbers_and_marks():
     data = tables.pair_data(SUMMARY)
     assert data.rows[0] == ["a", "b", "-0.40", "75%", "-0.55", "0.5"]
     assert data.rows[1][2:4] == ["+0.20", "10%"]
-    assert data.marked == {0}  # conflict rate >= 30%
+    assert data.marked == {0}  # a directional conflict (the diagnosis' rule)
+
+
+def test_sign_flips_near_zero_cosine_are_not_marked():
+    s = copy.deepcopy(SUMMARY)
+    s["runs"][0]["pairs"][1].update(cosine_mean=0.01, conflict_rate=0.5,
+                                    conflict_cosine_mean=-0.03)  # fmt: skip
+    assert tables.pair_data(s).marked == {0}
+    s["runs"][0]["pairs"][1]["conflict_cosine_mean"] = -0.2
+    assert tables.pair_data(s).marked == {0, 1}
 
 
 def test_layer_table_ranks_by_worst_pair():
