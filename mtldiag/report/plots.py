@@ -139,7 +139,7 @@ def _grid(n: int, max_cols: int = 3, size: tuple[float, float] = (4.6, 3.4), ext
     return fig, flat[:n]
 
 
-def _legend(fig: Any, axes: list[Any], max_items: int = 14, bottom: float = 0.6) -> None:
+def _legend(fig: Any, axes: list[Any], max_items: int = 30, bottom: float = 0.6) -> None:
     """One legend under the panels, for every labelled line; then the margins."""
     handles, labels = [], []
     for ax in axes:
