@@ -275,6 +275,8 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
     shown = [x for x in labels if label_kind(x) != "single"]
     if len(tasks) < 2 or len(shown) < 2:
         return None
+    rows = (data.summary or {}).get("comparison", {}).get("rows") or []
+    dominated = {r["label"] for r in rows if r.get("dominated_by")}
     combos = [(i, j) for i in range(len(tasks)) for j in range(i + 1, len(tasks))][:6]
     fig, axes = _grid(len(combos), size=(4.6, 4.0))
     for ax, (i, j) in zip(axes, combos, strict=True):
@@ -290,9 +292,10 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
                 sweep_pts.append((ma, mb))
                 ax.scatter([ma], [mb], color=SWEEP_COLOR, marker="s", s=22, zorder=2,
                            label=_legend_label(x, seen))  # fmt: skip
-            else:
+            else:  # hollow: a sweep point Pareto-dominates this method
                 ax.errorbar([ma], [mb], xerr=[sa], yerr=[sb], fmt="o", color=st.color,
-                            ms=7, capsize=2, zorder=3, label=x)  # fmt: skip
+                            mfc="white" if x in dominated else st.color, mew=2, ms=7,
+                            capsize=2, zorder=3, label=x)  # fmt: skip
         if len(sweep_pts) >= 2:
             fx, fy = zip(*_front(sweep_pts, (hib.get(ta, False), hib.get(tb, False))),
                          strict=True)  # fmt: skip
@@ -303,7 +306,8 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
     fig.suptitle("Task trade-off: each method vs the linear-scalarization sweep", fontsize=12)
     _legend(fig, axes)
     return fig, ("Final metric of one task against another (mean ± std over seeds); the dashed "
-                 "line joins the sweep points no other sweep point dominates.")  # fmt: skip
+                 "line joins the sweep points no other sweep point dominates; a hollow marker is "
+                 "a method that a sweep point Pareto-dominates.")  # fmt: skip
 
 
 def _whole_pairs(data: RunData) -> pd.DataFrame | None:
