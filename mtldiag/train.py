@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -140,11 +141,29 @@ class StepTimer:
         return (time.perf_counter() - self._t0) * 1e3
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a run's peak-memory count afresh, so compared runs do not inherit earlier peaks.
+
+    On CPU the peak is the process's resident-set high-water mark, which only grows; Linux
+    lets a process reset it (``/proc/self/clear_refs``, value 5). Elsewhere it stays
+    process-wide, which the run-format doc says.
+    """
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """CUDA allocator peak on GPU; process peak RSS otherwise (Linux reports KiB)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def run_context(prep: Prepared, stats: dict[str, TaskStats], steps: int,
@@ -202,8 +221,7 @@ def train_run(
     acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *prep.selection.layout.layers])
     batches = BatchCycle(prep.loader, prep.seed)
     timer = StepTimer(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     prep.model.train()
     observer.run_started(label, prep.seed, steps)
     try:

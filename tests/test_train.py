@@ -183,3 +183,18 @@ def test_bad_user_code_is_named(tmp_path: Path, over, match):
                           path=tmp_path / "spec.yaml")  # fmt: skip
     with pytest.raises(UserCodeError, match=match):
         run_profile(spec, out=tmp_path / "run", steps=2)
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
+def test_peak_memory_is_per_run_not_process_wide(tmp_path: Path):
+    import resource
+
+    import torch
+
+    big = torch.ones(200 * 2**20 // 4)  # 200 MiB touched, then freed
+    big.add_(1)
+    del big
+    process_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = run_profile(parse_spec(SYNTHETIC), out=tmp_path / "run", steps=3)
+    run_peak = result.summary["runs"][0]["peak_memory_mb"]
+    assert 0 < run_peak < process_peak - 100
