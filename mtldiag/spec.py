@@ -63,8 +63,17 @@ class MethodSpec:
     def label(self) -> str:
         if not self.hparams:
             return self.name
-        args = ",".join(f"{k}={v}" for k, v in sorted(self.hparams.items()))
+        args = ",".join(f"{k}={_compact(v)}" for k, v in sorted(self.hparams.items()))
         return f"{self.name}:{args}"
+
+
+def _compact(value: Any) -> str:
+    """A hyper-parameter as it reads in a label: ``{a:0.1,b:1}``, not ``{'a': 0.1, 'b': 1}``."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_compact(v) for v in value) + "]"
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -356,11 +365,22 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
                     f"method '{entry}': '{part}' is not 'name=value'.",
                     hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
                 )
-            try:
-                hp[key.strip()] = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                hp[key.strip()] = raw
+            hp[key.strip()] = _scalar(raw)
     return MethodSpec(name.strip(), hp)
+
+
+def _scalar(raw: str) -> Any:
+    """A CLI hyper-parameter value: YAML, except that ``1e6`` is a number (YAML 1.1 says text)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _split_top(args: str) -> list[str]:

@@ -71,3 +71,14 @@ def test_method_strings_and_mappings():
 def test_overrides_merge_nested(tmp_path: Path):
     spec = load_spec(write_spec(tmp_path, SYNTHETIC), overrides={"profile": {"steps": 3}})
     assert spec.profile.steps == 3 and spec.profile.every == 1
+
+
+def test_label_of_dict_hyperparameters_is_compact():
+    ms = parse_method({"fixed": {"weights": {"a": 0.1, "b": 1}}})
+    assert ms.label == "fixed:weights={a:0.1,b:1}"
+    assert parse_method("cagrad:c=0.4").label == "cagrad:c=0.4"
+
+
+def test_exponent_numbers_in_method_strings_are_numbers():
+    assert parse_method("cagrad:c=1e-1").hparams["c"] == 0.1
+    assert parse_method("pcgrad:reduction=mean").hparams["reduction"] == "mean"
