@@ -15,7 +15,7 @@ from torch import nn
 
 from mtldiag import distributed
 from mtldiag.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
-from mtldiag.errors import TrainingError
+from mtldiag.errors import MtldiagError, TrainingError
 from mtldiag.losses import LossFn, build_loss_fn, check_losses, label_stats
 from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.metrics import ALL_LAYERS
@@ -254,7 +254,22 @@ def train_run(
                     hint="lower the learning rate, check the data and the loss for that task; "
                     "the records of the steps before it are kept",
                 )
-            result = probe.backward(losses, global_losses=values if dctx is not None else None)
+            try:
+                result = probe.backward(losses,
+                                        global_losses=values if dctx is not None else None)
+            except (MtldiagError, KeyboardInterrupt):
+                raise
+            except Exception as exc:
+                # A method that breaks (a solver error, a bad state) fails its run alone: in a
+                # comparison the other methods go on, as they do after a NaN.
+                ms = timer.stop()
+                acc.add(values_list, ms, peak_memory_mb(device), None, None)
+                raise TrainingError(
+                    f"{label} (seed {prep.seed}): the method's backward raised "
+                    f"{type(exc).__name__} at step {step}: {exc}",
+                    hint="run with --debug for the traceback; try the method's other "
+                    "hyper-parameters or another method",
+                ) from exc
             optimizer.step()
             ms = timer.stop()
             mem = peak_memory_mb(device)

@@ -168,3 +168,25 @@ def test_methods_and_hyper_parameters_come_from_the_spec(tmp_path: Path):
     # compare.hyperparams apply to a method named on the command line too
     res = run_compare(parse_spec(data), methods="pcgrad", out=tmp_path / "b")
     assert res.summary["runs"][0]["method"] == "pcgrad:reduction=mean"
+
+
+def test_a_method_that_raises_fails_its_run_alone(tmp_path: Path, monkeypatch):
+    from mtldiag.methods._pcgrad import PCGrad
+
+    calls = {"n": 0}
+    original = PCGrad.weights_from_gramian
+
+    def breaks_at_third_call(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("solver blew up")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PCGrad, "weights_from_gramian", breaks_at_third_call)
+    res = run_compare(parse_spec(SYNTHETIC), methods="pcgrad,ew", seeds=[0], steps=6, every=1,
+                      out=tmp_path / "run")  # fmt: skip
+    runs = {r["method"]: r for r in res.summary["runs"]}
+    assert runs["pcgrad"]["status"] == "failed"
+    assert "RuntimeError at step 2: solver blew up" in runs["pcgrad"]["error"]
+    assert runs["pcgrad"]["steps"] == 3  # steps 0, 1 and the failing one are recorded
+    assert runs["ew"]["status"] == "ok" and runs["ew"]["steps"] == 6
