@@ -14,12 +14,25 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from mtldiag import distributed
 from mtldiag.errors import MtldiagError, TrainingError
 
+# `--help` lists commands in the order a user meets them, not alphabetically.
+_COMMAND_ORDER = ("profile", "validate", "compare", "report", "check", "methods")
+
+
+class _OrderedGroup(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {n: i for i, n in enumerate(_COMMAND_ORDER)}
+        return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
 app = typer.Typer(
     name="mtldiag",
+    cls=_OrderedGroup,
     help="Diagnose why multi-task losses fight, and measure which balancing method fixes it.",
     no_args_is_help=True,
     add_completion=False,
