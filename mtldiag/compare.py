@@ -276,12 +276,4 @@ def _finish(writer: RunWriter, summary: dict[str, Any], spec: Spec, tasks: list[
     hib = {t: hib.get(t, False) for t in tasks}
     if ok:
         summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
-    writer.write_summary(summary)
-    if not writer.enabled:  # torchrun: rank 0 writes
-        return
-    try:
-        from mtldiag.report import write_report
-
-        write_report(writer.path)
-    except ImportError:
-        pass
+    writer.finish(summary)

@@ -150,12 +150,4 @@ def _finish(writer: RunWriter, summary: dict[str, Any], run: dict[str, Any] | No
         summary["diagnosis"] = diagnose(run, layers)
     if preview_acc is not None:
         summary["preview"] = preview_acc.summary()
-    writer.write_summary(summary)
-    if not writer.enabled:  # torchrun: rank 0 writes
-        return
-    try:
-        from mtldiag.report import write_report
-
-        write_report(writer.path)
-    except ImportError:
-        pass
+    writer.finish(summary)

@@ -182,6 +182,15 @@ class RunWriter:
         os.replace(tmp, out)
         return out
 
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Write ``summary.json``, then the report built from the whole directory."""
+        self.write_summary(summary)
+        if not self.enabled:
+            return
+        from mtldiag.report import write_report  # matplotlib loads only when a run ends
+
+        write_report(self.path)
+
     def close(self) -> None:
         for f in (self._steps, self._pairs):
             if f is not None and not f.closed:
