@@ -44,7 +44,8 @@ def methods_cmd(
     table.add_column("state")
     table.add_column("cost / step")
     for r in rows:
-        hps = ", ".join(f"{h.name}={h.default}" for h in r.hyperparams) or "—"
+        hps = ", ".join(f"{h.name}={h.default}" if h.default is not None
+                        else f"{h.name} (required)" for h in r.hyperparams) or "—"  # fmt: skip
         table.add_row(r.name, ", ".join(r.aliases), r.family, r.paper, hps,
                       "yes" if r.stateful else "no", r.cost)  # fmt: skip
     console.print(table)
@@ -73,17 +74,15 @@ def render_preview(console: Console, summary: dict[str, Any]) -> None:
         table.add_column(f"gain {t}", justify="right")
     table.add_column("angle", justify="right")
 
-    def fmt(x: float | None, spec: str) -> str:
-        return "—" if x is None else format(x, spec)
+    def fmt(x: float | None, spec: str, unit: str = "") -> str:
+        return "—" if x is None else format(x, spec) + unit
 
     for r in pv["methods"]:
+        rate = r["all_decrease_rate"]
         table.add_row(
             escape(r["method"]),
-            fmt(r["all_decrease_rate"] if r["all_decrease_rate"] is None
-                else 100 * r["all_decrease_rate"], ".0f") + ("%" if r["all_decrease_rate"]
-                                                            is not None else ""),
+            fmt(None if rate is None else 100 * rate, ".0f", "%"),
             *(fmt(r["gain_mean"][t], ".3g") for t in tasks),
-            fmt(r["angle_to_sum_mean"], ".1f") + ("°" if r["angle_to_sum_mean"] is not None
-                                                  else ""),
-        )  # fmt: skip
+            fmt(r["angle_to_sum_mean"], ".1f", "°"),
+        )
     console.print(table)

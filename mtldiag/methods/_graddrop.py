@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mtldiag.methods import _check
@@ -21,7 +22,8 @@ class GradDrop(GradientMethod):
 
     Difference from the paper: it applies the mask to gradients with respect to a shared
     activation (summed over the batch); here, as TorchJD, to the gradients of the shared
-    parameters. ``U`` comes from a generator seeded with the run's seed.
+    parameters. ``U`` (one per coordinate, in (0, 1]) comes from a NumPy generator seeded with
+    the run's seed.
     """
 
     name = "graddrop"
@@ -33,27 +35,33 @@ class GradDrop(GradientMethod):
 
     def __init__(self, leak: float = 0.0) -> None:
         self.leak = _check.real("leak", leak, low=0.0, high=1.0)
-        self._gen: torch.Generator | None = None
+        self._rng: np.random.Generator | None = None
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
-        self._gen = torch.Generator().manual_seed(int(ctx.seed))
+        self._rng = np.random.default_rng(int(ctx.seed))
 
     def aggregate(
         self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if self._gen is None:
-            self._gen = torch.Generator().manual_seed(0)
-        # Keeping only the positive g_i of a coordinate sums them to (Σg + Σ|g|)/2, only the
-        # negative ones to (Σg - Σ|g|)/2: two reductions over J instead of T x P masks.
-        total = jacobian.sum(dim=0)  # (P,)
-        mag = torch.linalg.vector_norm(jacobian, ord=1, dim=0)  # (P,) Σ_i |g_i|, no T x P temp
-        purity = 0.5 * (1.0 + total / mag.clamp_min(torch.finfo(mag.dtype).tiny))
-        # Drawn in float32 on the CPU: the same draws whatever J's dtype and device.
-        u = torch.rand(purity.shape, generator=self._gen, dtype=torch.float32)
-        u = u.to(purity.device, purity.dtype)
-        pos = 0.5 * (total + mag)
-        kept = torch.where(purity > u, pos, torch.where(purity < u, pos - mag, 0.0))
+        if self._rng is None:  # used without reset(): seed 0, deterministic
+            self._rng = np.random.default_rng(0)
+        # Per coordinate, with pos = Σ_i max(g_i, 0) and total = Σ_i g_i: Σ|g_i| = 2 pos - total,
+        # the purity is P = pos / Σ|g_i|, and keeping only the positive (negative) g_i sums them
+        # to pos (to neg = total - pos). So P > U is pos > U Σ|g_i|: two matrix-vector products
+        # over J and a few P-sized operations, no T x P masks.
+        ones = torch.ones(jacobian.shape[0], dtype=jacobian.dtype, device=jacobian.device)
+        total = torch.mv(jacobian.T, ones)  # (P,)
+        pos = torch.mv(torch.relu(jacobian).T, ones)  # (P,)
+        neg = total - pos
+        mag = pos - neg
+        # U ~ Uniform(0, 1], drawn on the CPU in float32 (the same draws whatever J's dtype and
+        # device). With U = 1 - r, r in [0, 1): the only tie P = U is at P = 1, where the
+        # paper drops everything and `neg` is 0 too.
+        u = torch.from_numpy(self._rng.random(pos.shape[0], dtype=np.float32))
+        thr = torch.sub(1.0, u.to(pos.device, pos.dtype)).mul_(mag)
+        # kept = pos where P > U, else neg  (= neg + Σ|g| [pos > U Σ|g|])
+        kept = torch.addcmul(neg, mag, (pos > thr).to(pos.dtype))
         if self.leak > 0:
             return self.leak * total + (1.0 - self.leak) * kept
         return kept

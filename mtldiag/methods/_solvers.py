@@ -32,7 +32,8 @@ def _solve_sym(k: np.ndarray, rhs: np.ndarray) -> np.ndarray:
     """Solve a small symmetric (possibly singular) system; least squares if needed."""
     try:
         x = np.linalg.solve(k, rhs)
-        if np.all(np.isfinite(x)) and np.allclose(k @ x, rhs, rtol=1e-9, atol=1e-12):
+        # The residual test np.allclose would do, without its per-call overhead.
+        if np.all(np.abs(k @ x - rhs) <= 1e-12 + 1e-9 * np.abs(rhs)):
             return x
     except np.linalg.LinAlgError:
         pass
@@ -170,6 +171,8 @@ def simplex_qp(
     p = np.zeros(n) if p is None else np.asarray(p, dtype=np.float64)
     if n == 1:
         return np.ones(1)
+    if n == 2:
+        return _segment_qp(q, p)
     diag = np.clip(np.diag(q), 0.0, None)
     top = float(diag.max())
     if top == 0.0:
@@ -213,6 +216,21 @@ def simplex_qp(
         if n <= ENUMERATE_MAX_T:
             return _enumerate_min_norm(pts)
     return _projected_gradient(q / top, p / top, w, simplex=True)
+
+
+def _segment_qp(q: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """T = 2 in closed form: ``w = (t, 1 - t)`` with ``t`` the clipped root of ``f'(t) = 0``.
+
+    ``f(t) = ½ wᵀQw + pᵀw`` has curvature ``a = Q11 - 2 Q12 + Q22 = ||g1 - g2||² >= 0``; when
+    it vanishes (identical gradients) ``f`` is linear and an end point is optimal.
+    """
+    a = q[0, 0] - 2.0 * q[0, 1] + q[1, 1]
+    b = q[0, 1] - q[1, 1] + p[0] - p[1]  # f'(t) = a t + b
+    if a > 1e-14 * (abs(q[0, 0]) + abs(q[1, 1])):
+        t = min(max(-b / a, 0.0), 1.0)
+    else:
+        t = 1.0 if b < 0 else (0.0 if b > 0 else 0.5)
+    return np.array([t, 1.0 - t])
 
 
 def _enumerate_min_norm(pts: np.ndarray) -> np.ndarray:
@@ -374,6 +392,62 @@ def nnls(a: np.ndarray, b: np.ndarray, max_iter: int | None = None) -> tuple[np.
             if not passive:
                 break
     return x, False
+
+
+def nnls_gram(
+    q: np.ndarray, c: np.ndarray, max_iter: int | None = None
+) -> tuple[np.ndarray, bool]:
+    """Lawson & Hanson on the Gramian: ``argmin_{x >= 0} ½ xᵀQx + cᵀx`` (``Q`` PSD, T x T).
+
+    The fast path for small dense problems (UPGrad's projections): each inner step solves
+    ``Q_FF z = -c_F`` on the passive set F with one LU solve, with no least-squares SVD and
+    no P-sized work. Expects ``Q`` equilibrated (unit diagonal) by the caller. Returns
+    ``(x, ok)``; ``ok`` is False when a solve was singular or the result fails the KKT
+    conditions ``x >= 0, Qx + c >= 0, x ∘ (Qx + c) = 0`` to a relative 1e-9 — callers then
+    use the least-squares solver :func:`nnls` on a square-root factor instead.
+    """
+    n = len(c)
+    x = np.zeros(n)
+    passive = np.zeros(n, dtype=bool)
+    scale = np.abs(q).sum(axis=1) + np.abs(c)  # bounds the rounding of (Qx + c)_j, x <= ~1
+    max_iter = max_iter or 3 * n + 10
+    for _ in range(max_iter):
+        neg_grad = -(q @ x + c)
+        neg_grad[passive] = -np.inf
+        j = int(np.argmax(neg_grad))
+        if neg_grad[j] <= 1e-12 * scale[j]:
+            break
+        passive[j] = True
+        for _ in range(n + 1):
+            idx = np.flatnonzero(passive)
+            try:
+                z = np.linalg.solve(q[np.ix_(idx, idx)], -c[idx])
+            except np.linalg.LinAlgError:
+                return x, False
+            if not np.all(np.isfinite(z)):
+                return x, False
+            if np.all(z > 0):
+                x = np.zeros(n)
+                x[idx] = z
+                break
+            xp = x[idx]
+            neg = z <= 0
+            theta = float(np.min(xp[neg] / (xp[neg] - z[neg])))
+            xp = xp + theta * (z - xp)
+            drop = xp <= 1e-15 * max(1.0, float(np.max(np.abs(xp))))
+            drop[int(np.argmin(np.where(neg, xp, np.inf)))] = True
+            x = np.zeros(n)
+            keep = idx[~drop]
+            x[keep] = xp[~drop]
+            passive[idx[drop]] = False
+            if not passive.any():
+                break
+    else:
+        return x, False
+    grad = q @ x + c
+    tol = 1e-9 * (np.abs(q) @ x + np.abs(c) + 1e-300)
+    ok = bool(np.all(x >= 0) and np.all(grad >= -tol) and np.all(np.abs(x * grad) <= tol * (x + 1)))
+    return x, ok
 
 
 def simplex_qp_on_support(

@@ -7,7 +7,7 @@ import torch
 
 from mtldiag.methods import _check
 from mtldiag.methods._common import REDUCTION_HELP, to_numpy, to_torch
-from mtldiag.methods._solvers import factor, nnls, nonneg_qp
+from mtldiag.methods._solvers import factor, nnls, nnls_gram, nonneg_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -50,19 +50,30 @@ def project_rows(g: np.ndarray) -> np.ndarray:
     """Row i: ``v_i = argmin_{v >= e_i} vᵀGv`` (the dual-cone projection of ``g_i``)."""
     n = len(g)
     out = np.eye(n)
-    top = float(np.max(np.diag(g))) if n else 0.0
+    diag = np.clip(np.diag(g), 0.0, None)
+    top = float(diag.max()) if n else 0.0
     if top <= 0.0:
         return out
+    # Equilibrate (unit diagonal) so the fast T-space solve works at every gradient scale;
+    # a zero gradient (zero row) is left out of every cone constraint's solution.
+    live = diag > 1e-30 * top
+    norms = np.sqrt(np.where(live, diag, 1.0))
+    gs = g / np.outer(norms, norms)
     pts = None
     for i in range(n):
         if np.all(g[:, i] >= 0):
             continue  # g_i conflicts with no task: it is its own projection
-        # v = e_i + x, x >= 0: min ||Pᵀx + p_i||² — Lawson-Hanson NNLS on the factor; the
-        # active set on the equilibrated G if it does not settle.
-        if pts is None:
-            pts = factor(g)  # rows p_k with p_k·p_l = G_kl
-        x, ok = nnls(pts.T, -pts[i])
+        # v = e_i + x, x >= 0: min ½ xᵀGx + G_iᵀx. Lawson-Hanson on the equilibrated G;
+        # if its KKT check fails (near-singular G), the same on a square-root factor by least
+        # squares, then the active set on G.
+        y, ok = nnls_gram(gs[np.ix_(live, live)], gs[live, i])
+        x = np.zeros(n)
+        x[live] = y * (norms[i] / norms[live])
         if not ok:
-            x = nonneg_qp(g, g[:, i])
+            if pts is None:
+                pts = factor(g)  # rows p_k with p_k·p_l = G_kl
+            x, ok = nnls(pts.T, -pts[i])
+            if not ok:
+                x = nonneg_qp(g, g[:, i])
         out[i] += x
     return out

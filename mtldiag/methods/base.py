@@ -27,6 +27,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from mtldiag.errors import MtldiagError
+from mtldiag.metrics import small_gram
 
 Family = Literal["weighting", "gradient"]
 
@@ -189,6 +190,6 @@ class GramianMethod(GradientMethod):
     def aggregate(
         self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        gramian = jacobian @ jacobian.T
+        gramian = small_gram(jacobian)  # chunked: faster than a plain T x P GEMM
         w = self.weights_from_gramian(gramian, losses)
         return w.to(jacobian.dtype) @ jacobian
