@@ -122,3 +122,20 @@ def test_reset_forgets_learned_state():
     assert not torch.allclose(m.weights(torch.ones(3), 50), torch.ones(3))
     m.reset(RunContext(tasks=("a", "b", "c")))
     assert torch.equal(m.weights(torch.ones(3), 0), torch.ones(3))
+
+
+WEIGHTING = [c.name for c in methods.METHODS if c.family == "weighting"]
+HP = {"fixed": {"weights": {"a": 1.0, "b": 2.0, "c": 0.5}},
+      "anneal": {"schedules": {"a": {"from": 0, "to": 1, "start": 0, "end": 4}}}}  # fmt: skip
+STATS = {t: TaskStats(prior_loss=v, theory_initial_loss=v) for t, v in zip("abc", (1e-8, 1.0, 1e8),
+                                                                          strict=True)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", WEIGHTING)
+def test_degenerate_losses_give_finite_non_negative_weights(name):
+    m = make(name, stats=STATS, **HP.get(name, {}))
+    for step, losses in enumerate([torch.tensor([0.0, 1e-8, 1e8]), torch.tensor([1e8, 0.0, 1.0]),
+                                   torch.tensor([1.0, 1.0, 1.0])]):  # fmt: skip
+        w = m.weights(losses, step)
+        assert w.shape == (3,) and torch.isfinite(w).all() and (w >= 0).all(), (name, w)
+        m.update(losses, step, torch.tensor([0.0, 1e-8, 1e8]))
