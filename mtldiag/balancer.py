@@ -118,7 +118,9 @@ class Balancer:
                 weights = m.weights_from_gramian(small_gram(jac).double(), detached)
                 direction = torch.mv(jac.T, weights.to(jac))  # (P,) = Jᵀw, one BLAS gemv
             else:
-                direction = m.aggregate(jac, detached).clone()
+                direction = m.aggregate(jac, detached)
+                if direction.untyped_storage().data_ptr() == jac.untyped_storage().data_ptr():
+                    direction = direction.clone()  # a view of J's buffer, reused next step
             self.engine.write_direction(direction)
         w_list = None if weights is None else weights.double().cpu().tolist()
         return BalanceStep(step, detached.tolist(), w_list, tuple(m.warnings))
