@@ -112,3 +112,28 @@ def test_balancer_rejects_changed_tasks():
     losses = net.losses(x, y)
     with pytest.raises(methods.MethodError, match="expected the tasks"):
         bal.backward({"t1": losses["t1"], "t0": losses["t0"]})
+
+
+@pytest.mark.parametrize("layer", ["last", "all"])
+def test_trainer_probe_gives_gradnorm_the_norms_of_its_layer(layer, monkeypatch):
+    # Instrumented steps take them from the Jacobian, the others from partial passes: both
+    # must be ||grad L_i|| over the last shared layer (default) or every shared parameter.
+    from mtldiag.probe import GradientProbe
+
+    net = Net()
+    x, y = data()
+    m = methods.create("gradnorm", layer=layer)
+    seen = []
+    real = m.update
+    monkeypatch.setattr(m, "update", lambda ls, s, n=None: (seen.append(n), real(ls, s, n)))
+    probe = GradientProbe(net, shared=["trunk.*"], every=2, method=m)
+    params = list(net.trunk.parameters()) if layer == "all" else list(net.trunk[2].parameters())
+    for _ in range(2):  # step 0 instrumented, step 1 not
+        losses = net.losses(x, y)
+        expected = torch.tensor([
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(v, params, retain_graph=True)])
+            .norm() for v in losses.values()])  # fmt: skip
+        for p in net.parameters():
+            p.grad = None
+        probe.backward(losses)
+        assert torch.allclose(seen[-1].double(), expected.double(), rtol=1e-5)
