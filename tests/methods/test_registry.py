@@ -91,3 +91,12 @@ def test_anneal_rejects_unknown_task_and_bad_schedule():
             RunContext(tasks=("a",)))
     with pytest.raises(MethodError, match="schedules.a.end"):
         methods.create("anneal", schedules={"a": {"start": 10, "end": 5}})
+
+
+def test_package_docstring_example_runs():
+    import doctest
+
+    import mtldiag.methods as pkg
+
+    result = doctest.testmod(pkg, raise_on_error=False, verbose=False)
+    assert result.attempted >= 5 and result.failed == 0
