@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mtldiag.errors import SpecError, did_you_mean
+from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 
 DEFAULT_SPEC = "mtldiag.yaml"
 BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
@@ -266,6 +266,19 @@ def parse_spec(
     ):
         raise ctx.err("methods", "must map method names to hyper-parameters, e.g. "
                       "'gradnorm: {alpha: 1.5}'.")  # fmt: skip
+    # Keyed by canonical name, so `methods: {uncertainty: ...}` also reaches `--method uw`.
+    canonical_hparams: dict[str, dict[str, Any]] = {}
+    for key, hp in method_hparams.items():
+        name = _canonical(str(key))
+        if name is None:
+            from mtldiag.methods import lookup
+
+            try:
+                lookup(str(key))
+            except MtldiagError as exc:
+                raise ctx.err(f"methods.{key}", exc.message) from None
+        canonical_hparams.setdefault(name or str(key), {}).update(hp)
+    method_hparams = canonical_hparams
 
     profile = _profile(ctx, data.get("profile") or {}, data.get("method"), method_hparams)
     compare = _compare(ctx, data.get("compare") or {}, method_hparams)
@@ -352,11 +365,11 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
         (name, hp), = entry.items()
         if hp is not None and not isinstance(hp, dict):
             raise SpecError(f"method '{name}': hyper-parameters must be a mapping, not {hp!r}.")
-        return MethodSpec(str(name), {**defaults.get(str(name), {}), **(hp or {})})
+        return MethodSpec(str(name), {**_defaults(str(name), defaults), **(hp or {})})
     if not isinstance(entry, str) or not entry.strip():
         raise SpecError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {entry!r}.")
     name, _, args = entry.strip().partition(":")
-    hp: dict[str, Any] = dict(defaults.get(name, {}))
+    hp: dict[str, Any] = _defaults(name.strip(), defaults)
     if args:
         for part in _split_top(args):
             key, eq, raw = part.partition("=")
@@ -381,6 +394,24 @@ def _scalar(raw: str) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _canonical(name: str) -> str | None:
+    """The registry's name for a method or alias (``uw`` -> ``uncertainty``); None if unknown."""
+    from mtldiag.methods import lookup
+
+    try:
+        return lookup(name).name
+    except MtldiagError:
+        return None
+
+
+def _defaults(name: str, defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The spec's ``methods:`` hyper-parameters for ``name``, whichever alias names it."""
+    if name in defaults:
+        return dict(defaults[name])
+    canonical = _canonical(name)
+    return dict(defaults.get(canonical, {})) if canonical else {}
 
 
 def _split_top(args: str) -> list[str]:

@@ -82,3 +82,14 @@ def test_label_of_dict_hyperparameters_is_compact():
 def test_exponent_numbers_in_method_strings_are_numbers():
     assert parse_method("cagrad:c=1e-1").hparams["c"] == 0.1
     assert parse_method("pcgrad:reduction=mean").hparams["reduction"] == "mean"
+
+
+def test_method_hyperparameters_reach_every_alias_of_the_method():
+    spec = parse_spec({**SYNTHETIC, "methods": {"uncertainty": {"variant": "log1p"}}})
+    assert parse_method("uw", spec.method_hparams).hparams == {"variant": "log1p"}
+    assert parse_method("uncertainty", spec.method_hparams).hparams == {"variant": "log1p"}
+
+
+def test_misspelled_method_under_methods_is_an_error():
+    with pytest.raises(SpecError, match="methods.pcgard.*Did you mean 'pcgrad'"):
+        parse_spec({**SYNTHETIC, "methods": {"pcgard": {"reduction": "mean"}}})
