@@ -4,7 +4,8 @@ Each finding has a ``code``, a ``severity`` (``info`` | ``warning`` | ``critical
 ``message``, a ``suggestion`` and the ``evidence`` numbers it rests on. Thresholds:
 
 =========================  ==============================================================
-loss_scale_imbalance        largest / smallest mean task loss >= 10 (critical >= 100)
+loss_scale_imbalance        largest / smallest task loss >= 10 (critical >= 100), at the
+                            start (mean of the first steps) or on average, whichever is larger
 grad_norm_dominance         largest / smallest mean gradient norm on shared params >= 5
                             (critical >= 20)
 directional_conflict        a pair with conflict rate >= 0.3 whose conflicting steps have a
@@ -60,25 +61,43 @@ def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]
     return out
 
 
+def _ratio(losses: dict[str, Any] | None) -> tuple[str, str, float, dict[str, float]] | None:
+    """(largest task, smallest task, their ratio, the positive losses) or None."""
+    vals = {t: v for t, v in (losses or {}).items() if v is not None and v > 0}
+    if len(vals) < 2:
+        return None
+    big = max(vals, key=vals.__getitem__)
+    small = min(vals, key=vals.__getitem__)
+    return big, small, vals[big] / vals[small], vals
+
+
 def _loss_scale(run: dict[str, Any]) -> list[dict[str, Any]]:
-    means = {t: v for t, v in (run.get("loss_mean") or {}).items() if v is not None and v > 0}
-    if len(means) < 2:
+    # The scale at the start is what a weighting must undo (the seed documents' "100x"); the
+    # mean over the run shrinks as the large loss falls, so the larger of the two is judged.
+    mean = _ratio(run.get("loss_mean"))
+    start = _ratio(run.get("initial_loss"))
+    if mean is None:
         return []
-    big = max(means, key=means.__getitem__)
-    small = min(means, key=means.__getitem__)
-    ratio = means[big] / means[small]
+    use_start = start is not None and start[2] > mean[2]
+    big, small, ratio, vals = start if use_start else mean  # type: ignore[misc]
     if ratio < LOSS_RATIO_WARN:
         return []
     severity = "critical" if ratio >= LOSS_RATIO_CRIT else "warning"
+    if use_start:
+        when = f"at the start ({vals[big]:.3g} vs {vals[small]:.3g}; {mean[2]:.0f}x on average)"
+    else:
+        when = f"({vals[big]:.3g} vs {vals[small]:.3g} on average)"
     return [_finding(
         "loss_scale_imbalance", severity,
-        f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' "
-        f"({means[big]:.3g} vs {means[small]:.3g}): it dominates the summed loss.",
+        f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' {when}: "
+        "it dominates the summed loss.",
         "Normalise the loss scales: weight each loss by the inverse of its initial value "
         "(init_loss), of the prior predictor's loss (prior_loss), or of its running value "
         "(realtime: L / L.detach()); then tune on validation.",
         dominant=big, smallest=small, ratio=round(ratio, 4),
-        loss_mean={t: round(v, 6) for t, v in means.items()},
+        ratio_mean=round(mean[2], 4), ratio_initial=round(start[2], 4) if start else None,
+        loss_mean={t: round(v, 6) for t, v in mean[3].items()},
+        loss_initial={t: round(v, 6) for t, v in start[3].items()} if start else None,
     )]  # fmt: skip
 
 

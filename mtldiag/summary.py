@@ -10,6 +10,7 @@ from typing import Any
 from mtldiag.metrics import StepMetrics
 
 FINAL_FRACTION = 0.1  # final_loss is the mean of the last 10% of steps (at least one)
+INITIAL_STEPS = 5  # initial_loss is the mean of the first 5 steps (one batch is noisy)
 
 
 def finite(x: float | None) -> float | None:
@@ -84,7 +85,11 @@ class RunAccumulator:
         tail = max(1, math.ceil(steps * FINAL_FRACTION))
         final = {x: None for x in t}
         mean = {x: None for x in t}
+        initial = {x: None for x in t}
         if steps:
+            head = self.losses[:INITIAL_STEPS]
+            for i, x in enumerate(t):
+                initial[x] = finite(statistics.fmean(r[i] for r in head))
             rows = self.losses[-tail:]
             finite_rows = [r for r in rows if all(math.isfinite(v) for v in r)] or rows
             for i, x in enumerate(t):
@@ -133,6 +138,7 @@ class RunAccumulator:
             "instrumented_steps": k,
             "final_loss": final,
             "loss_mean": mean,
+            "initial_loss": initial,
             "grad_norm_mean": norm_mean,
             "grad_norm_ratio": finite(ratio),
             "weight_mean": {

@@ -32,6 +32,18 @@ def test_loss_scale_names_dominant_task_ratio_and_severity():
     assert codes(diagnose(run(loss={"a": 9.0, "b": 1.0}), [])) == ["no_issue"]
 
 
+def test_loss_scale_at_the_start_counts_when_the_mean_has_shrunk():
+    r = run(loss={"a": 11.0, "b": 1.0})
+    r["initial_loss"] = {"a": 100.0, "b": 1.0}
+    (f,) = [x for x in diagnose(r, []) if x["code"] == "loss_scale_imbalance"]
+    assert f["severity"] == "critical" and f["evidence"]["ratio"] == 100.0
+    assert f["evidence"]["ratio_mean"] == 11.0 and "at the start" in f["message"]
+    r["initial_loss"] = {"a": 5.0, "b": 1.0}  # smaller at the start: the mean is judged
+    (g,) = [x for x in diagnose(r, []) if x["code"] == "loss_scale_imbalance"]
+    assert g["severity"] == "warning" and g["evidence"]["ratio"] == 11.0
+    assert "at the start" not in g["message"]
+
+
 def test_grad_norm_dominance_threshold():
     assert "grad_norm_dominance" in codes(diagnose(run(norms={"a": 5.0, "b": 1.0}), []))
     assert "grad_norm_dominance" not in codes(diagnose(run(norms={"a": 4.9, "b": 1.0}), []))
