@@ -9,7 +9,6 @@ import typer
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, err_console, guarded
-from mtldiag.cli.methods import render_preview
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.distributed import is_main
@@ -42,8 +41,7 @@ def profile(
                              seed=seed, method=method, observer=obs, preview=preview)  # fmt: skip
     if not is_main():  # torchrun: rank 0 reports
         return
-    render_summary(console, result.summary)
-    render_preview(console, result.summary)
+    render_summary(console, result.summary)  # tables, diagnosis, warnings, preview
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     if check or rules is not None or baseline is not None:
         from mtldiag.cli.check import check_and_render
@@ -63,13 +61,13 @@ def validate(
     from mtldiag.validate import validate_spec
 
     report = validate_spec(spec, device=device)
-    table = Table(title="Shared parameters (by layer)", title_justify="left")
+    table = Table(title="Shared parameters (by layer)", title_justify="left", min_width=34)
     table.add_column("layer")
     table.add_column("parameters", justify="right")
     table.add_column("tasks reaching it")
     for row in report["layers"]:
         table.add_row(row["layer"], f"{row['numel']:,}", ", ".join(row["tasks"]))
-    losses = Table(title="Task losses on one batch", title_justify="left")
+    losses = Table(title="Task losses on one batch", title_justify="left", min_width=30)
     losses.add_column("task")
     losses.add_column("loss", justify="right")
     for t, v in report["losses"].items():
