@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, guarded
@@ -48,41 +45,4 @@ def methods_cmd(
                         else f"{h.name} (required)" for h in r.hyperparams) or "—"  # fmt: skip
         table.add_row(r.name, ", ".join(r.aliases), r.family, r.paper, hps,
                       "yes" if r.stateful else "no", r.cost)  # fmt: skip
-    console.print(table)
-
-
-def render_preview(console: Console, summary: dict[str, Any]) -> None:
-    """The ``--preview`` table (from ``summary["preview"]``) and the methods' run warnings."""
-    for run in summary.get("runs") or []:
-        for w in run.get("warnings") or []:
-            console.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)
-    pv = summary.get("preview")
-    if not pv:
-        return
-    tasks = pv["tasks"]
-    table = Table(
-        title=f"Preview on the {pv['steps']} instrumented steps (first order, no training)",
-        title_justify="left",
-        caption="all ↓: share of steps where the update lowers every task's loss "
-        "(g_iᵀd > 0 for all i); gain: mean g_iᵀd/‖g_i‖ (on each method's own scale); "
-        "angle: to the plain sum (ew)",
-        caption_justify="left",
-    )
-    table.add_column("method", style="bold")
-    table.add_column("all ↓", justify="right")
-    for t in tasks:
-        table.add_column(f"gain {t}", justify="right")
-    table.add_column("angle", justify="right")
-
-    def fmt(x: float | None, spec: str, unit: str = "") -> str:
-        return "—" if x is None else format(x, spec) + unit
-
-    for r in pv["methods"]:
-        rate = r["all_decrease_rate"]
-        table.add_row(
-            escape(r["method"]),
-            fmt(None if rate is None else 100 * rate, ".0f", "%"),
-            *(fmt(r["gain_mean"][t], ".3g") for t in tasks),
-            fmt(r["angle_to_sum_mean"], ".1f", "°"),
-        )
     console.print(table)

@@ -1,4 +1,9 @@
-"""Terminal rendering of a summary (tables come from :mod:`mtldiag.report.tables`)."""
+"""Terminal rendering of a summary (tables come from :mod:`mtldiag.report.tables`).
+
+:func:`render_summary` is the one place a summary reaches the terminal — ``profile``,
+``compare`` and ``report`` all call it — so every part (tables, diagnosis, status, the runs'
+warnings, the ``--preview`` table) is printed once, the same way by each command.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
+    """Tables, diagnosis, run status, the runs' warnings, then the preview table if any."""
     try:
         from mtldiag.report import tables
     except ImportError:  # the report package is optional for the core loop
@@ -24,7 +30,20 @@ def render_summary(console: Console, summary: dict[str, Any]) -> None:
             console.print(tables.comparison_table_rich(summary, console))
     render_diagnosis(console, summary.get("diagnosis") or [])
     if summary.get("status") not in (None, "complete"):
-        console.print(f"[yellow]run status: {summary['status']}[/]")
+        console.print(f"[yellow]run status: {escape(str(summary['status']))}[/]")
+    render_run_warnings(console, summary)
+    if tables is not None:
+        preview = tables.preview_table(summary)
+        if preview is not None:
+            console.print(preview)
+
+
+def render_run_warnings(console: Console, summary: dict[str, Any]) -> None:
+    """One yellow line per warning a run carries (``runs[i]["warnings"]``), names escaped."""
+    from mtldiag.report.tables import run_warnings  # plain Python: no optional dependency
+
+    for line in run_warnings(summary):
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 def render_diagnosis(console: Console, findings: list[dict[str, Any]]) -> None:

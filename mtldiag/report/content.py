@@ -11,6 +11,8 @@ from mtldiag.report.tables import (
     comparison_data,
     layer_data,
     pair_data,
+    preview_data,
+    run_warnings,
     runs_data,
     task_data,
     verdict,
@@ -25,7 +27,11 @@ EVALUATIONS = {
 
 @dataclass
 class ReportContent:
-    """Title, facts, verdict, findings, tables and plots of one run directory's report."""
+    """Title, facts, verdict, findings, tables and plots of one run directory's report.
+
+    ``warnings`` are the plots that could not be drawn; ``run_warnings`` the runs' own
+    (``runs[i]["warnings"]``, e.g. Nash-MTL solves that failed), one line each.
+    """
 
     title: str
     facts: list[tuple[str, str]]
@@ -35,6 +41,7 @@ class ReportContent:
     tables: list[TableData]
     plots: list[Plot]
     warnings: list[str] = field(default_factory=list)
+    run_warnings: list[str] = field(default_factory=list)
 
 
 def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str]
@@ -76,6 +83,10 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
         tables += [task_data(summary), pair_data(summary)]
         if len(layers) > 1:
             tables.append(layer_data(summary, top=10))
+    preview = preview_data(summary, heading=True)
+    if preview is not None:
+        tables.append(preview)
+    if summary.get("runs"):
         tables.append(runs_data(summary))
     return ReportContent(
         title=f"mtldiag {kind} report — {summary.get('name')}",
@@ -86,4 +97,5 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
         tables=tables,
         plots=plots,
         warnings=warnings,
+        run_warnings=run_warnings(summary),
     )

@@ -80,6 +80,8 @@ def render_html(content: ReportContent) -> str:
     if content.status not in ("complete", "None"):
         parts.append(f'<div class="banner warn">This run is <b>{esc(content.status)}</b>: the '
                      "numbers cover the steps that were recorded.</div>")  # fmt: skip
+    for w in content.run_warnings:
+        parts.append(f'<div class="banner warn"><b>Warning:</b> {esc(w)}</div>')
     for w in content.warnings:
         parts.append(f'<div class="banner warn">{esc(w)}</div>')
     if content.verdict:

@@ -40,6 +40,7 @@ def render_markdown(content: ReportContent) -> str:
     if content.status not in ("complete", "None"):
         out += [f"> **This run is {md_escape(content.status)}**: the numbers cover the steps "
                 "that were recorded.", ""]  # fmt: skip
+    out += [f"> **Warning:** {md_escape(w)}\n" for w in content.run_warnings]
     out += [f"> {md_escape(w)}\n" for w in content.warnings]
     if content.verdict:
         out += [f"**Verdict:** {md_escape(content.verdict)}", ""]

@@ -1,10 +1,10 @@
 """The report's tables, built once as plain text cells and rendered three ways.
 
 :class:`TableData` holds a title, headers and string cells; :func:`task_data`,
-:func:`pair_data`, :func:`layer_data`, :func:`comparison_data` and :func:`runs_data` build
-them from a ``summary.json`` dict. The Rich renderables (:func:`task_table` and friends) are
-what the terminal shows; :mod:`mtldiag.report.html` and :mod:`mtldiag.report.markdown` render
-the same :class:`TableData`.
+:func:`pair_data`, :func:`layer_data`, :func:`comparison_data`, :func:`preview_data` and
+:func:`runs_data` build them from a ``summary.json`` dict. The Rich renderables
+(:func:`task_table` and friends) are what the terminal shows; :mod:`mtldiag.report.html`
+and :mod:`mtldiag.report.markdown` render the same :class:`TableData`.
 """
 
 from __future__ import annotations
@@ -307,25 +307,94 @@ def comparison_data(summary: dict[str, Any], level: int = 0) -> TableData | None
     )
 
 
-def runs_data(summary: dict[str, Any]) -> TableData:
-    """Every (method, seed) run: status, steps, final losses, error."""
-    tasks = summary.get("tasks") or []
-    rows = []
+def run_label(summary: dict[str, Any], run: dict[str, Any]) -> str:
+    """``pcgrad seed 1`` in a comparison, where several runs share a method; else ``""``."""
+    if summary.get("kind") == "compare":
+        return f"{run.get('method')} seed {run.get('seed')}"
+    return ""
+
+
+def run_warnings(summary: dict[str, Any]) -> list[str]:
+    """Every run's ``warnings`` (e.g. Nash-MTL solves that failed), one line each.
+
+    In a comparison each line starts with its run (``nash_mtl seed 1: ...``).
+    """
+    out = []
     for r in summary.get("runs") or []:
+        label = run_label(summary, r)
+        out += [f"{label}: {w}" if label else str(w) for w in r.get("warnings") or []]
+    return out
+
+
+def runs_data(summary: dict[str, Any]) -> TableData:
+    """Every (method, seed) run: status, its warnings (if any run has one), steps, final
+    losses, error."""
+    tasks = summary.get("tasks") or []
+    runs = summary.get("runs") or []
+    warn_col = any(r.get("warnings") for r in runs)
+    rows = []
+    for r in runs:
         final = r.get("final_loss") or {}
         rows.append(
-            [str(r.get("method")), str(r.get("seed")), str(r.get("status")),
-             str(r.get("steps")), str(r.get("instrumented_steps"))]
+            [str(r.get("method")), str(r.get("seed")), str(r.get("status"))]
+            + ["; ".join(map(str, r.get("warnings") or []))] * warn_col
+            + [str(r.get("steps")), str(r.get("instrumented_steps"))]
             + [num(final.get(t)) for t in tasks]
             + [num(r.get("step_time_ms_median"), 3), r.get("error") or ""]
         )  # fmt: skip
     return TableData(
         title="Runs",
-        headers=["method", "seed", "status", "steps", "instrumented"]
-        + [f"final loss {t}" for t in tasks] + ["step ms", "error"],
+        headers=["method", "seed", "status"] + ["warnings"] * warn_col
+        + ["steps", "instrumented"] + [f"final loss {t}" for t in tasks] + ["step ms", "error"],
         rows=rows,
-        align=["l", "r", "l", "r", "r"] + ["r"] * len(tasks) + ["r", "l"],
-        marked={i for i, r in enumerate(summary.get("runs") or []) if r.get("status") != "ok"},
+        align=["l", "r", "l"] + ["l"] * warn_col + ["r", "r"] + ["r"] * len(tasks) + ["r", "l"],
+        marked={i for i, r in enumerate(runs) if r.get("status") != "ok" or r.get("warnings")},
+    )
+
+
+PREVIEW_HEADING = "Preview: what each gradient method would do on these steps"
+PREVIEW_NOTE = (
+    "all ↓: share of steps where the update lowers every task's loss (g_iᵀd > 0 for all i); "
+    "gain: mean g_iᵀd/‖g_i‖ (on each method's own scale); angle: to the plain sum (ew)"
+)
+
+
+def preview_data(summary: dict[str, Any], heading: bool = False) -> TableData | None:
+    """``profile --preview``: per Gramian method, on the recorded steps (``None`` without).
+
+    The share of steps where its update lowers every task's loss to first order, each task's
+    mean first-order gain and the angle to the plain sum (``ew``, the first row). The
+    terminal title says how many steps; with ``heading`` (the report files) the title is
+    :data:`PREVIEW_HEADING` and the step count moves to the notes.
+    """
+    pv = summary.get("preview")
+    if not pv or not pv.get("methods"):
+        return None
+    tasks = [str(t) for t in pv.get("tasks") or summary.get("tasks") or []]
+    n = pv.get("steps")
+    rows = []
+    for r in pv["methods"]:
+        rate = r.get("all_decrease_rate")
+        angle = r.get("angle_to_sum_mean")
+        gains = r.get("gain_mean") or {}
+        rows.append(
+            [str(r.get("method")), f"{100 * rate:.0f}%" if _ok(rate) else DASH]
+            + [f"{gains[t]:.3g}" if _ok(gains.get(t)) else DASH for t in tasks]
+            + [f"{angle:.1f}°" if _ok(angle) else DASH]
+        )  # fmt: skip
+    notes = [PREVIEW_NOTE]
+    if heading:
+        # Every step with a Jacobian: the instrumented ones, or all under a gradient method.
+        notes = [f"on the {n} steps of this run whose Jacobian was computed, to first order, "
+                 "without training along them; weighting methods and GradDrop are not "
+                 "previewed", *notes]  # fmt: skip
+    return TableData(
+        title=PREVIEW_HEADING if heading
+        else f"Preview on the {n} instrumented steps (first order, no training)",
+        headers=["method", "all ↓", *(f"gain {t}" for t in tasks), "angle"],
+        rows=rows,
+        align=["l"] + ["r"] * (len(tasks) + 2),
+        notes=notes,
     )
 
 
@@ -363,6 +432,12 @@ def pair_table(summary: dict[str, Any]) -> Table:
 
 def layer_table(summary: dict[str, Any], top: int = 5) -> Table:
     return to_rich(layer_data(summary, top=top))
+
+
+def preview_table(summary: dict[str, Any]) -> Table | None:
+    """The ``--preview`` table as the terminal shows it (``None`` without a preview)."""
+    data = preview_data(summary)
+    return None if data is None else to_rich(data)
 
 
 def comparison_table_rich(summary: dict[str, Any], console: Console | None = None

@@ -71,3 +71,34 @@ def test_report_on_a_dir_without_records_exits_2(tmp_path: Path):
     (tmp_path / "steps.csv").write_text("method,seed,step\n")
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "no summary.json and no recorded steps" in res.output
+
+
+def test_profile_preview_and_method_warnings_print_once_and_reach_the_report(
+    tmp_path: Path, monkeypatch
+):
+    # Every Nash-MTL solve fails: the run keeps the previous weights and carries a warning.
+    from mtldiag.methods import _nash_mtl
+
+    monkeypatch.setattr(_nash_mtl, "nash_weights", lambda g, *a, **k: (g[0] * 0 + 1.0, False))
+    spec = write_spec(tmp_path, SYNTHETIC)
+    out = tmp_path / "run"
+    res = runner.invoke(app, ["profile", str(spec), "--method", "nash_mtl", "--preview",
+                              "--steps", "4", "--every", "2", "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    (warning,) = summary["runs"][0]["warnings"]
+    # a gradient method has the Gramian on every step, not only the 2 instrumented ones
+    steps = summary["preview"]["steps"]
+    assert steps == 4 and summary["runs"][0]["instrumented_steps"] == 2
+    assert res.output.count("warning:") == 1 and res.output.count("on 4 of 4 steps") == 1
+    assert res.output.count(f"Preview on the {steps} instrumented steps") == 1
+    page = (out / "report.html").read_text()
+    assert "Preview: what each gradient method would do on these steps" in page
+    assert page.count("on 4 of 4 steps") == 2  # the banner and the Runs table
+    md = (out / "report.md").read_text()
+    assert "## Preview: what each gradient method would do" in md and "on 4 of 4 steps" in md
+    # `mtldiag report` prints the same summary the same way
+    again = runner.invoke(app, ["report", str(out)])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("warning:") == 1
+    assert again.output.count(f"Preview on the {steps} instrumented steps") == 1
