@@ -38,7 +38,8 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
             )
         from mtldiag.report.rebuild import rebuild_summary
 
-        data.summary = rebuild_summary(data)
+        why = "summary.json was missing or unreadable" if data.summary is None else "--rebuild"
+        data.summary = rebuild_summary(data, why)
         RunWriter(data.path, data.tasks).write_summary(data.summary)
         rebuilt = True
     paths = write_report(data)

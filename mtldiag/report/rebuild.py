@@ -147,8 +147,11 @@ def _mark_cut(runs: list[dict[str, Any]], expected: int | None) -> None:
                          "(no summary.json was written)")  # fmt: skip
 
 
-def rebuild_summary(data: RunData) -> dict[str, Any]:
-    """A ``summary.json`` (status ``interrupted``) rebuilt from the run directory's CSVs."""
+def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dict[str, Any]:
+    """A ``summary.json`` (status ``interrupted``) rebuilt from the run directory's CSVs.
+
+    ``why`` goes into its ``rebuilt`` entry (``--rebuild`` rebuilds a summary that exists).
+    """
     steps = data.steps
     assert steps is not None and not steps.empty
     tasks = data.tasks
@@ -180,7 +183,7 @@ def rebuild_summary(data: RunData) -> dict[str, Any]:
         "device": env.get("device", "unknown"),
         "runs": runs,
         "diagnosis": [],
-        "rebuilt": "from steps.csv and pairs.csv by `mtldiag report` (summary.json was missing)",
+        "rebuilt": f"from steps.csv and pairs.csv by `mtldiag report` ({why})",
     }
     multi = [r for r in runs if r["status"] == "ok" and len(r["final_loss"]) == len(tasks)]
     usable = multi or [r for r in runs if r["instrumented_steps"]]

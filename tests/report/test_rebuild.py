@@ -65,3 +65,16 @@ def test_a_torn_last_line_is_dropped_and_names_stay_text(tmp_path: Path):
     assert list(df["method"]) == ["NA", "NA"] and list(df["step"]) == [0, 1]
     assert math.isnan(df["loss/nan"][1]) and math.isnan(df["grad_norm/nan"][1])
     assert df["loss/nan"][0] == pytest.approx(2.0)
+
+
+def test_rebuilt_says_why(profile_copy: Path):
+    from mtldiag.report.build import build_report
+
+    forced = build_report(profile_copy, rebuild=True)
+    assert forced.rebuilt and forced.summary["rebuilt"].endswith("(--rebuild)")
+    (profile_copy / "summary.json").write_text("{not json")
+    lost = build_report(profile_copy)
+    assert lost.rebuilt
+    assert lost.summary["rebuilt"].endswith("(summary.json was missing or unreadable)")
+    on_disk = json.loads((profile_copy / "summary.json").read_text())
+    assert on_disk["rebuilt"] == lost.summary["rebuilt"]
