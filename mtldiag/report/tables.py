@@ -390,7 +390,7 @@ def preview_data(summary: dict[str, Any], heading: bool = False) -> TableData | 
                  "previewed", *notes]  # fmt: skip
     return TableData(
         title=PREVIEW_HEADING if heading
-        else f"Preview on the {n} instrumented steps (first order, no training)",
+        else f"Preview on the {n} steps with a Jacobian (first order, no training)",
         headers=["method", "all ↓", *(f"gain {t}" for t in tasks), "angle"],
         rows=rows,
         align=["l"] + ["r"] * (len(tasks) + 2),

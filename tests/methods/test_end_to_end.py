@@ -123,7 +123,7 @@ def test_cli_method_with_hyperparameters_and_preview(tmp_path, no_report):
     assert names[0] == "ew" and {"pcgrad", "mgda", "upgrad", "nash_mtl"} <= set(names)
     mgda = next(r for r in pv["methods"] if r["method"] == "mgda")
     assert mgda["all_decrease_rate"] == 1.0  # MGDA never conflicts, on any recorded step
-    assert "Preview on the 2 instrumented steps" in res.output
+    assert "Preview on the 2 steps with a Jacobian" in res.output
 
 
 def test_spec_methods_section_sets_hyperparameters(tmp_path, no_report, spy_prepare,
