@@ -40,7 +40,7 @@ def preview_summary() -> dict:
 def test_preview_cells_follow_the_summary_rows():
     data = tables.preview_data(preview_summary())
     assert data is not None
-    assert data.title == "Preview on the 8 instrumented steps (first order, no training)"
+    assert data.title == "Preview on the 8 steps with a Jacobian (first order, no training)"
     assert data.headers == ["method", "all ↓", "gain <i>t</i>", "gain x|y", "angle"]
     assert data.rows == [
         ["ew", "12%", "2.5", "-0.75", "0.0°"],  # 12.5% rounds half to even
@@ -124,6 +124,6 @@ def test_terminal_preview_table_once_after_the_diagnosis():
     s["diagnosis"] = [{"code": "no_issue", "severity": "info", "message": "all fine",
                        "suggestion": "keep ew", "evidence": {}}]  # fmt: skip
     out = terminal(s)
-    assert out.count("Preview on the 8 instrumented steps") == 1
+    assert out.count("Preview on the 8 steps with a Jacobian") == 1
     assert out.index("all fine") < out.index("Preview on the 8")
     assert "gain <i>t</i>" in out and "cagrad:c=0.9" in out  # names shown as text
