@@ -91,7 +91,7 @@ def test_profile_preview_and_method_warnings_print_once_and_reach_the_report(
     steps = summary["preview"]["steps"]
     assert steps == 4 and summary["runs"][0]["instrumented_steps"] == 2
     assert res.output.count("warning:") == 1 and res.output.count("on 4 of 4 steps") == 1
-    assert res.output.count(f"Preview on the {steps} instrumented steps") == 1
+    assert res.output.count(f"Preview on the {steps} steps with a Jacobian") == 1
     page = (out / "report.html").read_text()
     assert "Preview: what each gradient method would do on these steps" in page
     assert page.count("on 4 of 4 steps") == 2  # the banner and the Runs table
@@ -101,4 +101,4 @@ def test_profile_preview_and_method_warnings_print_once_and_reach_the_report(
     again = runner.invoke(app, ["report", str(out)])
     assert again.exit_code == 0, again.output
     assert again.output.count("warning:") == 1
-    assert again.output.count(f"Preview on the {steps} instrumented steps") == 1
+    assert again.output.count(f"Preview on the {steps} steps with a Jacobian") == 1
