@@ -86,6 +86,32 @@ class JacobianEngine:
             self._buffer = buf
         return buf
 
+    def task_grads(
+        self,
+        losses: Sequence[torch.Tensor],
+        head_weights: Sequence[float] | torch.Tensor | None = None,
+        accumulate_heads: bool = True,
+        retain_graph: bool = False,
+    ) -> list[list[torch.Tensor | None]]:
+        """Each task's gradients over the shared parameters (layout order), as autograd gave them.
+
+        The tensors are fresh and owned by the caller (:meth:`combine_into_grads` sums them in
+        place); nothing T x P is allocated. Heads get ``sum_i w_i grad L_i`` as in
+        :meth:`compute`. ``None`` where a task does not reach a parameter.
+        """
+        shared = list(self.layout.params)
+        others = self.others if accumulate_heads else []
+        inputs = shared + others
+        n = len(losses)
+        out: list[list[torch.Tensor | None]] = []
+        for i, loss in enumerate(losses):
+            keep = retain_graph or i < n - 1
+            grads = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
+            out.append(list(grads[: len(shared)]))
+            w = 1.0 if head_weights is None else float(head_weights[i])
+            self._accumulate_heads(others, grads[len(shared) :], w)
+        return out
+
     def compute(
         self,
         losses: Sequence[torch.Tensor],
@@ -115,17 +141,54 @@ class JacobianEngine:
                 else:
                     dst.copy_(g.reshape(-1))
             w = 1.0 if head_weights is None else float(head_weights[i])
-            for p, g in zip(others, grads[len(shared) :], strict=True):
-                if g is None:
-                    continue
-                if p.grad is None:
-                    # autograd.grad returns fresh tensors, so the first one can become .grad
-                    p.grad = g if w == 1.0 else g * w
-                elif w == 1.0:
-                    p.grad.add_(g)
-                else:
-                    p.grad.add_(g, alpha=w)
+            self._accumulate_heads(others, grads[len(shared) :], w)
         return jac
+
+    @staticmethod
+    def _accumulate_heads(
+        others: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None], w: float
+    ) -> None:
+        for p, g in zip(others, grads, strict=True):
+            if g is None:
+                continue
+            if p.grad is None:
+                # autograd.grad returns fresh tensors, so the first one can become .grad
+                p.grad = g if w == 1.0 else g * w
+            elif w == 1.0:
+                p.grad.add_(g)
+            else:
+                p.grad.add_(g, alpha=w)
+
+    def combine_into_grads(
+        self, task_grads: list[list[torch.Tensor | None]], weights: torch.Tensor
+    ) -> None:
+        """Set each shared ``.grad`` to ``sum_i w_i g_i``, summed in place into a task's tensor.
+
+        The same pattern as a plain multi-pass update (no T x P buffer, no extra copy): the
+        tensors of ``task_grads`` are consumed (overwritten) and must not be used afterwards.
+        """
+        w = [float(v) for v in weights.detach().double().cpu().tolist()]
+        for k, p in enumerate(self.layout.params):
+            present = [(w[i], g[k]) for i, g in enumerate(task_grads) if g[k] is not None]
+            # Start from a tensor whose weight is 1 (if any): its scale pass is then skipped.
+            present.sort(key=lambda item: item[0] != 1.0)
+            if not present:
+                d = torch.zeros_like(p)
+            else:
+                wi, d = present[0]
+                if wi != 1.0:
+                    d.mul_(wi)
+                for wj, g in present[1:]:
+                    if wj == 1.0:
+                        d.add_(g)
+                    elif wj != 0.0:
+                        d.add_(g, alpha=wj)
+                if d.dtype != p.dtype:
+                    d = d.to(p.dtype)
+            if p.grad is None:
+                p.grad = d.view_as(p)
+            else:
+                p.grad.copy_(d.view_as(p))
 
     def write_direction(self, direction: torch.Tensor) -> None:
         """Set ``.grad`` of every shared parameter from a flat (P,) direction.
@@ -155,3 +218,48 @@ def gramian(jacobian: torch.Tensor) -> torch.Tensor:
 def layer_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> dict[str, torch.Tensor]:
     """One Gramian per shared layer (they sum to :func:`gramian` of the whole)."""
     return {name: gramian(jacobian[:, s]) for name, s in layout.layer_slices.items()}
+
+
+def grads_layer_gramians(
+    task_grads: Sequence[Sequence[torch.Tensor | None]], layout: SharedLayout
+) -> torch.Tensor:
+    """(L, T, T) per-layer Gramians from per-task gradient lists, without materialising ``J``.
+
+    Equal (up to rounding) to ``J[:, s] J[:, s]^T`` for each layer's slice ``s``, in the
+    gradients' dtype. One BLAS dot per parameter and task pair, all summed per layer at the
+    end: measured faster than copying into ``J`` and multiplying (a T x T GEMM output runs far
+    below memory speed), and faster than cache-sized chunks (per-call overhead dominates).
+    """
+    n = len(task_grads)
+    params = layout.params
+    pairs = [(a, b) for a in range(n) for b in range(a, n)]
+    first = next((g for row in task_grads for g in row if g is not None), None)
+    like = first if first is not None else params[0].detach()
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    vals: list[torch.Tensor] = []
+    for k in range(len(params)):
+        flat = [None if g[k] is None else g[k].reshape(-1) for g in task_grads]
+        for a, b in pairs:
+            fa, fb = flat[a], flat[b]
+            vals.append(zero if fa is None or fb is None else torch.dot(fa, fb))
+    layer_index = torch.tensor(_param_layers(layout), device=like.device)
+    per_param = torch.stack(vals).view(len(params), len(pairs))
+    per_layer = per_param.new_zeros(len(layout.layer_slices), len(pairs))
+    per_layer.index_add_(0, layer_index, per_param)
+    ia = torch.tensor([a for a, _ in pairs], device=like.device)
+    ib = torch.tensor([b for _, b in pairs], device=like.device)
+    out = per_param.new_zeros(len(layout.layer_slices), n, n)
+    out[:, ia, ib] = per_layer
+    out[:, ib, ia] = per_layer
+    return out
+
+
+def _param_layers(layout: SharedLayout) -> list[int]:
+    """The layer number of each parameter, in layout order."""
+    stops = [s.stop for s in layout.layer_slices.values()]
+    out, li = [], 0
+    for k in range(len(layout.params)):
+        while layout.offsets[k + 1] > stops[li]:
+            li += 1
+        out.append(li)
+    return out

@@ -7,11 +7,12 @@ Yu et al. 2020 (PCGrad), ``GMS = 2 n_i n_j / (n_i^2 + n_j^2)`` (1 when both norm
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
-from mtldiag.jacobian import SharedLayout
+from mtldiag.jacobian import SharedLayout, grads_layer_gramians
 
 ALL_LAYERS = "*"  # the layer label of the whole shared parameter set
 
@@ -87,8 +88,20 @@ def stacked_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> torch.Tens
     layer, and never again for the total.
     """
     per_layer = [small_gram(jacobian[:, s]) for s in layout.layer_slices.values()]
-    stack = torch.stack(per_layer).double()
+    return stack_layers(torch.stack(per_layer))
+
+
+def stack_layers(per_layer: torch.Tensor) -> torch.Tensor:
+    """(L+1, T, T) float64 from (L, T, T) layer Gramians: their sum first, then each layer."""
+    stack = per_layer.double()
     return torch.cat([stack.sum(0, keepdim=True), stack])
+
+
+def stacked_gramians_from_grads(
+    task_grads: Sequence[Sequence[torch.Tensor | None]], layout: SharedLayout
+) -> torch.Tensor:
+    """:func:`stacked_gramians` from per-task gradient lists (no ``J``): same shape and dtype."""
+    return stack_layers(grads_layer_gramians(task_grads, layout))
 
 
 def step_metrics(stack: torch.Tensor, layout: SharedLayout) -> StepMetrics:

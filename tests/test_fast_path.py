@@ -1,0 +1,73 @@
+"""The J-free path (per-task gradient lists) gives what the Jacobian path gives."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from mtldiag.jacobian import JacobianEngine, build_layout, grads_layer_gramians
+from mtldiag.metrics import stacked_gramians, stacked_gramians_from_grads
+
+
+class Net(nn.Module):
+    def __init__(self, n_tasks: int) -> None:
+        super().__init__()
+        torch.manual_seed(n_tasks)
+        self.trunk = nn.Sequential(
+            nn.Linear(6, 9), nn.Tanh(), nn.Linear(9, 7), nn.ReLU(), nn.Linear(7, 5)
+        )
+        self.heads = nn.ModuleList(nn.Linear(5, 2) for _ in range(n_tasks))
+
+    def losses(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.trunk(x)
+        return [(head(h) - i).pow(2).mean() * (i + 1) for i, head in enumerate(self.heads)]
+
+
+def _setup(n_tasks: int):
+    net = Net(n_tasks)
+    x = torch.randn(11, 6, generator=torch.Generator().manual_seed(2))
+    layout = build_layout([(f"trunk.{n}", p) for n, p in net.trunk.named_parameters()])
+    return net, x, layout
+
+
+@pytest.mark.parametrize("n_tasks", [3, 5])
+def test_gramians_and_direction_match_the_jacobian_path(n_tasks):
+    net, x, layout = _setup(n_tasks)
+    jac = JacobianEngine(layout).compute(net.losses(x)).clone()
+    engine = JacobianEngine(layout)
+    grads = engine.task_grads(net.losses(x))
+    per_layer = grads_layer_gramians(grads, layout)
+    assert per_layer.shape == (3, n_tasks, n_tasks)  # three Linear layers
+    for li, s in enumerate(layout.layer_slices.values()):
+        ref = jac[:, s].double() @ jac[:, s].double().T
+        assert torch.allclose(per_layer[li].double(), ref, rtol=1e-6, atol=1e-9)
+    stack = stacked_gramians_from_grads(grads, layout)
+    ref_stack = stacked_gramians(jac, layout)
+    assert stack.dtype == ref_stack.dtype == torch.float64
+    assert stack.shape == ref_stack.shape == (4, n_tasks, n_tasks)
+    assert torch.allclose(stack, ref_stack, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(stack[0], (jac.double() @ jac.double().T), rtol=1e-6, atol=1e-9)
+    # A non-trivial weighting (one weight 1, one 0, negative ones): direction w @ J.
+    w = torch.linspace(-0.5, 2.0, n_tasks)
+    w[1] = 1.0
+    w[-1] = 0.0
+    engine.combine_into_grads(grads, w)
+    got = torch.cat([p.grad.reshape(-1) for p in layout.params])
+    assert torch.allclose(got, w @ jac, rtol=1e-6, atol=1e-7)
+    assert engine._buffer is None  # no T x P buffer on this path
+
+
+def test_missing_gradients_count_as_zero_columns():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    layout = build_layout([("a.weight", a.weight), ("b.weight", b.weight)])
+    x = torch.ones(3, 2)
+    engine = JacobianEngine(layout)
+    grads = engine.task_grads([a(x).sum(), (a(x) + b(x)).sum()])
+    assert grads[0][1] is None
+    g = grads_layer_gramians(grads, layout)
+    # Layer b: only task 1 reaches it, with gradient (3, 3): G_b = [[0, 0], [0, 18]].
+    assert torch.equal(g[1], torch.tensor([[0.0, 0.0], [0.0, 18.0]]))
+    engine.combine_into_grads(grads, torch.tensor([2.0, 0.5]))
+    assert torch.allclose(b.weight.grad, torch.full((1, 2), 1.5))
+    assert torch.allclose(a.weight.grad, torch.full((1, 2), 2.5 * 3.0))
