@@ -27,7 +27,7 @@ import torch
 
 from mtldiag.jacobian import JacobianEngine, build_layout
 from mtldiag.methods.base import GramianMethod, Method, MethodError, RunContext, WeightingMethod
-from mtldiag.metrics import small_gram
+from mtldiag.metrics import stacked_gramians_from_grads
 
 
 @dataclass(frozen=True)
@@ -112,16 +112,19 @@ class Balancer:
         else:
             # One autograd.grad per task gives J and, in the same calls, each head its own
             # plain gradient (as the trainer does): no second backward, no retained graph.
-            jac = self.engine.compute(ordered)
             if isinstance(m, GramianMethod):
-                # G in the chunked batched product (about twice a plain GEMM's speed for T x P).
-                weights = m.weights_from_gramian(small_gram(jac).double(), detached)
-                direction = torch.mv(jac.T, weights.to(jac))  # (P,) = Jᵀw, one BLAS gemv
+                # No J: G from the T gradient lists (one dot per parameter and pair), the
+                # direction summed in place into them, as a plain multi-pass update would.
+                grads = self.engine.task_grads(ordered)
+                gram = stacked_gramians_from_grads(grads, self.layout)[0]
+                weights = m.weights_from_gramian(gram, detached)
+                self.engine.combine_into_grads(grads, weights)
             else:
+                jac = self.engine.compute(ordered)
                 direction = m.aggregate(jac, detached)
                 if direction.untyped_storage().data_ptr() == jac.untyped_storage().data_ptr():
                     direction = direction.clone()  # a view of J's buffer, reused next step
-            self.engine.write_direction(direction)
+                self.engine.write_direction(direction)
         w_list = None if weights is None else weights.double().cpu().tolist()
         return BalanceStep(step, detached.tolist(), w_list, tuple(m.warnings))
 

@@ -26,7 +26,12 @@ from torch import nn
 from mtldiag import distributed
 from mtldiag.jacobian import JacobianEngine
 from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
-from mtldiag.metrics import StepMetrics, stacked_gramians, step_metrics
+from mtldiag.metrics import (
+    StepMetrics,
+    stacked_gramians,
+    stacked_gramians_from_grads,
+    step_metrics,
+)
 from mtldiag.shared import SharedSelection, select_shared
 
 
@@ -142,7 +147,26 @@ class GradientProbe:
         metrics: StepMetrics | None = None
         gram: torch.Tensor | None = None
         layout = self.engine.layout
-        if inst or not weighting:
+        if (inst or not weighting) and dctx is None and (
+            weighting or isinstance(method, GramianMethod)
+        ):
+            # No J needed: Gramians from the T gradient lists, the update summed in place
+            # into them (no T x P copy, the cost of a plain multi-pass update).
+            grads = self.engine.task_grads(ordered, head_weights=weights)
+            stack = stacked_gramians_from_grads(grads, layout)  # (L+1, T, T)
+            gram = stack[0]
+            if weighting:
+                assert weights is not None
+                if method.needs_grad_norms:
+                    where = stack[0] if method.grad_norm_layer == "all" else stack[-1]
+                    grad_norms = torch.diagonal(where).clamp_min(0).sqrt().float()
+            else:
+                weights = method.weights_from_gramian(gram, detached)  # type: ignore[attr-defined]
+            assert weights is not None
+            self.engine.combine_into_grads(grads, weights)
+            if inst:
+                metrics = step_metrics(stack, layout)
+        elif inst or not weighting:
             jac = self.engine.compute(ordered, head_weights=weights)
             if dctx is not None:
                 distributed.average_(jac)  # T x P floats: the one large collective

@@ -71,3 +71,62 @@ def test_missing_gradients_count_as_zero_columns():
     engine.combine_into_grads(grads, torch.tensor([2.0, 0.5]))
     assert torch.allclose(b.weight.grad, torch.full((1, 2), 1.5))
     assert torch.allclose(a.weight.grad, torch.full((1, 2), 2.5 * 3.0))
+
+
+def _jacobian(net: Net, x: torch.Tensor) -> torch.Tensor:
+    shared = list(net.trunk.parameters())
+    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(net.losses(x)[i], shared)])
+            for i in range(len(net.heads))]  # fmt: skip
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("name", ["mgda", "pcgrad", "upgrad"])
+def test_balancer_gramian_method_takes_the_j_free_path(name):
+    from mtldiag import methods
+    from mtldiag.balancer import Balancer
+
+    net, x, _ = _setup(3)
+    jac = _jacobian(net, x)
+    ref = methods.create(name)
+    ref.reset(methods.RunContext(tasks=("t0", "t1", "t2")))
+    expected = ref.aggregate(jac)
+    bal = Balancer(methods.create(name), net.trunk.named_parameters(),
+                   other_params=list(net.heads.parameters()))  # fmt: skip
+    bal.backward({f"t{i}": loss for i, loss in enumerate(net.losses(x))})
+    got = torch.cat([p.grad.reshape(-1) for p in net.trunk.parameters()])
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert bal.engine._buffer is None  # no T x P buffer was allocated
+
+
+def test_balancer_graddrop_still_gets_j():
+    from mtldiag import methods
+    from mtldiag.balancer import Balancer
+
+    net, x, _ = _setup(3)
+    bal = Balancer(methods.create("graddrop"), net.trunk.named_parameters())
+    bal.backward({f"t{i}": loss for i, loss in enumerate(net.losses(x))})
+    assert bal.engine._buffer is not None
+
+
+@pytest.mark.parametrize("name", ["ew", "cagrad"])
+def test_probe_instrumented_step_takes_the_j_free_path(name):
+    from mtldiag import methods
+    from mtldiag.probe import GradientProbe
+
+    net, x, layout = _setup(5)
+    jac = _jacobian(net, x)
+    stack = stacked_gramians(jac, layout)
+    method = methods.create(name)
+    probe = GradientProbe(net, shared=["trunk.*"], every=1, method=method)
+    step = probe.backward({f"t{i}": loss for i, loss in enumerate(net.losses(x))})
+    assert probe.engine is not None and probe.engine._buffer is None
+    assert torch.allclose(step.gramian, stack[0], rtol=1e-6, atol=1e-9)
+    cos = stack[1:, 0, 1] / (stack[1:, 0, 0] * stack[1:, 1, 1]).sqrt()
+    assert step.metrics.cosine[1:] and [row[0] for row in step.metrics.cosine[1:]] == (
+        pytest.approx(cos.tolist(), rel=1e-6)
+    )
+    w = torch.tensor(step.weights, dtype=torch.float32)
+    got = torch.cat([p.grad.reshape(-1) for p in net.trunk.parameters()])
+    assert torch.allclose(got, w @ jac, rtol=1e-5, atol=1e-6)
+    if name == "ew":
+        assert torch.allclose(got, jac.sum(0), rtol=1e-5, atol=1e-6)
