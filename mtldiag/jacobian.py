@@ -8,6 +8,7 @@ to the whole one.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -107,9 +108,17 @@ class JacobianEngine:
         for i, loss in enumerate(losses):
             keep = retain_graph or i < n - 1
             grads = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
-            out.append(list(grads[: len(shared)]))
+            row = list(grads[: len(shared)])
+            out.append(row)
+            heads = list(grads[len(shared) :])
+            if heads:
+                # autograd may hand one tensor to several inputs (e.g. both sides of an add):
+                # a head's .grad, summed into in place, must not be a shared gradient.
+                taken = {_storage(g) for g in row if g is not None}
+                heads = [g.clone() if g is not None and _storage(g) in taken else g
+                         for g in heads]  # fmt: skip
             w = 1.0 if head_weights is None else float(head_weights[i])
-            self._accumulate_heads(others, grads[len(shared) :], w)
+            self._accumulate_heads(others, heads, w)
         return out
 
     def compute(
@@ -168,6 +177,9 @@ class JacobianEngine:
         tensors of ``task_grads`` are consumed (overwritten) and must not be used afterwards.
         """
         w = [float(v) for v in weights.detach().double().cpu().tolist()]
+        # A tensor autograd returned for several inputs (or an expanded one) is not ours to
+        # overwrite: such a sum starts from a copy.
+        uses = Counter(_storage(g) for row in task_grads for g in row if g is not None)
         for k, p in enumerate(self.layout.params):
             present = [(w[i], g[k]) for i, g in enumerate(task_grads) if g[k] is not None]
             # Start from a tensor whose weight is 1 (if any): its scale pass is then skipped.
@@ -176,6 +188,8 @@ class JacobianEngine:
                 d = torch.zeros_like(p)
             else:
                 wi, d = present[0]
+                if uses[_storage(d)] > 1 or not d.is_contiguous():
+                    d = d.clone()
                 if wi != 1.0:
                     d.mul_(wi)
                 for wj, g in present[1:]:
@@ -218,6 +232,10 @@ def gramian(jacobian: torch.Tensor) -> torch.Tensor:
 def layer_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> dict[str, torch.Tensor]:
     """One Gramian per shared layer (they sum to :func:`gramian` of the whole)."""
     return {name: gramian(jacobian[:, s]) for name, s in layout.layer_slices.items()}
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t.untyped_storage().data_ptr()
 
 
 def grads_layer_gramians(

@@ -130,3 +130,30 @@ def test_probe_instrumented_step_takes_the_j_free_path(name):
     assert torch.allclose(got, w @ jac, rtol=1e-5, atol=1e-6)
     if name == "ew":
         assert torch.allclose(got, jac.sum(0), rtol=1e-5, atol=1e-6)
+
+
+def test_a_gradient_autograd_shares_between_parameters_is_not_overwritten():
+    # d(p + q)/dp and d(p + q)/dq come back as one tensor object (checked below): summing in
+    # place into it for p must not change q's gradient.
+    p = torch.tensor([1.0, 2.0], requires_grad=True)
+    q = torch.tensor([3.0, -1.0], requires_grad=True)
+    layout = build_layout([("a.p", p), ("b.q", q)])
+    engine = JacobianEngine(layout)
+    grads = engine.task_grads([(p + q).pow(2).sum(), (p + q).pow(2).sum() * 3])
+    assert grads[0][0] is grads[0][1]
+    g_sum = 2 * (p + q).detach()  # (8, 2) for each of p and q in task 0; task 1 three times
+    layers = grads_layer_gramians(grads, layout)
+    expected = torch.tensor([[1.0, 3.0], [3.0, 9.0]]) * float(g_sum @ g_sum)
+    assert torch.allclose(layers[0], expected) and torch.allclose(layers[1], expected)
+    engine.combine_into_grads(grads, torch.tensor([0.5, 2.0]))
+    assert torch.allclose(p.grad, 6.5 * g_sum) and torch.allclose(q.grad, 6.5 * g_sum)
+
+
+def test_an_expanded_gradient_is_copied_before_the_sum():
+    p = torch.zeros(3, requires_grad=True)
+    layout = build_layout([("a.p", p)])
+    engine = JacobianEngine(layout)
+    grads = engine.task_grads([p.sum(), (2 * p).sum()])
+    assert grads[0][0].stride() == (0,)  # autograd's expanded ones
+    engine.combine_into_grads(grads, torch.tensor([3.0, 0.5]))
+    assert torch.equal(p.grad, torch.full((3,), 4.0))
