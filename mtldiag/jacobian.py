@@ -4,6 +4,12 @@ Everything mtldiag reports is a function of ``J``: norms are ``sqrt(G_ii)``, cos
 ``G_ij / (n_i n_j)``, conflicts ``G_ij < 0``. Columns of ``J`` are laid out layer by layer, so a
 layer's Gramian is ``J[:, s] J[:, s]^T`` for its column slice ``s`` and the layer Gramians sum
 to the whole one.
+
+``J`` itself is only built where something needs it (methods whose ``aggregate`` reads it, such
+as GradDrop, and the torchrun path, which averages it across ranks). Gramian methods and
+weighting steps keep the T gradient lists autograd returns (:meth:`JacobianEngine.task_grads`),
+take the Gramians by dot products (:func:`grads_layer_gramians`) and sum the update in place
+into them (:meth:`JacobianEngine.combine_into_grads`): no T x P copy.
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@
         if step.metrics:                            # an instrumented step
             print(step.metrics.cosine[0])           # pairwise cosines, whole shared trunk
 
-On an instrumented step the probe computes the per-task Jacobian over the shared parameters
-with one ``autograd.grad`` per task and derives the update from it, so the diagnosis costs no
-backward pass beyond the T the Jacobian needs. Other steps cost one backward (weighting
+On an instrumented step the probe computes the per-task gradients over the shared parameters
+with one ``autograd.grad`` per task and derives the Gramians and the update from them, so the
+diagnosis costs no backward pass beyond those T (and, outside torchrun and GradDrop-like
+methods, no T x P Jacobian copy either). Other steps cost one backward (weighting
 methods) or T (gradient methods, which always need the Jacobian).
 """
 
