@@ -31,7 +31,14 @@ def resolve_device(name: str = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise SpecError(f"device '{name}' is not a device name.",
+                        hint="use auto, cpu, cuda, cuda:N or mps") from None  # fmt: skip
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise SpecError(f"device '{name}' is not supported.",
+                        hint="use auto, cpu, cuda, cuda:N or mps")  # fmt: skip
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise SpecError(f"device '{name}' was asked for but CUDA is not available here.",
                         hint="use --device auto or --device cpu")  # fmt: skip
