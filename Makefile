@@ -20,7 +20,7 @@ run: $(STAMP)
 	$(BIN)/mtldiag profile sample_configs/synthetic.yaml
 
 test: $(STAMP)
-	$(BIN)/ruff check mtldiag tests benchmarks
+	$(BIN)/ruff check mtldiag tests benchmarks sample_configs
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
