@@ -126,44 +126,17 @@ def parse(text: str) -> Method:
     """Create a method from a CLI string: ``"pcgrad"``, ``"cagrad:c=0.4,rescale=1"``.
 
     Values are read as YAML scalars (``0.4`` float, ``1`` int, ``true`` bool, ``mean``
-    string); nested values use YAML flow style (``fixed:weights={a: 1, b: 2}``).
+    string, ``1e-3`` float); nested values use YAML flow style (``fixed:weights={a: 1, b: 2}``).
+    The syntax is the spec's and the CLI's (:func:`mtldiag.spec.parse_method`).
     """
-    import yaml
+    from mtldiag.errors import SpecError
+    from mtldiag.spec import parse_method
 
-    if not isinstance(text, str) or not text.strip():
-        raise MethodError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {text!r}.")
-    name, _, args = text.strip().partition(":")
-    hp: dict[str, Any] = {}
-    if args.strip():
-        for part in _split_args(args):
-            key, eq, raw = part.partition("=")
-            if not eq or not key.strip():
-                raise MethodError(
-                    f"method '{text}': '{part}' is not 'name=value'.",
-                    hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
-                )
-            try:
-                hp[key.strip()] = yaml.safe_load(raw)
-            except yaml.YAMLError:
-                hp[key.strip()] = raw.strip()
-    return create(name, **hp)
-
-
-def _split_args(args: str) -> list[str]:
-    """Split on commas outside braces/brackets (so flow mappings survive)."""
-    parts, depth, cur = [], 0, ""
-    for ch in args:
-        if ch in "{[":
-            depth += 1
-        elif ch in "}]":
-            depth -= 1
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    return [p.strip() for p in parts if p.strip()]
+    try:
+        ms = parse_method(text)
+    except SpecError as exc:
+        raise MethodError(exc.message, exc.hint) from None
+    return create(ms.name, **ms.hparams)
 
 
 @dataclass(frozen=True)
