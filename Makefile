@@ -21,6 +21,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check mtldiag tests benchmarks sample_configs
+	$(BIN)/ruff format --check mtldiag tests benchmarks sample_configs
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -66,8 +66,10 @@ class MLP(nn.Module):
 def batch(outs: tuple[int, ...], seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(256, 64, generator=g)
-    ys = [torch.randn(256, generator=g) if o == 1 else torch.randint(0, o, (256,), generator=g)
-          for o in outs]  # fmt: skip
+    ys = [
+        torch.randn(256, generator=g) if o == 1 else torch.randint(0, o, (256,), generator=g)
+        for o in outs
+    ]
     return x, ys
 
 
@@ -111,8 +113,11 @@ def floor_step(model: MLP, data) -> Step:
 
 def mtldiag_step(model: MLP, data, name: str) -> Step:
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    bal = Balancer(methods.create(name), model.trunk.named_parameters(),
-                   other_params=list(model.heads.parameters()))  # fmt: skip
+    bal = Balancer(
+        methods.create(name),
+        model.trunk.named_parameters(),
+        other_params=list(model.heads.parameters()),
+    )
     names = [f"t{i}" for i in range(len(model.heads))]
 
     def step() -> None:
@@ -147,11 +152,17 @@ def _libmtl(name: str):
         return None
 
 
-LIBMTL = {"pcgrad": ("PCGrad", {}), "mgda": ("MGDA", {"mgda_gn": "none"}),
-          "cagrad": ("CAGrad", {"calpha": 0.4, "rescale": 1}),
-          "gradnorm": ("GradNorm", {"alpha": 1.5}), "imtl": ("IMTL", {}),
-          "gradvac": ("GradVac", {"beta": 0.01}), "dwa": ("DWA", {"T": 2.0}),
-          "uncertainty": ("UW", {}), "rlw": ("RLW", {"dist": "Normal"})}  # fmt: skip
+LIBMTL = {
+    "pcgrad": ("PCGrad", {}),
+    "mgda": ("MGDA", {"mgda_gn": "none"}),
+    "cagrad": ("CAGrad", {"calpha": 0.4, "rescale": 1}),
+    "gradnorm": ("GradNorm", {"alpha": 1.5}),
+    "imtl": ("IMTL", {}),
+    "gradvac": ("GradVac", {"beta": 0.01}),
+    "dwa": ("DWA", {"T": 2.0}),
+    "uncertainty": ("UW", {}),
+    "rlw": ("RLW", {"dist": "Normal"}),
+}
 
 
 def libmtl_step(model: MLP, data, name: str) -> Step | None:
@@ -184,9 +195,17 @@ def libmtl_step(model: MLP, data, name: str) -> Step | None:
     return step
 
 
-TORCHJD = {"pcgrad": "PCGrad", "mgda": "MGDA", "imtl": "IMTLG", "upgrad": "UPGrad",
-           "cagrad": "CAGrad", "nash_mtl": "NashMTL", "aligned_mtl": "AlignedMTL",
-           "gradvac": "GradVac", "graddrop": "GradDrop"}  # fmt: skip
+TORCHJD = {
+    "pcgrad": "PCGrad",
+    "mgda": "MGDA",
+    "imtl": "IMTLG",
+    "upgrad": "UPGrad",
+    "cagrad": "CAGrad",
+    "nash_mtl": "NashMTL",
+    "aligned_mtl": "AlignedMTL",
+    "gradvac": "GradVac",
+    "graddrop": "GradDrop",
+}
 
 
 def torchjd_step(model: MLP, data, name: str) -> Step | None:
@@ -308,24 +327,34 @@ def main(argv: list[str] | None = None) -> None:
                 steps[f"torchjd:{name}"] = s
     med = measure(steps, reps, inner)
     plain, floor = med["plain"], med["floor"]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"median of {reps} interleaved rounds x {inner} steps")  # fmt: skip
-    print(f"plain step {plain * 1e3:.2f} ms; floor (T=3 autograd.grad) {floor * 1e3:.2f} ms "
-          f"= {floor / plain:.2f}x plain\n")  # fmt: skip
-    print(f"{'method':<14}{'family':<10}{'ms':>8}{'/plain':>8}{'/floor':>8}{'target':>8}"
-          f"{'LibMTL /plain':>15}{'TorchJD /plain':>16}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"median of {reps} interleaved rounds x {inner} steps"
+    )
+    print(
+        f"plain step {plain * 1e3:.2f} ms; floor (T=3 autograd.grad) {floor * 1e3:.2f} ms "
+        f"= {floor / plain:.2f}x plain\n"
+    )
+    print(
+        f"{'method':<14}{'family':<10}{'ms':>8}{'/plain':>8}{'/floor':>8}{'target':>8}"
+        f"{'LibMTL /plain':>15}{'TorchJD /plain':>16}"
+    )
     for name, key in rows:
         t = med[key]
         fam = methods.lookup(name).family
         lib = med.get(f"libmtl:{name}")
         tj = med.get(f"torchjd:{name}")
-        print(f"{name:<14}{fam:<10}{t * 1e3:8.2f}{t / plain:8.2f}{t / floor:8.2f}"
-              f"{_target(name, t, plain, floor):>8}"
-              f"{(f'{lib / plain:.2f}' if lib else '—'):>15}"
-              f"{(f'{tj / plain:.2f}' if tj else '—'):>16}")  # fmt: skip
+        print(
+            f"{name:<14}{fam:<10}{t * 1e3:8.2f}{t / plain:8.2f}{t / floor:8.2f}"
+            f"{_target(name, t, plain, floor):>8}"
+            f"{(f'{lib / plain:.2f}' if lib else '—'):>15}"
+            f"{(f'{tj / plain:.2f}' if tj else '—'):>16}"
+        )
     floor16, solvers = solver_share(reps)
-    print(f"\nT = 16: floor step {floor16 * 1e3:.1f} ms; T x T solver alone (% of that step, "
-          f"target < 5%):")  # fmt: skip
+    print(
+        f"\nT = 16: floor step {floor16 * 1e3:.1f} ms; T x T solver alone (% of that step, "
+        f"target < 5%):"
+    )
     for name, t in solvers.items():
         share = 100 * t / floor16
         print(f"  {name:<14}{t * 1e3:8.3f} ms {share:6.2f}%  {'ok' if share < 5 else 'MISS'}")

@@ -111,8 +111,10 @@ def main() -> None:
             for k, v in timings.items():
                 results[k].append(v)
     med = {k: statistics.median(v) for k, v in results.items()}
-    print(f"standard MLP, T=3, batch 256, CPU, {torch.get_num_threads()} threads, "
-          f"{args.rounds} rounds x {args.steps} steps (median of round means)")  # fmt: skip
+    print(
+        f"standard MLP, T=3, batch 256, CPU, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds x {args.steps} steps (median of round means)"
+    )
     for k, v in med.items():
         print(f"  {k:10s} {v:8.2f} ms/step")
     r1 = med["every=1"] / med["floor"]

@@ -239,8 +239,11 @@ def comparison_table(
         if vals:
             single[t] = _mean_std(vals)
 
-    rows = [_row(label, rs, tasks) for label, rs in groups.items()
-            if not label.startswith(SINGLE_PREFIX)]  # fmt: skip
+    rows = [
+        _row(label, rs, tasks)
+        for label, rs in groups.items()
+        if not label.startswith(SINGLE_PREFIX)
+    ]
     live = [r for r in rows if r["seeds"] > 0]
 
     reference: str | None = None
@@ -281,15 +284,21 @@ def comparison_table(
     if single:
         for t in tasks:
             means = [r["metric"][t]["mean"] for r in live]
-            if t in single and means and all(m is not None for m in means) and all(
-                (m < single[t]["mean"]) if hib[t] else (m > single[t]["mean"]) for m in means
+            if (
+                t in single
+                and means
+                and all(m is not None for m in means)
+                and all(
+                    (m < single[t]["mean"]) if hib[t] else (m > single[t]["mean"]) for m in means
+                )
             ):
                 negative.append(t)
 
     failed_runs = [
         {"label": str(r.get("method")), "seed": r.get("seed"), "error": r.get("error") or ""}
-        for r in runs if r.get("status") not in ("ok", None)
-    ]  # fmt: skip
+        for r in runs
+        if r.get("status") not in ("ok", None)
+    ]
 
     out: dict[str, Any] = {
         "evaluation": evaluation,
@@ -311,8 +320,9 @@ def comparison_table(
 DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking
 
 
-def _dominant_task(rows: Sequence[Mapping[str, Any]], ref: Mapping[str, float | None],
-                   hib: Mapping[str, bool]) -> tuple[str, float] | None:  # fmt: skip
+def _dominant_task(
+    rows: Sequence[Mapping[str, Any]], ref: Mapping[str, float | None], hib: Mapping[str, bool]
+) -> tuple[str, float] | None:
     """The task whose relative changes make up most of the rows' Δm%, and its share.
 
     Δm% averages *relative* changes, so a task whose reference value is near 0 (a loss that
@@ -344,8 +354,9 @@ def _fmt_dm(row: Mapping[str, Any]) -> str:
     return s
 
 
-def _overlap(a: Mapping[str, Any], b: Mapping[str, Any], by_delta: bool,
-             tasks: Sequence[str]) -> bool:  # fmt: skip
+def _overlap(
+    a: Mapping[str, Any], b: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]
+) -> bool:
     """Whether the mean ± one std intervals over seeds of two rows overlap (on Δm%, or on
     every task when ranked without Δm%)."""
     if by_delta:
@@ -361,8 +372,12 @@ def _names(labels: Sequence[str]) -> str:
     return ", ".join(labels)
 
 
-def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str],
-             driver: tuple[str, float] | None = None) -> str:  # fmt: skip
+def _verdict(
+    table: Mapping[str, Any],
+    by_delta: bool,
+    tasks: Sequence[str],
+    driver: tuple[str, float] | None = None,
+) -> str:
     rows = [r for r in table["rows"] if r["rank"] is not None]
     ref = table["reference"]
     ref_text = {"single_task": "the single-task models", "ew": "equal weighting (ew)"}.get(ref, "")
@@ -393,8 +408,10 @@ def _verdict(table: Mapping[str, Any], by_delta: bool, tasks: Sequence[str],
                     f"{second['label']} is second{what}, more than one std over seeds apart."
                 )
     if ref == "ew":
-        parts.append("Δm% is against equal weighting (ew): --single-task measures it against "
-                     "single-task models.")  # fmt: skip
+        parts.append(
+            "Δm% is against equal weighting (ew): --single-task measures it against "
+            "single-task models."
+        )
     elif ref is None and rows:
         parts.append("No Δm%: there are no single-task runs and no ew run to measure it against.")
     if driver is not None:

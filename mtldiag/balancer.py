@@ -61,9 +61,7 @@ class Balancer:
         total_steps: int | None = None,
     ) -> None:
         items = list(shared_params)
-        named = [
-            it if isinstance(it, tuple) else (f"shared.{k}", it) for k, it in enumerate(items)
-        ]
+        named = [it if isinstance(it, tuple) else (f"shared.{k}", it) for k, it in enumerate(items)]
         named = [(n, p) for n, p in named if p.requires_grad]
         if not named:
             raise MethodError("Balancer needs at least one shared parameter that requires grad.")
@@ -136,13 +134,15 @@ class Balancer:
         else:
             last = list(layout.layer_slices.values())[-1]
             params = [
-                p for k, p in enumerate(layout.params)
+                p
+                for k, p in enumerate(layout.params)
                 if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
-            ]  # fmt: skip
+            ]
         out = []
         for loss in ordered:
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
             norms = [torch.linalg.vector_norm(g) for g in grads if g is not None]
-            out.append(torch.linalg.vector_norm(torch.stack(norms)) if norms
-                       else loss.new_zeros(()))  # fmt: skip
+            out.append(
+                torch.linalg.vector_norm(torch.stack(norms)) if norms else loss.new_zeros(())
+            )
         return torch.stack(out).detach().float().cpu()  # one host transfer for all T

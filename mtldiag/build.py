@@ -34,21 +34,27 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
-        raise SpecError(f"device '{name}' is not a device name.",
-                        hint="use auto, cpu, cuda, cuda:N or mps") from None  # fmt: skip
+        raise SpecError(
+            f"device '{name}' is not a device name.", hint="use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise SpecError(f"device '{name}' is not supported.",
-                        hint="use auto, cpu, cuda, cuda:N or mps")  # fmt: skip
+        raise SpecError(
+            f"device '{name}' is not supported.", hint="use auto, cpu, cuda, cuda:N or mps"
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError(f"device '{name}' was asked for but CUDA is not available here.",
-                        hint="use --device auto or --device cpu")  # fmt: skip
+        raise SpecError(
+            f"device '{name}' was asked for but CUDA is not available here.",
+            hint="use --device auto or --device cpu",
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise SpecError(f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s).")
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise SpecError("device 'mps' was asked for but MPS is not available here.",
-                            hint="use --device auto or --device cpu")  # fmt: skip
+            raise SpecError(
+                "device 'mps' was asked for but MPS is not available here.",
+                hint="use --device auto or --device cpu",
+            )
     return dev
 
 

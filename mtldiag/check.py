@@ -57,10 +57,17 @@ RUN_SCALARS = {
 }
 COMPARE_METRICS = ("metric", "delta_m")
 VALID_METRICS = (
-    "conflict_rate[a,b]", "cosine_mean[a,b]", "gms_mean[a,b]", "(any of these)@layer",
-    "final_loss[task]", "grad_norm_ratio", "step_time_ms", "peak_memory_mb",
-    "metric[task]", "delta_m",
-)  # fmt: skip
+    "conflict_rate[a,b]",
+    "cosine_mean[a,b]",
+    "gms_mean[a,b]",
+    "(any of these)@layer",
+    "final_loss[task]",
+    "grad_norm_ratio",
+    "step_time_ms",
+    "peak_memory_mb",
+    "metric[task]",
+    "delta_m",
+)
 _NAMES = (*PAIR_METRICS, "final_loss", *RUN_SCALARS, "metric", "delta_m")
 BOUNDS = ("min", "max", "max_increase", "max_decrease")
 RELATIVE_BOUNDS = ("max_increase", "max_decrease")
@@ -169,8 +176,10 @@ class RuleResult:
             "detail": self.detail or None,
             "value": self.value,
             "baseline": self.baseline,
-            "bounds": {b.kind: f"{fmt_number(b.value)}%" if b.relative else b.value
-                       for b in self.rule.bounds},  # fmt: skip
+            "bounds": {
+                b.kind: f"{fmt_number(b.value)}%" if b.relative else b.value
+                for b in self.rule.bounds
+            },
             "limit": self.limit,
             "passed": self.passed,
             "failures": list(self.failures),
@@ -232,27 +241,34 @@ def fmt_number(x: float | None) -> str:
 def parse_metric(text: Any, where: str = "rule") -> MetricPath:
     """Parse ``name``, ``name[a,b]``, ``name[task]`` and ``...@layer`` (no run needed)."""
     if not isinstance(text, str) or not text.strip():
-        raise CheckError(f"{where}: 'metric' must be a metric path, not {text!r}.",
-                         hint=_metrics_hint())  # fmt: skip
+        raise CheckError(
+            f"{where}: 'metric' must be a metric path, not {text!r}.", hint=_metrics_hint()
+        )
     m = _PATH.match(text)
     if not m:
         raise CheckError(f"{where}: cannot read metric '{text}'.", hint=_metrics_hint())
     name, args, layer = m["name"], m["args"], m["layer"]
     if name not in _NAMES:
-        raise CheckError(f"{where}: unknown metric '{name}'.{did_you_mean(name, _NAMES)}",
-                         hint=_metrics_hint())  # fmt: skip
+        raise CheckError(
+            f"{where}: unknown metric '{name}'.{did_you_mean(name, _NAMES)}", hint=_metrics_hint()
+        )
     names = [a.strip() for a in args.split(",")] if args is not None else []
     if args is not None and (not names or any(not a for a in names)):
         raise CheckError(f"{where}: empty task name in '{text}'.", hint=_metrics_hint())
     if layer is not None and name not in PAIR_METRICS:
-        raise CheckError(f"{where}: '@{layer}' applies only to conflict_rate, cosine_mean and "
-                         f"gms_mean, not to {name}.", hint=_metrics_hint())  # fmt: skip
+        raise CheckError(
+            f"{where}: '@{layer}' applies only to conflict_rate, cosine_mean and "
+            f"gms_mean, not to {name}.",
+            hint=_metrics_hint(),
+        )
     if name in PAIR_METRICS:
         if args is None:
             return MetricPath(name, layer=layer)
         if len(names) != 2 or names[0] == names[1]:
-            raise CheckError(f"{where}: {name} takes a pair of two different tasks, like "
-                             f"{name}[a,b], not '{text}'.")  # fmt: skip
+            raise CheckError(
+                f"{where}: {name} takes a pair of two different tasks, like "
+                f"{name}[a,b], not '{text}'."
+            )
         return MetricPath(name, pair=(names[0], names[1]), layer=layer)
     if name in TASK_METRICS:
         if len(names) != 1:
@@ -264,8 +280,11 @@ def parse_metric(text: Any, where: str = "rule") -> MetricPath:
 
 
 def _parse_bound(kind: str, raw: Any, where: str) -> Bound:
-    hint = ("use a number (0.1)" + (", or a percentage of the baseline in quotes ('5%')"
-            if kind in RELATIVE_BOUNDS else "; percentages are for max_increase/max_decrease"))
+    hint = "use a number (0.1)" + (
+        ", or a percentage of the baseline in quotes ('5%')"
+        if kind in RELATIVE_BOUNDS
+        else "; percentages are for max_increase/max_decrease"
+    )
     value: float | None = None
     relative = False
     if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -287,12 +306,15 @@ def parse_rule(entry: Any, index: int, source: str = "rules") -> Rule:
     """Validate one rule mapping (``{metric: ..., max: ..., method: ...}``)."""
     where = f"{source}: rule {index}"
     if not isinstance(entry, dict):
-        raise CheckError(f"{where} must be a mapping like {{metric: conflict_rate, max: 0.4}}, "
-                         f"not {entry!r}.")  # fmt: skip
+        raise CheckError(
+            f"{where} must be a mapping like {{metric: conflict_rate, max: 0.4}}, not {entry!r}."
+        )
     for key in entry:
         if key not in _RULE_KEYS:
-            raise CheckError(f"{where}: unknown key '{key}'.{did_you_mean(str(key), _RULE_KEYS)}",
-                             hint="valid keys: " + ", ".join(_RULE_KEYS))  # fmt: skip
+            raise CheckError(
+                f"{where}: unknown key '{key}'.{did_you_mean(str(key), _RULE_KEYS)}",
+                hint="valid keys: " + ", ".join(_RULE_KEYS),
+            )
     if "metric" not in entry:
         raise CheckError(f"{where} has no 'metric'.", hint=_metrics_hint())
     metric = parse_metric(entry["metric"], where)
@@ -311,14 +333,18 @@ def parse_rules(data: Any, source: str = "rules") -> tuple[Rule, ...]:
     """Rules from a list, or from a mapping with a ``checks:`` list (a spec is a rules file)."""
     if isinstance(data, dict):
         if "checks" not in data:
-            raise CheckError(f"{source}: no 'checks:' list.",
-                             hint="a rules file is a YAML list of rules, or has a 'checks:' "
-                             "list; see sample_configs/rules.yaml")  # fmt: skip
+            raise CheckError(
+                f"{source}: no 'checks:' list.",
+                hint="a rules file is a YAML list of rules, or has a 'checks:' "
+                "list; see sample_configs/rules.yaml",
+            )
         data = data["checks"]
     if not isinstance(data, list) or not data:
-        raise CheckError(f"{source}: no rules.",
-                         hint="write a list like '- {metric: conflict_rate, max: 0.4}'; see "
-                         "sample_configs/rules.yaml")  # fmt: skip
+        raise CheckError(
+            f"{source}: no rules.",
+            hint="write a list like '- {metric: conflict_rate, max: 0.4}'; see "
+            "sample_configs/rules.yaml",
+        )
     return tuple(parse_rule(e, i, source) for i, e in enumerate(data, start=1))
 
 
@@ -330,8 +356,9 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise CheckError(f"rules file '{path}' is not valid YAML: "
-                         f"{str(exc).splitlines()[0]}.") from None  # fmt: skip
+        raise CheckError(
+            f"rules file '{path}' is not valid YAML: {str(exc).splitlines()[0]}."
+        ) from None
     return parse_rules(data, str(path))
 
 
@@ -344,15 +371,17 @@ def rules_from_run(run: str | Path) -> tuple[Rule, ...]:
     spec = _run_dir(Path(run)) / "spec.yaml"
     hint = "pass --rules FILE, or add a 'checks:' list to the spec (see sample_configs/rules.yaml)"
     if not spec.is_file():
-        raise CheckError(f"no rules: no --rules and no spec.yaml in '{_run_dir(Path(run))}'.",
-                         hint=hint)  # fmt: skip
+        raise CheckError(
+            f"no rules: no --rules and no spec.yaml in '{_run_dir(Path(run))}'.", hint=hint
+        )
     try:
         data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError:
         raise CheckError(f"'{spec}' is not valid YAML.", hint=hint) from None
     if not isinstance(data, dict) or not data.get("checks"):
-        raise CheckError(f"no rules: no --rules and the spec in '{spec}' has no 'checks:'.",
-                         hint=hint)  # fmt: skip
+        raise CheckError(
+            f"no rules: no --rules and the spec in '{spec}' has no 'checks:'.", hint=hint
+        )
     return parse_rules(data["checks"], f"{spec} checks")
 
 
@@ -360,18 +389,23 @@ def load_summary(path: str | Path, role: str = "run") -> dict[str, Any]:
     """Read ``summary.json`` from a run directory (or the file itself)."""
     path = Path(path)
     if not path.exists():
-        raise CheckError(f"{role} '{path}' does not exist.",
-                         hint="pass a run directory written by mtldiag profile or compare, "
-                         "or its summary.json")  # fmt: skip
+        raise CheckError(
+            f"{role} '{path}' does not exist.",
+            hint="pass a run directory written by mtldiag profile or compare, or its summary.json",
+        )
     file = path / "summary.json" if path.is_dir() else path
     if not file.is_file():
-        raise CheckError(f"{role} directory '{path}' has no summary.json.",
-                         hint=f"`mtldiag report {path}` rebuilds it from steps.csv and pairs.csv")
+        raise CheckError(
+            f"{role} directory '{path}' has no summary.json.",
+            hint=f"`mtldiag report {path}` rebuilds it from steps.csv and pairs.csv",
+        )
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckError(f"{role} summary '{file}' is not valid JSON ({exc}).",
-                         hint=f"`mtldiag report {_run_dir(file)}` rebuilds it") from None
+        raise CheckError(
+            f"{role} summary '{file}' is not valid JSON ({exc}).",
+            hint=f"`mtldiag report {_run_dir(file)}` rebuilds it",
+        ) from None
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("mtldiag.summary/"):
         raise CheckError(f"'{file}' is not an mtldiag summary (no 'schema: mtldiag.summary/...').")
     return data
@@ -403,21 +437,26 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return statistics.fmean(vals) if vals else None
 
 
-def _measure(summary: dict[str, Any], metric: MetricPath, method: str | None,
-             role: str) -> tuple[str, float | None, str]:  # fmt: skip
+def _measure(
+    summary: dict[str, Any], metric: MetricPath, method: str | None, role: str
+) -> tuple[str, float | None, str]:
     """(method, value, detail) of one metric path in one summary; raises on bad input."""
     labels = method_labels(summary)
     if method is None:
         method = default_method(summary, role)
     elif method not in labels:
-        raise CheckError(f"method '{method}' is not in the {role}.{did_you_mean(method, labels)}",
-                         hint="its run labels: " + (", ".join(labels) or "none"))  # fmt: skip
+        raise CheckError(
+            f"method '{method}' is not in the {role}.{did_you_mean(method, labels)}",
+            hint="its run labels: " + (", ".join(labels) or "none"),
+        )
     tasks = [str(t) for t in summary.get("tasks") or []]
 
     def need_task(t: str) -> None:
         if t not in tasks:
-            raise CheckError(f"{metric}: task '{t}' is not in the {role}.{did_you_mean(t, tasks)}",
-                             hint="its tasks: " + ", ".join(tasks))  # fmt: skip
+            raise CheckError(
+                f"{metric}: task '{t}' is not in the {role}.{did_you_mean(t, tasks)}",
+                hint="its tasks: " + ", ".join(tasks),
+            )
 
     if metric.name in COMPARE_METRICS:
         return method, _compare_value(summary, metric, method, role, need_task), ""
@@ -432,14 +471,22 @@ def _measure(summary: dict[str, Any], metric: MetricPath, method: str | None,
     return (method, *_pair_value(summary, metric, ok, tasks, role, need_task, detail))
 
 
-def _pair_value(summary: dict[str, Any], metric: MetricPath, ok: list[dict[str, Any]],
-                tasks: list[str], role: str, need_task: Any,
-                detail: str) -> tuple[float | None, str]:  # fmt: skip
+def _pair_value(
+    summary: dict[str, Any],
+    metric: MetricPath,
+    ok: list[dict[str, Any]],
+    tasks: list[str],
+    role: str,
+    need_task: Any,
+    detail: str,
+) -> tuple[float | None, str]:
     layers = [str(x) for x in summary.get("layers") or []]
     if metric.layer is not None and metric.layer not in layers:
-        raise CheckError(f"{metric}: layer '{metric.layer}' is not a shared layer of the "
-                         f"{role}.{did_you_mean(metric.layer, layers)}",
-                         hint="its shared layers: " + (", ".join(layers) or "none"))  # fmt: skip
+        raise CheckError(
+            f"{metric}: layer '{metric.layer}' is not a shared layer of the "
+            f"{role}.{did_you_mean(metric.layer, layers)}",
+            hint="its shared layers: " + (", ".join(layers) or "none"),
+        )
     if len(tasks) < 2:
         raise CheckError(f"{metric}: the {role} has fewer than two tasks, so no task pairs.")
     if metric.pair is not None:
@@ -447,7 +494,7 @@ def _pair_value(summary: dict[str, Any], metric: MetricPath, ok: list[dict[str, 
             need_task(t)
         wanted = [metric.pair]
     else:
-        wanted = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]]
+        wanted = [(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1 :]]
 
     def value_of(run: dict[str, Any], a: str, b: str) -> float | None:
         for p in run.get("pairs") or []:
@@ -466,21 +513,26 @@ def _pair_value(summary: dict[str, Any], metric: MetricPath, ok: list[dict[str, 
     return known[worst], f"worst pair {worst[0]},{worst[1]}"
 
 
-def _compare_value(summary: dict[str, Any], metric: MetricPath, method: str, role: str,
-                   need_task: Any) -> float | None:  # fmt: skip
+def _compare_value(
+    summary: dict[str, Any], metric: MetricPath, method: str, role: str, need_task: Any
+) -> float | None:
     comparison = summary.get("comparison")
     if not isinstance(comparison, dict):
-        raise CheckError(f"{metric}: the {role} is not a compare run (its summary.json has no "
-                         "'comparison' section).",
-                         hint="metric[task] and delta_m need `mtldiag compare`")  # fmt: skip
+        raise CheckError(
+            f"{metric}: the {role} is not a compare run (its summary.json has no "
+            "'comparison' section).",
+            hint="metric[task] and delta_m need `mtldiag compare`",
+        )
     rows = {r.get("label"): r for r in comparison.get("rows") or []}
     if method not in rows:
         return None  # every run of the method failed: the rule fails, with "n/a"
     row = rows[method]
     if metric.name == "delta_m":
         if comparison.get("reference") is None:
-            raise CheckError(f"delta_m: the {role} has no reference for Δm%.",
-                             hint="compare with --single-task, or include ew in the methods")
+            raise CheckError(
+                f"delta_m: the {role} has no reference for Δm%.",
+                hint="compare with --single-task, or include ew in the methods",
+            )
         return row.get("delta_m")
     need_task(metric.task or "")
     return ((row.get("metric") or {}).get(metric.task) or {}).get("mean")
@@ -510,13 +562,16 @@ def _apply(bound: Bound, value: float | None, base: float | None) -> tuple[str, 
     return text, None
 
 
-def evaluate_rule(rule: Rule, summary: dict[str, Any],
-                  baseline: dict[str, Any] | None = None) -> RuleResult:  # fmt: skip
+def evaluate_rule(
+    rule: Rule, summary: dict[str, Any], baseline: dict[str, Any] | None = None
+) -> RuleResult:
     """Measure one rule on a summary (and its baseline) and apply its bounds."""
     if rule.needs_baseline and baseline is None:
         kinds = ", ".join(b.kind for b in rule.bounds if b.needs_baseline)
-        raise CheckError(f"rule {rule.index} ({rule.metric}) uses {kinds}, which needs a baseline.",
-                         hint="pass --baseline RUN_DIR (a run directory or its summary.json)")
+        raise CheckError(
+            f"rule {rule.index} ({rule.metric}) uses {kinds}, which needs a baseline.",
+            hint="pass --baseline RUN_DIR (a run directory or its summary.json)",
+        )
     method, value, detail = _measure(summary, rule.metric, rule.method, "run")
     base = None
     if baseline is not None:
@@ -534,24 +589,40 @@ def check_tasks(summary: dict[str, Any], baseline: dict[str, Any]) -> None:
     """A baseline must have the same tasks as the run (order aside)."""
     run_t, base_t = list(summary.get("tasks") or []), list(baseline.get("tasks") or [])
     if set(run_t) != set(base_t):
-        raise CheckError(f"the baseline's tasks ({', '.join(base_t)}) differ from the run's "
-                         f"({', '.join(run_t)}).",
-                         hint="compare against a baseline of the same problem")  # fmt: skip
+        raise CheckError(
+            f"the baseline's tasks ({', '.join(base_t)}) differ from the run's "
+            f"({', '.join(run_t)}).",
+            hint="compare against a baseline of the same problem",
+        )
 
 
-def evaluate(summary: dict[str, Any], rules: Sequence[Rule], baseline: dict[str, Any] | None = None,
-             run: str = "", baseline_name: str | None = None) -> CheckReport:  # fmt: skip
+def evaluate(
+    summary: dict[str, Any],
+    rules: Sequence[Rule],
+    baseline: dict[str, Any] | None = None,
+    run: str = "",
+    baseline_name: str | None = None,
+) -> CheckReport:
     """Evaluate every rule. All input errors are raised before any result is returned."""
     if baseline is not None:
         check_tasks(summary, baseline)
     results = tuple(evaluate_rule(r, summary, baseline) for r in rules)
     name, kind = str(summary.get("name", "")), str(summary.get("kind", ""))
-    return CheckReport(run=run, name=name, kind=kind, results=results, baseline=baseline_name,
-                       status=str(summary.get("status") or "complete"))  # fmt: skip
+    return CheckReport(
+        run=run,
+        name=name,
+        kind=kind,
+        results=results,
+        baseline=baseline_name,
+        status=str(summary.get("status") or "complete"),
+    )
 
 
-def run_check(run: str | Path, rules: str | Path | Sequence[Rule] | None = None,
-              baseline: str | Path | None = None) -> CheckReport:  # fmt: skip
+def run_check(
+    run: str | Path,
+    rules: str | Path | Sequence[Rule] | None = None,
+    baseline: str | Path | None = None,
+) -> CheckReport:
     """Check a run directory (or summary.json) against rules (a file, parsed rules, or the
     run's spec ``checks:`` when ``None``) and an optional baseline run."""
     summary = load_summary(run, "run")
@@ -562,5 +633,10 @@ def run_check(run: str | Path, rules: str | Path | Sequence[Rule] | None = None,
         parsed = load_rules(rules)
     else:
         parsed = tuple(rules)
-    return evaluate(summary, parsed, base, run=str(run),
-                    baseline_name=str(baseline) if baseline is not None else None)  # fmt: skip
+    return evaluate(
+        summary,
+        parsed,
+        base,
+        run=str(run),
+        baseline_name=str(baseline) if baseline is not None else None,
+    )

@@ -36,8 +36,7 @@ def render_junit(report: CheckReport) -> str:
     and the numbers in their text.
     """
     n, failed = len(report.results), report.n_failed
-    counts = {"tests": str(n), "failures": str(failed), "errors": "0", "skipped": "0",
-              "time": "0"}  # fmt: skip
+    counts = {"tests": str(n), "failures": str(failed), "errors": "0", "skipped": "0", "time": "0"}
     suite_name = f"mtldiag check {report.name}".strip()
     root = ET.Element("testsuites", {"name": "mtldiag check", **counts})
     suite = ET.SubElement(root, "testsuite", {"name": suite_name, **counts})
@@ -48,8 +47,10 @@ def render_junit(report: CheckReport) -> str:
     for r in report.results:
         attrs = {"classname": JUNIT_CLASSNAME, "name": r.name, "time": "0"}
         case = ET.SubElement(suite, "testcase", attrs)
-        numbers = (f"value {fmt_number(r.value)}, baseline {fmt_number(r.baseline)}, "
-                   f"limit {r.limit} ({_rule_detail(r)})")  # fmt: skip
+        numbers = (
+            f"value {fmt_number(r.value)}, baseline {fmt_number(r.baseline)}, "
+            f"limit {r.limit} ({_rule_detail(r)})"
+        )
         if r.passed:
             ET.SubElement(case, "system-out").text = numbers
         else:
@@ -73,10 +74,15 @@ def render_markdown(report: CheckReport) -> str:
         where += f" against baseline `{report.baseline}`"
     lines += [where + ".", ""]
     if report.status != "complete":
-        lines += [f"> The run's status is **{report.status}**: its numbers cover only the "
-                  "steps it recorded.", ""]  # fmt: skip
-    lines += ["| rule | method | value | baseline | limit | result |",
-              "|---|---|---:|---:|---|---|"]  # fmt: skip
+        lines += [
+            f"> The run's status is **{report.status}**: its numbers cover only the "
+            "steps it recorded.",
+            "",
+        ]
+    lines += [
+        "| rule | method | value | baseline | limit | result |",
+        "|---|---|---:|---:|---|---|",
+    ]
     for r in report.results:
         rule = f"`{_cell(r.name)}`" + (f" ({_cell(r.detail)})" if r.detail else "")
         result = "✅ PASS" if r.passed else "❌ FAIL: " + _cell("; ".join(r.failures))

@@ -82,8 +82,9 @@ def plan_runs(
     return runs
 
 
-def evaluate(spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any,
-             run: dict[str, Any]) -> tuple[dict[str, float | None], str]:  # fmt: skip
+def evaluate(
+    spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any, run: dict[str, Any]
+) -> tuple[dict[str, float | None], str]:
     """Per-task metric of a trained model and which evaluation produced it."""
     model = prep.model
     if spec.eval is not None:
@@ -117,8 +118,9 @@ def evaluate(spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any,
     return {t: run["final_loss"].get(t) for t in tasks}, "train_loss_tail"
 
 
-def _val_losses(spec: Spec, prep: Prepared, tasks: Sequence[str], loader: Any
-                ) -> dict[str, float | None]:  # fmt: skip
+def _val_losses(
+    spec: Spec, prep: Prepared, tasks: Sequence[str], loader: Any
+) -> dict[str, float | None]:
     sums = dict.fromkeys(tasks, 0.0)
     n = 0
     prep.model.eval()
@@ -179,8 +181,10 @@ def run_compare(
     labels = [m.label for m in method_specs]
     twice = sorted({x for x in labels if labels.count(x) > 1})
     if twice:
-        raise MtldiagError(f"method {', '.join(twice)} is listed more than once.",
-                           hint="list each method once; seeds repeat it")  # fmt: skip
+        raise MtldiagError(
+            f"method {', '.join(twice)} is listed more than once.",
+            hint="list each method once; seeds repeat it",
+        )
     for ms in method_specs:
         create_method(ms)  # fail on a bad name or hyper-parameter before any training
     seed_list = list(seeds) if seeds is not None else list(cfg.seeds)
@@ -224,9 +228,13 @@ def run_compare(
     writer.open(spec_to_yaml(spec), environment(dev))
     summary = base_summary(spec, "compare", tasks, layers, str(dev))
     summary["compare"] = {
-        "methods": [m.label for m in method_specs], "seeds": seed_list, "steps": n_steps,
-        "every": n_every, "single_task": want_single, "sweep": n_sweep,
-    }  # fmt: skip
+        "methods": [m.label for m in method_specs],
+        "seeds": seed_list,
+        "steps": n_steps,
+        "every": n_every,
+        "single_task": want_single,
+        "sweep": n_sweep,
+    }
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]
@@ -236,8 +244,17 @@ def run_compare(
             method = create_method(pr.method)
             run_tasks = list(pr.tasks) if pr.tasks else tasks
             try:
-                run = train_run(prep, method, pr.label, n_steps, n_every, writer, observer,
-                                tasks=pr.tasks, stats=stats)  # fmt: skip
+                run = train_run(
+                    prep,
+                    method,
+                    pr.label,
+                    n_steps,
+                    n_every,
+                    writer,
+                    observer,
+                    tasks=pr.tasks,
+                    stats=stats,
+                )
             except TrainingError as exc:
                 run = exc.run_result  # type: ignore[attr-defined]
                 summary["runs"].append(run)
@@ -261,8 +278,15 @@ def run_compare(
     return CompareResult(run_dir, summary)
 
 
-def _finish(writer: RunWriter, summary: dict[str, Any], spec: Spec, tasks: list[str],
-            layers: list[str], evaluation: str | None, status: str) -> None:  # fmt: skip
+def _finish(
+    writer: RunWriter,
+    summary: dict[str, Any],
+    spec: Spec,
+    tasks: list[str],
+    layers: list[str],
+    evaluation: str | None,
+    status: str,
+) -> None:
     from mtldiag.analysis import comparison_table
 
     summary["status"] = status

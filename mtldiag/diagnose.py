@@ -36,10 +36,16 @@ MEAN_COSINE_CONFLICT = -0.05
 TOP_LAYERS = 3
 
 
-def _finding(code: str, severity: str, message: str, suggestion: str, **evidence: Any
-             ) -> dict[str, Any]:  # fmt: skip
-    return {"code": code, "severity": severity, "message": message, "suggestion": suggestion,
-            "evidence": evidence}  # fmt: skip
+def _finding(
+    code: str, severity: str, message: str, suggestion: str, **evidence: Any
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "severity": severity,
+        "message": message,
+        "suggestion": suggestion,
+        "evidence": evidence,
+    }
 
 
 def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
@@ -53,11 +59,14 @@ def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]
     if conflicts:
         out += _location(run, layers)
     if not any(f["severity"] != "info" for f in out):
-        out.append(_finding(
-            "no_issue", "info",
-            "No loss-scale imbalance, gradient dominance or frequent conflict was seen.",
-            "Equal weighting is a sound choice here; `mtldiag compare` can confirm it.",
-        ))  # fmt: skip
+        out.append(
+            _finding(
+                "no_issue",
+                "info",
+                "No loss-scale imbalance, gradient dominance or frequent conflict was seen.",
+                "Equal weighting is a sound choice here; `mtldiag compare` can confirm it.",
+            )
+        )
     return out
 
 
@@ -87,18 +96,24 @@ def _loss_scale(run: dict[str, Any]) -> list[dict[str, Any]]:
         when = f"at the start ({vals[big]:.3g} vs {vals[small]:.3g}; {mean[2]:.0f}x on average)"
     else:
         when = f"({vals[big]:.3g} vs {vals[small]:.3g} on average)"
-    return [_finding(
-        "loss_scale_imbalance", severity,
-        f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' {when}: "
-        "it dominates the summed loss.",
-        "Normalise the loss scales: weight each loss by the inverse of its initial value "
-        "(init_loss), of the prior predictor's loss (prior_loss), or of its running value "
-        "(realtime: L / L.detach()); then tune on validation.",
-        dominant=big, smallest=small, ratio=round(ratio, 4),
-        ratio_mean=round(mean[2], 4), ratio_initial=round(start[2], 4) if start else None,
-        loss_mean={t: round(v, 6) for t, v in mean[3].items()},
-        loss_initial={t: round(v, 6) for t, v in start[3].items()} if start else None,
-    )]  # fmt: skip
+    return [
+        _finding(
+            "loss_scale_imbalance",
+            severity,
+            f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' {when}: "
+            "it dominates the summed loss.",
+            "Normalise the loss scales: weight each loss by the inverse of its initial value "
+            "(init_loss), of the prior predictor's loss (prior_loss), or of its running value "
+            "(realtime: L / L.detach()); then tune on validation.",
+            dominant=big,
+            smallest=small,
+            ratio=round(ratio, 4),
+            ratio_mean=round(mean[2], 4),
+            ratio_initial=round(start[2], 4) if start else None,
+            loss_mean={t: round(v, 6) for t, v in mean[3].items()},
+            loss_initial={t: round(v, 6) for t, v in start[3].items()} if start else None,
+        )
+    ]
 
 
 def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -108,25 +123,35 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
     big = max(norms, key=norms.__getitem__)
     small = min(norms, key=norms.__getitem__)
     if norms[small] <= 0:
-        return [_finding(
-            "grad_norm_dominance", "critical",
-            f"Task '{small}' has no gradient on the shared parameters.",
-            "Check that its loss depends on the shared trunk.",
-            dominant=big, smallest=small, ratio=None,
-        )]  # fmt: skip
+        return [
+            _finding(
+                "grad_norm_dominance",
+                "critical",
+                f"Task '{small}' has no gradient on the shared parameters.",
+                "Check that its loss depends on the shared trunk.",
+                dominant=big,
+                smallest=small,
+                ratio=None,
+            )
+        ]
     ratio = norms[big] / norms[small]
     if ratio < NORM_RATIO_WARN:
         return []
     severity = "critical" if ratio >= NORM_RATIO_CRIT else "warning"
-    return [_finding(
-        "grad_norm_dominance", severity,
-        f"Task '{big}' pulls the shared parameters {ratio:.1f}x harder than task '{small}' "
-        f"(mean gradient norm {norms[big]:.3g} vs {norms[small]:.3g}).",
-        "Equalise gradient magnitudes: gradnorm (learned weights), gradnormalize (unit-norm "
-        "task gradients) or imtl; loss-scale weighting helps when the losses differ too.",
-        dominant=big, smallest=small, ratio=round(ratio, 4),
-        grad_norm_mean={t: round(v, 6) for t, v in norms.items()},
-    )]  # fmt: skip
+    return [
+        _finding(
+            "grad_norm_dominance",
+            severity,
+            f"Task '{big}' pulls the shared parameters {ratio:.1f}x harder than task '{small}' "
+            f"(mean gradient norm {norms[big]:.3g} vs {norms[small]:.3g}).",
+            "Equalise gradient magnitudes: gradnorm (learned weights), gradnormalize (unit-norm "
+            "task gradients) or imtl; loss-scale weighting helps when the losses differ too.",
+            dominant=big,
+            smallest=small,
+            ratio=round(ratio, 4),
+            grad_norm_mean={t: round(v, 6) for t, v in norms.items()},
+        )
+    ]
 
 
 def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,30 +164,43 @@ def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
         strong = neg is not None and neg <= -WEAK_COSINE
         if cos > MEAN_COSINE_CONFLICT and not (rate >= CONFLICT_WARN and strong):
             if rate >= CONFLICT_WARN:
-                out.append(_finding(
-                    "near_orthogonal", "info",
-                    f"Tasks '{pair['a']}' and '{pair['b']}' have nearly orthogonal gradients "
-                    f"(mean cosine {cos:+.2f}; on the {rate:.0%} of steps with a negative "
-                    f"cosine it averages {neg:+.2f}): the sign flips are noise.",
-                    "Little to gain from gradient surgery for this pair; look at scale "
-                    "imbalance first.",
-                    a=pair["a"], b=pair["b"], conflict_rate=round(rate, 4),
-                    cosine_mean=round(cos, 4), conflict_cosine_mean=neg,
-                ))  # fmt: skip
+                out.append(
+                    _finding(
+                        "near_orthogonal",
+                        "info",
+                        f"Tasks '{pair['a']}' and '{pair['b']}' have nearly orthogonal gradients "
+                        f"(mean cosine {cos:+.2f}; on the {rate:.0%} of steps with a negative "
+                        f"cosine it averages {neg:+.2f}): the sign flips are noise.",
+                        "Little to gain from gradient surgery for this pair; look at scale "
+                        "imbalance first.",
+                        a=pair["a"],
+                        b=pair["b"],
+                        conflict_rate=round(rate, 4),
+                        cosine_mean=round(cos, 4),
+                        conflict_cosine_mean=neg,
+                    )
+                )
             continue
         severity = "critical" if rate >= CONFLICT_CRIT else "warning"
-        out.append(_finding(
-            "directional_conflict", severity,
-            f"Tasks '{pair['a']}' and '{pair['b']}' conflict on {rate:.0%} of steps "
-            f"(mean gradient cosine {cos:+.2f}"
-            + (f", {neg:+.2f} on the conflicting steps" if neg is not None else "")
-            + "): each step for one undoes part of the other.",
-            "Try gradient surgery: pcgrad (projects conflicting components away), cagrad, "
-            "mgda or nash_mtl; run `mtldiag compare SPEC --methods ew,pcgrad,cagrad,mgda` to "
-            "see which helps this model.",
-            a=pair["a"], b=pair["b"], conflict_rate=round(rate, 4), cosine_mean=round(cos, 4),
-            gms_mean=pair.get("gms_mean"), conflict_cosine_mean=neg,
-        ))  # fmt: skip
+        out.append(
+            _finding(
+                "directional_conflict",
+                severity,
+                f"Tasks '{pair['a']}' and '{pair['b']}' conflict on {rate:.0%} of steps "
+                f"(mean gradient cosine {cos:+.2f}"
+                + (f", {neg:+.2f} on the conflicting steps" if neg is not None else "")
+                + "): each step for one undoes part of the other.",
+                "Try gradient surgery: pcgrad (projects conflicting components away), cagrad, "
+                "mgda or nash_mtl; run `mtldiag compare SPEC --methods ew,pcgrad,cagrad,mgda` to "
+                "see which helps this model.",
+                a=pair["a"],
+                b=pair["b"],
+                conflict_rate=round(rate, 4),
+                cosine_mean=round(cos, 4),
+                gms_mean=pair.get("gms_mean"),
+                conflict_cosine_mean=neg,
+            )
+        )
     return out
 
 
@@ -187,12 +225,16 @@ def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]
     deep = [layer for layer in top if depth.get(layer, 0) >= deep_cut]
     shallow_rates = [scores[x][0] for x in layers[:deep_cut] if x in scores]
     top_rate = scores[top[0]][0]
-    concentrated = bool(deep) and deep[0] == top[0] and (
-        not shallow_rates or max(shallow_rates) < top_rate - 0.1
+    concentrated = (
+        bool(deep)
+        and deep[0] == top[0]
+        and (not shallow_rates or max(shallow_rates) < top_rate - 0.1)
     )
-    msg = "Conflict is strongest in " + ", ".join(
-        f"'{x}' ({scores[x][0]:.0%} conflicting steps)" for x in top
-    ) + "."
+    msg = (
+        "Conflict is strongest in "
+        + ", ".join(f"'{x}' ({scores[x][0]:.0%} conflicting steps)" for x in top)
+        + "."
+    )
     if concentrated:
         suggestion = (
             "The conflict concentrates in the deepest shared layers: branching the network "
@@ -204,7 +246,13 @@ def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]
             "The conflict is spread through the shared trunk: prefer gradient surgery over "
             "re-branching."
         )
-    return [_finding(
-        "conflict_location", "info", msg, suggestion,
-        layers={x: round(scores[x][0], 4) for x in top}, concentrated_deep=concentrated,
-    )]  # fmt: skip
+    return [
+        _finding(
+            "conflict_location",
+            "info",
+            msg,
+            suggestion,
+            layers={x: round(scores[x][0], 4) for x in top},
+            concentrated_deep=concentrated,
+        )
+    ]

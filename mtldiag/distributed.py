@@ -185,17 +185,26 @@ def shard_loader(loader: Any, seed: int, factory: str = "data") -> Any:
             "'rank' and 'world_size' keyword arguments and shard the data there",
         )
     sampler = DistributedSampler(
-        loader.dataset, num_replicas=ctx.world_size, rank=ctx.rank,
-        shuffle=isinstance(loader.sampler, RandomSampler), seed=seed, drop_last=False,
-    )  # fmt: skip
+        loader.dataset,
+        num_replicas=ctx.world_size,
+        rank=ctx.rank,
+        shuffle=isinstance(loader.sampler, RandomSampler),
+        seed=seed,
+        drop_last=False,
+    )
     kwargs: dict[str, Any] = {
-        "batch_size": loader.batch_size, "drop_last": loader.drop_last, "sampler": sampler,
-        "num_workers": loader.num_workers, "collate_fn": loader.collate_fn,
-        "pin_memory": loader.pin_memory, "timeout": loader.timeout,
-        "worker_init_fn": loader.worker_init_fn, "generator": loader.generator,
+        "batch_size": loader.batch_size,
+        "drop_last": loader.drop_last,
+        "sampler": sampler,
+        "num_workers": loader.num_workers,
+        "collate_fn": loader.collate_fn,
+        "pin_memory": loader.pin_memory,
+        "timeout": loader.timeout,
+        "worker_init_fn": loader.worker_init_fn,
+        "generator": loader.generator,
         "multiprocessing_context": loader.multiprocessing_context,
         "persistent_workers": loader.persistent_workers,
-    }  # fmt: skip
+    }
     if loader.num_workers > 0:
         kwargs["prefetch_factor"] = loader.prefetch_factor
     return DataLoader(loader.dataset, **kwargs)
@@ -233,8 +242,7 @@ def average_grads(params: Sequence[torch.Tensor]) -> None:
     if ctx is None or not params:
         return
     device = params[0].device
-    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
-                           device=device)  # fmt: skip
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=device)
     dist.all_reduce(present, op=dist.ReduceOp.MAX)
     chosen = [p for p, flag in zip(params, present.tolist(), strict=True) if flag]
     for p in chosen:
@@ -357,8 +365,9 @@ def _watch() -> None:
             return
         if _ctx is not None and _ctx.rank == 0:
             if _speaker is not None:
-                _speaker(f"rank {info['rank']}: {info['message']}", info.get("hint"),
-                         int(info["code"]))  # fmt: skip
+                _speaker(
+                    f"rank {info['rank']}: {info['message']}", info.get("hint"), int(info["code"])
+                )
             with contextlib.suppress(Exception):
                 store.set(_DONE_KEY, "1")
         else:

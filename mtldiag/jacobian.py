@@ -121,8 +121,7 @@ class JacobianEngine:
                 # autograd may hand one tensor to several inputs (e.g. both sides of an add):
                 # a head's .grad, summed into in place, must not be a shared gradient.
                 taken = {_storage(g) for g in row if g is not None}
-                heads = [g.clone() if g is not None and _storage(g) in taken else g
-                         for g in heads]  # fmt: skip
+                heads = [g.clone() if g is not None and _storage(g) in taken else g for g in heads]
             w = 1.0 if head_weights is None else float(head_weights[i])
             self._accumulate_heads(others, heads, w)
         return out

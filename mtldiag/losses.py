@@ -173,8 +173,12 @@ def label_stats(spec: Spec, loader: Any, max_batches: int = 50) -> dict[str, Tas
     for t in known:
         if not collected[t.name]:
             continue
-        y = torch.cat([c.reshape(c.shape[0], -1) if c.dim() > 0 else c.reshape(1, 1)
-                       for c in collected[t.name]]).double()  # fmt: skip
+        y = torch.cat(
+            [
+                c.reshape(c.shape[0], -1) if c.dim() > 0 else c.reshape(1, 1)
+                for c in collected[t.name]
+            ]
+        ).double()
         stats[t.name] = _stats_for(t.loss, y)
     return stats
 

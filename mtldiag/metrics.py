@@ -111,15 +111,19 @@ def step_metrics(stack: torch.Tensor, layout: SharedLayout) -> StepMetrics:
     ii = torch.tensor([p[0] for p in pairs], dtype=torch.long, device=stack.device)
     jj = torch.tensor([p[1] for p in pairs], dtype=torch.long, device=stack.device)
     n = norms(stack)  # (L+1, T)
-    packed = torch.cat(
-        [
-            n,
-            stack[:, ii, jj],
-            cosines(stack)[:, ii, jj],
-            gms(stack)[:, ii, jj],
-        ],
-        dim=1,
-    ).cpu().tolist()
+    packed = (
+        torch.cat(
+            [
+                n,
+                stack[:, ii, jj],
+                cosines(stack)[:, ii, jj],
+                gms(stack)[:, ii, jj],
+            ],
+            dim=1,
+        )
+        .cpu()
+        .tolist()
+    )
     k = len(pairs)
     return StepMetrics(
         layers=[ALL_LAYERS, *layout.layer_slices],

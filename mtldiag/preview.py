@@ -103,17 +103,18 @@ class PreviewAccumulator:
         seed: int = 0,
     ) -> None:
         self.tasks = list(tasks)
-        chosen = default_methods() if methods is None else [
-            _methods.parse(m) if isinstance(m, str) else m for m in methods
-        ]  # fmt: skip
+        chosen = (
+            default_methods()
+            if methods is None
+            else [_methods.parse(m) if isinstance(m, str) else m for m in methods]
+        )
         self.methods = [m for m in chosen if isinstance(m, GramianMethod)]
         ctx = RunContext(tasks=tuple(self.tasks), seed=seed)
         for m in self.methods:
             m.reset(ctx)
         self._n = 0
         self._acc = {
-            label: {"decrease": 0, "gain": [0.0] * len(self.tasks), "angle": 0.0,
-                    "angle_n": 0}  # fmt: skip
+            label: {"decrease": 0, "gain": [0.0] * len(self.tasks), "angle": 0.0, "angle_n": 0}
             for label in ["ew", *(_label(m) for m in self.methods)]
         }
 
@@ -139,14 +140,17 @@ class PreviewAccumulator:
         out = []
         for name, acc in self._acc.items():
             n = max(self._n, 1)
-            out.append({
-                "method": name,
-                "steps": self._n,
-                "all_decrease_rate": acc["decrease"] / n if self._n else float("nan"),
-                "gain_mean": {t: g / n for t, g in zip(self.tasks, acc["gain"], strict=True)},
-                "angle_to_sum_mean": (acc["angle"] / acc["angle_n"]) if acc["angle_n"]
-                else float("nan"),
-            })  # fmt: skip
+            out.append(
+                {
+                    "method": name,
+                    "steps": self._n,
+                    "all_decrease_rate": acc["decrease"] / n if self._n else float("nan"),
+                    "gain_mean": {t: g / n for t, g in zip(self.tasks, acc["gain"], strict=True)},
+                    "angle_to_sum_mean": (acc["angle"] / acc["angle_n"])
+                    if acc["angle_n"]
+                    else float("nan"),
+                }
+            )
         return out
 
     def summary(self) -> dict[str, Any]:
@@ -160,9 +164,12 @@ class PreviewAccumulator:
             return None if x is None or not math.isfinite(x) else float(x)
 
         rows = [
-            {**r, "all_decrease_rate": safe(r["all_decrease_rate"]),
-             "angle_to_sum_mean": safe(r["angle_to_sum_mean"]),
-             "gain_mean": {t: safe(v) for t, v in r["gain_mean"].items()}}
+            {
+                **r,
+                "all_decrease_rate": safe(r["all_decrease_rate"]),
+                "angle_to_sum_mean": safe(r["angle_to_sum_mean"]),
+                "gain_mean": {t: safe(v) for t, v in r["gain_mean"].items()},
+            }
             for r in self.rows()
-        ]  # fmt: skip
+        ]
         return {"steps": self._n, "tasks": list(self.tasks), "methods": rows}

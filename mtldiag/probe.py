@@ -148,8 +148,10 @@ class GradientProbe:
         metrics: StepMetrics | None = None
         gram: torch.Tensor | None = None
         layout = self.engine.layout
-        if (inst or not weighting) and dctx is None and (
-            weighting or isinstance(method, GramianMethod)
+        if (
+            (inst or not weighting)
+            and dctx is None
+            and (weighting or isinstance(method, GramianMethod))
         ):
             # No J needed: Gramians from the T gradient lists, the update summed in place
             # into them (no T x P copy, the cost of a plain multi-pass update).
@@ -207,16 +209,22 @@ class GradientProbe:
             gramian=gram,
         )
 
-    def _last_layer_norms(self, ordered: list[torch.Tensor], every_layer: bool = False
-                          ) -> torch.Tensor:  # fmt: skip
+    def _last_layer_norms(
+        self, ordered: list[torch.Tensor], every_layer: bool = False
+    ) -> torch.Tensor:
         """Each task's gradient norm on the last shared layer (GradNorm's W), or on all."""
         assert self.engine is not None
         layout = self.engine.layout
         last = list(layout.layer_slices.values())[-1]
-        params = list(layout.params) if every_layer else [
-            p for k, p in enumerate(layout.params)
-            if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
-        ]  # fmt: skip
+        params = (
+            list(layout.params)
+            if every_layer
+            else [
+                p
+                for k, p in enumerate(layout.params)
+                if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
+            ]
+        )
         if distributed.context() is not None:
             return self._global_norms(ordered, params)
         out = []
@@ -232,9 +240,13 @@ class GradientProbe:
         rows = []
         for loss in ordered:
             grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            rows.append(torch.cat([
-                (torch.zeros_like(p) if g is None else g).reshape(-1).float()
-                for p, g in zip(params, grads, strict=True)
-            ]))  # fmt: skip
+            rows.append(
+                torch.cat(
+                    [
+                        (torch.zeros_like(p) if g is None else g).reshape(-1).float()
+                        for p, g in zip(params, grads, strict=True)
+                    ]
+                )
+            )
         block = distributed.average_(torch.stack(rows))
         return block.double().pow(2).sum(dim=1).sqrt().float().cpu()

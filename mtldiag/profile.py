@@ -32,8 +32,9 @@ def _as_spec(spec: Spec | str | Path | None) -> Spec:
     return spec if isinstance(spec, Spec) else load_spec(spec)
 
 
-def base_summary(spec: Spec, kind: str, tasks: list[str], layers: list[str], device: str
-                 ) -> dict[str, Any]:  # fmt: skip
+def base_summary(
+    spec: Spec, kind: str, tasks: list[str], layers: list[str], device: str
+) -> dict[str, Any]:
     return {
         "schema": SUMMARY_SCHEMA,
         "kind": kind,
@@ -116,8 +117,17 @@ def run_profile(
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
-        run = train_run(prep, method_obj, ms.label, n_steps, n_every, writer, observer,
-                        on_probe=on_probe, stats=stats)  # fmt: skip
+        run = train_run(
+            prep,
+            method_obj,
+            ms.label,
+            n_steps,
+            n_every,
+            writer,
+            observer,
+            on_probe=on_probe,
+            stats=stats,
+        )
     except TrainingError as exc:
         _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
@@ -142,8 +152,14 @@ def _preview_accumulator(tasks: list[str]) -> Any:
     return preview.PreviewAccumulator(tasks)
 
 
-def _finish(writer: RunWriter, summary: dict[str, Any], run: dict[str, Any] | None,
-            layers: list[str], status: str, preview_acc: Any = None) -> None:  # fmt: skip
+def _finish(
+    writer: RunWriter,
+    summary: dict[str, Any],
+    run: dict[str, Any] | None,
+    layers: list[str],
+    status: str,
+    preview_acc: Any = None,
+) -> None:
     summary["status"] = status
     if run is not None:
         summary["runs"] = [run]

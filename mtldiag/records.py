@@ -162,9 +162,17 @@ class RunWriter:
             for li, layer in enumerate(metrics.layers):
                 for pi, (i, j) in enumerate(metrics.pairs):
                     rows.append(
-                        [method, seed, step, names[i], names[j], layer,
-                         _fmt(metrics.dot[li][pi]), _fmt(metrics.cosine[li][pi]),
-                         _fmt(metrics.gms[li][pi])]  # fmt: skip
+                        [
+                            method,
+                            seed,
+                            step,
+                            names[i],
+                            names[j],
+                            layer,
+                            _fmt(metrics.dot[li][pi]),
+                            _fmt(metrics.cosine[li][pi]),
+                            _fmt(metrics.gms[li][pi]),
+                        ]
                     )
             self._pairs_csv.writerows(rows)
             assert self._pairs is not None

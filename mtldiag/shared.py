@@ -28,8 +28,9 @@ def trainable(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def reach(losses: Mapping[str, torch.Tensor], params: Sequence[tuple[str, torch.Tensor]]
-          ) -> dict[str, tuple[str, ...]]:  # fmt: skip
+def reach(
+    losses: Mapping[str, torch.Tensor], params: Sequence[tuple[str, torch.Tensor]]
+) -> dict[str, tuple[str, ...]]:
     """For each parameter, the tasks whose loss has it in its autograd graph."""
     tensors = [p for _, p in params]
     out: dict[str, list[str]] = {n: [] for n, _ in params}

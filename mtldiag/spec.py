@@ -13,6 +13,8 @@ from typing import Any
 import yaml
 
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
+from mtldiag.methods.registry import lookup
+from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
 
 DEFAULT_SPEC = "mtldiag.yaml"
 BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
@@ -20,9 +22,23 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 _TOP_KEYS = (
-    "name", "seed", "device", "precision", "model", "data", "tasks", "losses", "shared",
-    "optimizer", "profile", "compare", "checks", "eval", "method", "methods",
-)  # fmt: skip
+    "name",
+    "seed",
+    "device",
+    "precision",
+    "model",
+    "data",
+    "tasks",
+    "losses",
+    "shared",
+    "optimizer",
+    "profile",
+    "compare",
+    "checks",
+    "eval",
+    "method",
+    "methods",
+)
 _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
 _TASK_KEYS = ("output", "target", "loss", "weight", "higher_is_better", "loss_kwargs")
@@ -50,30 +66,6 @@ class TaskSpec:
     weight: float = 1.0
     higher_is_better: bool = False
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A balancing method by registry name with hyper-parameters."""
-
-    name: str
-    hparams: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        if not self.hparams:
-            return self.name
-        args = ",".join(f"{k}={_compact(v)}" for k, v in sorted(self.hparams.items()))
-        return f"{self.name}:{args}"
-
-
-def _compact(value: Any) -> str:
-    """A hyper-parameter as it reads in a label: ``{a:0.1,b:1}``, not ``{'a': 0.1, 'b': 1}``."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{_compact(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_compact(v) for v in value) + "]"
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -218,9 +210,10 @@ def parse_spec(
             raise ctx.err(required, "is required.", f"add '{required}: {{factory: module:fn}}'")
     if "tasks" not in data and "losses" not in data:
         raise ctx.err(
-            "tasks", "give either a 'tasks:' map or a 'losses: module:fn' function.",
+            "tasks",
+            "give either a 'tasks:' map or a 'losses: module:fn' function.",
             "see the spec example in README.md",
-        )  # fmt: skip
+        )
 
     name = str(data.get("name") or (path.stem if path else "run"))
     seed = _int(ctx, "seed", data.get("seed", 0), minimum=0)
@@ -232,9 +225,10 @@ def parse_spec(
     precision = str(data.get("precision", "fp32"))
     if precision not in PRECISIONS:
         raise ctx.err(
-            "precision", f"'{precision}' is not supported.{did_you_mean(precision, PRECISIONS)}",
+            "precision",
+            f"'{precision}' is not supported.{did_you_mean(precision, PRECISIONS)}",
             "use fp32, bf16 or fp16",
-        )  # fmt: skip
+        )
 
     model = _factory(ctx, "model", data["model"], _FACTORY_KEYS)
     data_section = data["data"]
@@ -264,15 +258,14 @@ def parse_spec(
     if not isinstance(method_hparams, dict) or not all(
         isinstance(v, dict) for v in method_hparams.values()
     ):
-        raise ctx.err("methods", "must map method names to hyper-parameters, e.g. "
-                      "'gradnorm: {alpha: 1.5}'.")  # fmt: skip
+        raise ctx.err(
+            "methods", "must map method names to hyper-parameters, e.g. 'gradnorm: {alpha: 1.5}'."
+        )
     # Keyed by canonical name, so `methods: {uncertainty: ...}` also reaches `--method uw`.
     canonical_hparams: dict[str, dict[str, Any]] = {}
     for key, hp in method_hparams.items():
-        name = _canonical(str(key))
+        name = canonical_name(str(key))
         if name is None:
-            from mtldiag.methods import lookup
-
             try:
                 lookup(str(key))
             except MtldiagError as exc:
@@ -290,11 +283,25 @@ def parse_spec(
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")
     return Spec(
-        name=name, seed=seed, device=device, precision=precision, model=model, data=data_spec,
-        val=val, tasks=tasks, losses=losses, shared=shared_v, optimizer=dict(optimizer),
-        profile=profile, compare=compare, checks=tuple(checks), eval=ev,
-        method_hparams={k: dict(v) for k, v in method_hparams.items()}, raw=data, path=path,
-    )  # fmt: skip
+        name=name,
+        seed=seed,
+        device=device,
+        precision=precision,
+        model=model,
+        data=data_spec,
+        val=val,
+        tasks=tasks,
+        losses=losses,
+        shared=shared_v,
+        optimizer=dict(optimizer),
+        profile=profile,
+        compare=compare,
+        checks=tuple(checks),
+        eval=ev,
+        method_hparams={k: dict(v) for k, v in method_hparams.items()},
+        raw=data,
+        path=path,
+    )
 
 
 def _int(ctx: _Ctx, key: str, value: Any, minimum: int = 0) -> int:
@@ -348,110 +355,16 @@ def _tasks(ctx: _Ctx, value: Any, general: bool) -> tuple[TaskSpec, ...]:
         target = entry.get("target", name)
         out.append(
             TaskSpec(
-                name=str(name), output=output, target=target, loss=loss, weight=float(weight),
+                name=str(name),
+                output=output,
+                target=target,
+                loss=loss,
+                weight=float(weight),
                 higher_is_better=bool(entry.get("higher_is_better", False)),
                 loss_kwargs=dict(entry.get("loss_kwargs") or {}),
-            )  # fmt: skip
+            )
         )
     return tuple(out)
-
-
-def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) -> MethodSpec:
-    """``"pcgrad"``, ``"cagrad:c=0.4"``, or ``{"gradnorm": {"alpha": 1.5}}`` -> MethodSpec."""
-    defaults = defaults or {}
-    if isinstance(entry, MethodSpec):
-        return entry
-    if isinstance(entry, dict) and len(entry) == 1:
-        (name, hp), = entry.items()
-        if hp is not None and not isinstance(hp, dict):
-            raise SpecError(f"method '{name}': hyper-parameters must be a mapping, not {hp!r}.")
-        return MethodSpec(str(name), {**_defaults(str(name), defaults), **(hp or {})})
-    if not isinstance(entry, str) or not entry.strip():
-        raise SpecError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {entry!r}.")
-    name, _, args = entry.strip().partition(":")
-    hp: dict[str, Any] = _defaults(name.strip(), defaults)
-    if args:
-        for part in _split_top(args):
-            key, eq, raw = part.partition("=")
-            if not eq or not key.strip():
-                raise SpecError(
-                    f"method '{entry}': '{part}' is not 'name=value'.",
-                    hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
-                )
-            hp[key.strip()] = _scalar(raw)
-    return MethodSpec(name.strip(), hp)
-
-
-def _scalar(raw: str) -> Any:
-    """A CLI hyper-parameter value: YAML, except that ``1e6`` is a number (YAML 1.1 says text)."""
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
-
-
-def _canonical(name: str) -> str | None:
-    """The registry's name for a method or alias (``uw`` -> ``uncertainty``); None if unknown."""
-    from mtldiag.methods import lookup
-
-    try:
-        return lookup(name).name
-    except MtldiagError:
-        return None
-
-
-def _defaults(name: str, defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The spec's ``methods:`` hyper-parameters for ``name``, whichever alias names it."""
-    if name in defaults:
-        return dict(defaults[name])
-    canonical = _canonical(name)
-    return dict(defaults.get(canonical, {})) if canonical else {}
-
-
-def _split_top(args: str) -> list[str]:
-    """Split ``k=v,k=v`` on commas outside braces/brackets (YAML flow values keep theirs)."""
-    parts, depth, cur = [], 0, ""
-    for ch in args:
-        depth += (ch in "{[") - (ch in "}]")
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [p for p in [*parts, cur] if p.strip()]
-
-
-def parse_methods(text_or_list: Any, defaults: dict[str, dict[str, Any]] | None = None
-                  ) -> tuple[MethodSpec, ...]:  # fmt: skip
-    """A comma list (``"ew,pcgrad,cagrad:c=0.4"``) or a YAML list of method entries."""
-    if isinstance(text_or_list, str):
-        items: list[Any] = _split_methods(text_or_list)
-    elif isinstance(text_or_list, list | tuple):
-        items = list(text_or_list)
-    else:
-        raise SpecError(
-            f"methods must be a list or a comma-separated string, not {text_or_list!r}."
-        )
-    if not items:
-        raise SpecError("no methods given.", hint="for example --methods ew,pcgrad,mgda")
-    return tuple(parse_method(i, defaults) for i in items)
-
-
-def _split_methods(text: str) -> list[str]:
-    # "ew,cagrad:c=0.4,rescale=1,pcgrad": a piece with '=' but no ':' belongs to the previous.
-    out: list[str] = []
-    for piece in [p.strip() for p in _split_top(text)]:
-        if "=" in piece and ":" not in piece and out:
-            out[-1] += "," + piece
-        else:
-            out.append(piece)
-    return out
 
 
 def _profile(ctx: _Ctx, section: Any, method: Any, hp: dict[str, Any]) -> ProfileSpec:
@@ -488,8 +401,10 @@ def _compare(ctx: _Ctx, section: Any, hp: dict[str, Any]) -> CompareSpec:
     seeds = section.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in seeds
+    if (
+        not isinstance(seeds, list)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
     every = _int(ctx, "compare.every", section.get("every", 10), minimum=1)

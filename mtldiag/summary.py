@@ -103,6 +103,7 @@ class RunAccumulator:
             ratio = max(vals) / min(vals)
         elif vals and max(vals) > 0:
             ratio = None  # a task with a zero gradient: the ratio is unbounded
+
         def conflict_cos(li: int, pi: int) -> float | None:
             n = self.neg[li][pi]
             return finite(self.neg_cos_sum[li][pi] / n) if n else None

@@ -68,9 +68,13 @@ def autocast(device: torch.device, precision: str) -> Any:
 
 
 def compute_losses(
-    loss_fn: LossFn, model: nn.Module, batch: Any, tasks: Sequence[str] | None,
-    device: torch.device, precision: str,
-) -> dict[str, torch.Tensor]:  # fmt: skip
+    loss_fn: LossFn,
+    model: nn.Module,
+    batch: Any,
+    tasks: Sequence[str] | None,
+    device: torch.device,
+    precision: str,
+) -> dict[str, torch.Tensor]:
     batch = move_to(batch, device)
     with autocast(device, precision):
         raw = loss_fn(model, batch)
@@ -113,9 +117,11 @@ def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
     names = set(ref.layout.names)
     others = [(n, p) for n, p in params.items() if n not in names and p.requires_grad]
     return SharedSelection(
-        build_layout(chosen), tuple(p for _, p in others), tuple(n for n, _ in others),
+        build_layout(chosen),
+        tuple(p for _, p in others),
+        tuple(n for n, _ in others),
         ref.reached_by,
-    )  # fmt: skip
+    )
 
 
 class StepTimer:
@@ -166,8 +172,9 @@ def peak_memory_mb(device: torch.device) -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
-def run_context(prep: Prepared, stats: dict[str, TaskStats], steps: int,
-                tasks: Sequence[str] | None = None) -> RunContext:  # fmt: skip
+def run_context(
+    prep: Prepared, stats: dict[str, TaskStats], steps: int, tasks: Sequence[str] | None = None
+) -> RunContext:
     return RunContext(
         tasks=tuple(tasks or prep.tasks),
         seed=prep.seed,
@@ -211,9 +218,12 @@ def train_run(
     params = [p for p in prep.model.parameters() if p.requires_grad]
     optimizer = build_optimizer(spec, params)
     probe = GradientProbe(
-        prep.model, shared=prep.selection, every=every, method=method,
+        prep.model,
+        shared=prep.selection,
+        every=every,
+        method=method,
         context=run_context(prep, stats, steps, run_tasks),
-    )  # fmt: skip
+    )
     # Plain steps of a weighting method back-propagate through DDP (its all-reduce averages
     # every .grad); the other steps forward under no_sync and the probe averages J itself.
     probe.ddp_syncs_plain_steps = dctx is not None
@@ -230,8 +240,9 @@ def train_run(
             timer.start()
             sync = weighting and not probe.instrumented(step)
             with distributed.forward_context(forward_model, sync):
-                losses = compute_losses(prep.loss_fn, forward_model, batch, run_tasks, device,
-                                        spec.precision)  # fmt: skip
+                losses = compute_losses(
+                    prep.loss_fn, forward_model, batch, run_tasks, device, spec.precision
+                )
             optimizer.zero_grad(set_to_none=True)
             # One host transfer for all T losses (a sync per task would stall a GPU T times).
             values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
@@ -245,8 +256,17 @@ def train_run(
                 values = values_list
                 ms = timer.stop()
                 if writer is not None:
-                    writer.write_step(label, prep.seed, step, ms, peak_memory_mb(device),
-                                      values, None, None, run_tasks)  # fmt: skip
+                    writer.write_step(
+                        label,
+                        prep.seed,
+                        step,
+                        ms,
+                        peak_memory_mb(device),
+                        values,
+                        None,
+                        None,
+                        run_tasks,
+                    )
                 acc.add(values, ms, peak_memory_mb(device), None, None)
                 raise TrainingError(
                     f"{label} (seed {prep.seed}): loss of task '{bad[0]}' is "
@@ -255,8 +275,7 @@ def train_run(
                     "the records of the steps before it are kept",
                 )
             try:
-                result = probe.backward(losses,
-                                        global_losses=values if dctx is not None else None)
+                result = probe.backward(losses, global_losses=values if dctx is not None else None)
             except (MtldiagError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -276,8 +295,17 @@ def train_run(
             if on_probe is not None:
                 on_probe(result)
             if writer is not None:
-                writer.write_step(label, prep.seed, step, ms, mem, result.losses, result.weights,
-                                  result.metrics, run_tasks)  # fmt: skip
+                writer.write_step(
+                    label,
+                    prep.seed,
+                    step,
+                    ms,
+                    mem,
+                    result.losses,
+                    result.weights,
+                    result.metrics,
+                    run_tasks,
+                )
             acc.add(result.losses, ms, mem, result.weights, result.metrics)
             observer.step_done(step, dict(zip(run_tasks, result.losses, strict=True)))
     except TrainingError as exc:

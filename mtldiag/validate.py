@@ -20,10 +20,14 @@ def validate_spec(
     layout = prep.selection.layout
     layers = []
     for layer, sl in layout.layer_slices.items():
-        names = [n for n in layout.names if n.rpartition(".")[0] == layer or
-                 (layer == "<root>" and "." not in n)]  # fmt: skip
-        tasks = sorted({t for n in names for t in prep.selection.reached_by.get(n, ())},
-                       key=prep.tasks.index)  # fmt: skip
+        names = [
+            n
+            for n in layout.names
+            if n.rpartition(".")[0] == layer or (layer == "<root>" and "." not in n)
+        ]
+        tasks = sorted(
+            {t for n in names for t in prep.selection.reached_by.get(n, ())}, key=prep.tasks.index
+        )
         layers.append({"layer": layer, "numel": sl.stop - sl.start, "tasks": tasks})
     return {
         "device": str(dev),

@@ -11,15 +11,26 @@ SYNTHETIC = {
     "name": "synth",
     "seed": 0,
     "device": "cpu",
-    "model": {"factory": "mtldiag.examples.synthetic:build_model",
-              "kwargs": {"d_in": 8, "width": 4, "out_dim": 2, "n_tasks": 3}},
-    "data": {"factory": "mtldiag.examples.synthetic:build_loader",
-             "kwargs": {"batch_size": 16, "n_batches": 4, "d_in": 8, "out_dim": 2,
-                        "cosine": -0.5, "scale": 10.0, "noise": 0.0}},
+    "model": {
+        "factory": "mtldiag.examples.synthetic:build_model",
+        "kwargs": {"d_in": 8, "width": 4, "out_dim": 2, "n_tasks": 3},
+    },
+    "data": {
+        "factory": "mtldiag.examples.synthetic:build_loader",
+        "kwargs": {
+            "batch_size": 16,
+            "n_batches": 4,
+            "d_in": 8,
+            "out_dim": 2,
+            "cosine": -0.5,
+            "scale": 10.0,
+            "noise": 0.0,
+        },
+    },
     "tasks": {t: {"output": t, "target": t, "loss": "mse"} for t in "abc"},
     "optimizer": {"name": "sgd", "lr": 0.01},
     "profile": {"steps": 6, "every": 1},
-}  # fmt: skip
+}
 
 
 def write_spec(folder: Path, data: dict, name: str = "spec.yaml") -> Path:

@@ -21,8 +21,7 @@ def test_delta_m_sign_flips_for_higher_is_better():
     hib = {"a": False, "b": True}
     assert delta_m({"a": 0.9, "b": 1.2}, {"a": 1.0, "b": 1.0}, hib) == pytest.approx(-15.0)
     # accuracy 0.5 -> 0.8 (+60 %, better), error 1.0 -> 0.5 (-50 %, better): mean -55 %
-    got = delta_m({"acc": 0.8, "err": 0.5}, {"acc": 0.5, "err": 1.0},
-                  {"acc": True, "err": False})  # fmt: skip
+    got = delta_m({"acc": 0.8, "err": 0.5}, {"acc": 0.5, "err": 1.0}, {"acc": True, "err": False})
     assert got == pytest.approx(-55.0)
 
 
@@ -61,8 +60,9 @@ def test_dominance_by_hand():
 # ---------------------------------------------------------------- simplex weights
 
 
-@pytest.mark.parametrize(("T", "K"), [(2, 1), (2, 3), (2, 7), (3, 1), (3, 3), (3, 4), (3, 10),
-                                      (4, 5), (6, 9)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("T", "K"), [(2, 1), (2, 3), (2, 7), (3, 1), (3, 3), (3, 4), (3, 10), (4, 5), (6, 9)]
+)
 def test_simplex_weights_sum_to_one_positive_and_distinct(T, K):  # noqa: N803
     ws = simplex_weights(T, K, seed=0)
     assert len(ws) == K
@@ -87,14 +87,19 @@ def test_dirichlet_draws_are_deterministic_per_seed():
 # ---------------------------------------------------------------- the comparison table
 
 
-def run(label, seed, metrics=None, status="ok", conflict=0.5, cosine=-0.1, ms=1.0, mb=100.0,
-        error=None):  # fmt: skip
+def run(
+    label, seed, metrics=None, status="ok", conflict=0.5, cosine=-0.1, ms=1.0, mb=100.0, error=None
+):
     return {
-        "method": label, "seed": seed, "status": status, "error": error,
+        "method": label,
+        "seed": seed,
+        "status": status,
+        "error": error,
         "metrics": metrics if status == "ok" else None,
         "pairs": [{"a": "a", "b": "b", "conflict_rate": conflict, "cosine_mean": cosine}],
-        "step_time_ms_median": ms, "peak_memory_mb": mb,
-    }  # fmt: skip
+        "step_time_ms_median": ms,
+        "peak_memory_mb": mb,
+    }
 
 
 NAN_ERROR = "mgda (seed 1): loss of task 'a' is nan at step 12."
@@ -102,20 +107,23 @@ NAN_ERROR = "mgda (seed 1): loss of task 'a' is nan at step 12."
 
 def hand_runs():
     return [
-        run("single:a", 0, {"a": 1.0}), run("single:a", 1, {"a": 1.0}),
-        run("single:b", 0, {"b": 2.0}), run("single:b", 1, {"b": 2.0}),
+        run("single:a", 0, {"a": 1.0}),
+        run("single:a", 1, {"a": 1.0}),
+        run("single:b", 0, {"b": 2.0}),
+        run("single:b", 1, {"b": 2.0}),
         # Δm per seed: (10 + 10)/2 = 10 and (30 + 30)/2 = 30 -> 20 ± 14.14
         run("ew", 0, {"a": 1.1, "b": 2.2}, conflict=0.4, cosine=-0.1, ms=2.0, mb=100.0),
         run("ew", 1, {"a": 1.3, "b": 2.6}, conflict=0.6, cosine=-0.3, ms=4.0, mb=120.0),
         # Δm per seed: (0 + 20)/2 = 10 and (20 + 20)/2 = 20 -> 15 ± 7.07
-        run("pcgrad", 0, {"a": 1.0, "b": 2.4}), run("pcgrad", 1, {"a": 1.2, "b": 2.4}),
+        run("pcgrad", 0, {"a": 1.0, "b": 2.4}),
+        run("pcgrad", 1, {"a": 1.2, "b": 2.4}),
         # Δm (15 + 17.5)/2 = 16.25 ± 0; Pareto-dominates ew (1.2, 2.4), not pcgrad (1.1, 2.4)
         run("sweep:0.5,0.5", 0, {"a": 1.15, "b": 2.35}),
         run("sweep:0.5,0.5", 1, {"a": 1.15, "b": 2.35}),
         # one ok seed: Δm (50 - 5)/2 = 22.5; b better than single-task: no negative transfer
         run("mgda", 0, {"a": 1.5, "b": 1.9}),
         run("mgda", 1, status="failed", error=NAN_ERROR),
-    ]  # fmt: skip
+    ]
 
 
 def test_table_ranks_by_delta_m_against_single_task_models():
@@ -156,12 +164,31 @@ def test_table_dominance_negative_transfer_failures_and_noise_verdict():
 
 def test_table_has_exactly_the_schema_keys():
     t = comparison_table(hand_runs(), LOW, "val_loss")
-    assert list(t) == ["evaluation", "reference", "higher_is_better", "rows", "single_task",
-                       "negative_transfer", "verdict", "failed_runs"]  # fmt: skip
+    assert list(t) == [
+        "evaluation",
+        "reference",
+        "higher_is_better",
+        "rows",
+        "single_task",
+        "negative_transfer",
+        "verdict",
+        "failed_runs",
+    ]
     assert set(t["rows"][0]) == {
-        "label", "kind", "rank", "seeds", "failed", "metric", "delta_m", "delta_m_std",
-        "conflict_rate", "cosine_mean", "step_time_ms", "peak_memory_mb", "dominated_by",
-    }  # fmt: skip
+        "label",
+        "kind",
+        "rank",
+        "seeds",
+        "failed",
+        "metric",
+        "delta_m",
+        "delta_m_std",
+        "conflict_rate",
+        "cosine_mean",
+        "step_time_ms",
+        "peak_memory_mb",
+        "dominated_by",
+    }
 
 
 def test_clear_gap_is_not_called_noise():
@@ -187,8 +214,11 @@ def test_without_single_task_delta_m_is_against_ew_and_says_so():
 
 def test_without_any_reference_ranks_by_mean_per_task_rank():
     # per-task ranks: x (1, 3) -> 2, y (2, 1) -> 1.5, z (3, 2) -> 2.5
-    runs = [run("x", 0, {"a": 1.0, "b": 3.0}), run("y", 0, {"a": 2.0, "b": 1.0}),
-            run("z", 0, {"a": 3.0, "b": 2.0})]  # fmt: skip
+    runs = [
+        run("x", 0, {"a": 1.0, "b": 3.0}),
+        run("y", 0, {"a": 2.0, "b": 1.0}),
+        run("z", 0, {"a": 3.0, "b": 2.0}),
+    ]
     t = comparison_table(runs, LOW, "eval_fn")
     assert t["reference"] is None
     assert [r["label"] for r in t["rows"]] == ["y", "x", "z"]
@@ -201,8 +231,11 @@ def test_without_any_reference_ranks_by_mean_per_task_rank():
 
 def test_negative_transfer_respects_higher_is_better():
     hib = {"acc": True}
-    runs = [run("single:acc", 0, {"acc": 0.9}), run("ew", 0, {"acc": 0.8}),
-            run("pcgrad", 0, {"acc": 0.85})]  # fmt: skip
+    runs = [
+        run("single:acc", 0, {"acc": 0.9}),
+        run("ew", 0, {"acc": 0.8}),
+        run("pcgrad", 0, {"acc": 0.85}),
+    ]
     t = comparison_table(runs, hib, "eval_fn")
     assert t["negative_transfer"] == ["acc"]
     assert t["rows"][0]["label"] == "pcgrad"  # higher accuracy: lower Δm%
@@ -212,11 +245,15 @@ def test_negative_transfer_respects_higher_is_better():
 
 
 def test_a_method_that_failed_on_every_seed_is_listed_last_without_rank():
-    runs = [run("ew", 0, {"a": 1.0, "b": 1.0}),
-            run("mgda", 0, status="failed", error="loss of task 'b' is inf at step 3")]  # fmt: skip
+    runs = [
+        run("ew", 0, {"a": 1.0, "b": 1.0}),
+        run("mgda", 0, status="failed", error="loss of task 'b' is inf at step 3"),
+    ]
     t = comparison_table(runs, LOW, "train_loss_tail")
     assert [(r["label"], r["rank"], r["seeds"], r["failed"]) for r in t["rows"]] == [
-        ("ew", 1, 1, 0), ("mgda", None, 0, 1)]  # fmt: skip
+        ("ew", 1, 1, 0),
+        ("mgda", None, 0, 1),
+    ]
     assert t["rows"][1]["metric"]["a"] == {"mean": None, "std": None}
     assert "Failed: mgda (seed 0)" in t["verdict"]
 

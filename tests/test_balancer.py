@@ -19,8 +19,10 @@ class Net(nn.Module):
 
     def losses(self, x, y):
         h = self.trunk(x)
-        return {f"t{i}": ((head(h).squeeze(-1) - y[:, i]) ** 2).mean() * (i + 1)
-                for i, head in enumerate(self.heads)}  # fmt: skip
+        return {
+            f"t{i}": ((head(h).squeeze(-1) - y[:, i]) ** 2).mean() * (i + 1)
+            for i, head in enumerate(self.heads)
+        }
 
 
 def data():
@@ -45,8 +47,11 @@ def test_gradient_method_direction_and_heads(name):
     net = Net()
     x, y = data()
     j = jacobian(net, x, y)
-    bal = Balancer(methods.create(name), net.trunk.named_parameters(),
-                   other_params=list(net.heads.parameters()))  # fmt: skip
+    bal = Balancer(
+        methods.create(name),
+        net.trunk.named_parameters(),
+        other_params=list(net.heads.parameters()),
+    )
     info = bal.backward(net.losses(x, y))
     ref = methods.create(name)
     ref.reset(bal.method.ctx)  # same seed: same random draws
@@ -72,8 +77,11 @@ def test_balancer_runs_t_backward_passes_only(monkeypatch):
 
     net = Net()
     x, y = data()
-    bal = Balancer(methods.create("mgda"), net.trunk.named_parameters(),
-                   other_params=list(net.heads.parameters()))  # fmt: skip
+    bal = Balancer(
+        methods.create("mgda"),
+        net.trunk.named_parameters(),
+        other_params=list(net.heads.parameters()),
+    )
     monkeypatch.setattr(torch.autograd, "grad", counting)
     bal.backward(net.losses(x, y))
     assert calls == [True, True, False]  # the graph is freed by the last call
@@ -130,9 +138,14 @@ def test_trainer_probe_gives_gradnorm_the_norms_of_its_layer(layer, monkeypatch)
     params = list(net.trunk.parameters()) if layer == "all" else list(net.trunk[2].parameters())
     for _ in range(2):  # step 0 instrumented, step 1 not
         losses = net.losses(x, y)
-        expected = torch.tensor([
-            torch.cat([g.reshape(-1) for g in torch.autograd.grad(v, params, retain_graph=True)])
-            .norm() for v in losses.values()])  # fmt: skip
+        expected = torch.tensor(
+            [
+                torch.cat(
+                    [g.reshape(-1) for g in torch.autograd.grad(v, params, retain_graph=True)]
+                ).norm()
+                for v in losses.values()
+            ]
+        )
         for p in net.parameters():
             p.grad = None
         probe.backward(losses)

@@ -23,13 +23,18 @@ def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
 
 @pytest.mark.parametrize(
     ("name", "match"),
-    [("gpu", "is not a device name"), ("meta", "is not supported"),
-     ("cuda", "CUDA is not available"), ("mps", "MPS is not available")],
+    [
+        ("gpu", "is not a device name"),
+        ("meta", "is not supported"),
+        ("cuda", "CUDA is not available"),
+        ("mps", "MPS is not available"),
+    ],
 )
 def test_bad_or_missing_device_is_a_spec_error(monkeypatch, name, match):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.backends, "mps", SimpleNamespace(is_available=lambda: False),
-                        raising=False)  # fmt: skip
+    monkeypatch.setattr(
+        torch.backends, "mps", SimpleNamespace(is_available=lambda: False), raising=False
+    )
     with pytest.raises(SpecError, match=match):
         resolve_device(name)
 

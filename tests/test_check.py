@@ -38,8 +38,12 @@ def values(v: Triple) -> dict[str, float]:
 
 def pair(a: str, b: str, whole: Triple, trunk0: Triple, trunk2: Triple) -> dict[str, Any]:
     """One pair entry: values over all shared parameters, then per layer."""
-    return {"a": a, "b": b, **values(whole),
-            "layers": {"trunk.0": values(trunk0), "trunk.2": values(trunk2)}}  # fmt: skip
+    return {
+        "a": a,
+        "b": b,
+        **values(whole),
+        "layers": {"trunk.0": values(trunk0), "trunk.2": values(trunk2)},
+    }
 
 
 def run(method: str, seed: int, status: str = "ok", **fields: Any) -> dict[str, Any]:
@@ -47,37 +51,63 @@ def run(method: str, seed: int, status: str = "ok", **fields: Any) -> dict[str, 
 
 
 EW0 = run(
-    "ew", 0,
-    final_loss={"a": 1.0, "b": 2.0, "c": 3.0}, grad_norm_ratio=4.0,
-    step_time_ms_median=10.0, peak_memory_mb=100.0,
-    pairs=[pair("a", "b", (0.6, -0.2, 0.5), (0.8, -0.5, 0.2), (0.1, 0.3, 0.9)),
-           pair("a", "c", (0.2, 0.1, 0.9), (0.0, 0.5, 0.9), (0.9, -0.6, 0.8)),
-           pair("b", "c", (0.4, -0.4, 0.3), (0.2, 0.1, 0.6), (0.3, 0.0, 0.4))],
-)  # fmt: skip
+    "ew",
+    0,
+    final_loss={"a": 1.0, "b": 2.0, "c": 3.0},
+    grad_norm_ratio=4.0,
+    step_time_ms_median=10.0,
+    peak_memory_mb=100.0,
+    pairs=[
+        pair("a", "b", (0.6, -0.2, 0.5), (0.8, -0.5, 0.2), (0.1, 0.3, 0.9)),
+        pair("a", "c", (0.2, 0.1, 0.9), (0.0, 0.5, 0.9), (0.9, -0.6, 0.8)),
+        pair("b", "c", (0.4, -0.4, 0.3), (0.2, 0.1, 0.6), (0.3, 0.0, 0.4)),
+    ],
+)
 EW1 = run(
-    "ew", 1,
-    final_loss={"a": 2.0, "b": 4.0, "c": 1.0}, grad_norm_ratio=6.0,
-    step_time_ms_median=14.0, peak_memory_mb=200.0,
-    pairs=[pair("a", "b", (0.4, -0.4, 0.7), (0.6, -0.3, 0.4), (0.3, 0.1, 0.7)),
-           pair("a", "c", (0.0, 0.3, 0.7), (0.2, 0.3, 0.7), (0.7, -0.4, 0.6)),
-           pair("b", "c", (0.2, 0.0, 0.5), (0.0, 0.3, 0.8), (0.1, 0.2, 0.2))],
-)  # fmt: skip
+    "ew",
+    1,
+    final_loss={"a": 2.0, "b": 4.0, "c": 1.0},
+    grad_norm_ratio=6.0,
+    step_time_ms_median=14.0,
+    peak_memory_mb=200.0,
+    pairs=[
+        pair("a", "b", (0.4, -0.4, 0.7), (0.6, -0.3, 0.4), (0.3, 0.1, 0.7)),
+        pair("a", "c", (0.0, 0.3, 0.7), (0.2, 0.3, 0.7), (0.7, -0.4, 0.6)),
+        pair("b", "c", (0.2, 0.0, 0.5), (0.0, 0.3, 0.8), (0.1, 0.2, 0.2)),
+    ],
+)
 # A failed seed with absurd numbers: averaging it in would break every expected value below.
-EW2_FAILED = {**copy.deepcopy(EW0), "seed": 2, "status": "failed", "grad_norm_ratio": 1e9,
-              "final_loss": {"a": None, "b": 1e9, "c": 1e9}}  # fmt: skip
+EW2_FAILED = {
+    **copy.deepcopy(EW0),
+    "seed": 2,
+    "status": "failed",
+    "grad_norm_ratio": 1e9,
+    "final_loss": {"a": None, "b": 1e9, "c": 1e9},
+}
 PC0 = run(
-    "pcgrad", 0,
-    final_loss={"a": 0.5, "b": 0.25, "c": 0.75}, grad_norm_ratio=2.0,
-    step_time_ms_median=30.0, peak_memory_mb=120.0,
-    pairs=[pair(x, y, (0.1, 0.2, 0.9), (0.1, 0.2, 0.9), (0.1, 0.2, 0.9))
-           for x, y in (("a", "b"), ("a", "c"), ("b", "c"))],
-)  # fmt: skip
+    "pcgrad",
+    0,
+    final_loss={"a": 0.5, "b": 0.25, "c": 0.75},
+    grad_norm_ratio=2.0,
+    step_time_ms_median=30.0,
+    peak_memory_mb=120.0,
+    pairs=[
+        pair(x, y, (0.1, 0.2, 0.9), (0.1, 0.2, 0.9), (0.1, 0.2, 0.9))
+        for x, y in (("a", "b"), ("a", "c"), ("b", "c"))
+    ],
+)
 
 
 def profile_summary() -> dict[str, Any]:
-    return {"schema": "mtldiag.summary/1", "kind": "profile", "name": "toy", "status": "complete",
-            "tasks": ["a", "b", "c"], "layers": ["trunk.0", "trunk.2"],
-            "runs": copy.deepcopy([EW0, EW1, EW2_FAILED, PC0])}  # fmt: skip
+    return {
+        "schema": "mtldiag.summary/1",
+        "kind": "profile",
+        "name": "toy",
+        "status": "complete",
+        "tasks": ["a", "b", "c"],
+        "layers": ["trunk.0", "trunk.2"],
+        "runs": copy.deepcopy([EW0, EW1, EW2_FAILED, PC0]),
+    }
 
 
 def compare_summary() -> dict[str, Any]:
@@ -86,24 +116,48 @@ def compare_summary() -> dict[str, Any]:
     # A single-task baseline listed first: the default method must skip it.
     s["runs"].insert(0, run("single:a", 0, final_loss={"a": 0.1}, pairs=[]))
     s["comparison"] = {
-        "evaluation": "val_loss", "reference": "ew",
+        "evaluation": "val_loss",
+        "reference": "ew",
         "higher_is_better": {"a": False, "b": False, "c": False},
         "rows": [
-            {"label": "pcgrad", "kind": "method", "rank": 1, "seeds": 1, "failed": 0,
-             "metric": {"a": {"mean": 0.4, "std": 0.0}, "b": {"mean": 0.2, "std": 0.0},
-                        "c": {"mean": 0.7, "std": 0.0}},
-             "delta_m": -3.2, "delta_m_std": 0.0},
-            {"label": "ew", "kind": "method", "rank": 2, "seeds": 2, "failed": 1,
-             "metric": {"a": {"mean": 0.5, "std": 0.1}, "b": {"mean": 0.3, "std": 0.1},
-                        "c": {"mean": 0.6, "std": 0.1}},
-             "delta_m": 0.0, "delta_m_std": 0.0},
+            {
+                "label": "pcgrad",
+                "kind": "method",
+                "rank": 1,
+                "seeds": 1,
+                "failed": 0,
+                "metric": {
+                    "a": {"mean": 0.4, "std": 0.0},
+                    "b": {"mean": 0.2, "std": 0.0},
+                    "c": {"mean": 0.7, "std": 0.0},
+                },
+                "delta_m": -3.2,
+                "delta_m_std": 0.0,
+            },
+            {
+                "label": "ew",
+                "kind": "method",
+                "rank": 2,
+                "seeds": 2,
+                "failed": 1,
+                "metric": {
+                    "a": {"mean": 0.5, "std": 0.1},
+                    "b": {"mean": 0.3, "std": 0.1},
+                    "c": {"mean": 0.6, "std": 0.1},
+                },
+                "delta_m": 0.0,
+                "delta_m_std": 0.0,
+            },
         ],
-    }  # fmt: skip
+    }
     return s
 
 
-def check(rules: list[dict[str, Any]], summary: dict[str, Any] | None = None,
-          baseline: dict[str, Any] | None = None):  # fmt: skip
+def check(
+    rules: list[dict[str, Any]],
+    summary: dict[str, Any] | None = None,
+    baseline: dict[str, Any] | None = None,
+):
     return evaluate(summary or profile_summary(), parse_rules(rules), baseline, run="run")
 
 
@@ -113,24 +167,24 @@ def one(rule: dict[str, Any], summary=None, baseline=None):
 
 # (metric path, expected value as the mean of ew seeds 0 and 1, expected detail)
 PROFILE_PATHS = [
-    ("conflict_rate[a,b]", 0.5, ""),                  # (0.6 + 0.4) / 2
-    ("conflict_rate[b,a]", 0.5, ""),                  # pair order does not matter
-    ("conflict_rate", 0.5, "worst pair a,b"),         # ab 0.5 > bc 0.3 > ac 0.1
-    ("cosine_mean[a,c]", 0.2, ""),                    # (0.1 + 0.3) / 2
-    ("cosine_mean", -0.3, "worst pair a,b"),          # ab -0.3 < bc -0.2 < ac 0.2
+    ("conflict_rate[a,b]", 0.5, ""),  # (0.6 + 0.4) / 2
+    ("conflict_rate[b,a]", 0.5, ""),  # pair order does not matter
+    ("conflict_rate", 0.5, "worst pair a,b"),  # ab 0.5 > bc 0.3 > ac 0.1
+    ("cosine_mean[a,c]", 0.2, ""),  # (0.1 + 0.3) / 2
+    ("cosine_mean", -0.3, "worst pair a,b"),  # ab -0.3 < bc -0.2 < ac 0.2
     ("gms_mean[a,b]", 0.6, ""),
-    ("gms_mean", 0.4, "worst pair b,c"),              # bc 0.4 < ab 0.6 < ac 0.8
-    ("conflict_rate[a,b]@trunk.0", 0.7, ""),          # (0.8 + 0.6) / 2
+    ("gms_mean", 0.4, "worst pair b,c"),  # bc 0.4 < ab 0.6 < ac 0.8
+    ("conflict_rate[a,b]@trunk.0", 0.7, ""),  # (0.8 + 0.6) / 2
     ("conflict_rate@trunk.2", 0.8, "worst pair a,c"),  # ac (0.9 + 0.7) / 2
-    ("cosine_mean@trunk.2", -0.5, "worst pair a,c"),   # ac (-0.6 - 0.4) / 2
+    ("cosine_mean@trunk.2", -0.5, "worst pair a,c"),  # ac (-0.6 - 0.4) / 2
     ("gms_mean[b,c]@trunk.2", 0.3, ""),
-    ("gms_mean@trunk.0", 0.3, "worst pair a,b"),       # ab (0.2 + 0.4) / 2
+    ("gms_mean@trunk.0", 0.3, "worst pair a,b"),  # ab (0.2 + 0.4) / 2
     ("final_loss[a]", 1.5, ""),
     ("final_loss[b]", 3.0, ""),
     ("grad_norm_ratio", 5.0, ""),
     ("step_time_ms", 12.0, ""),
     ("peak_memory_mb", 150.0, ""),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("path", "expected", "detail"), PROFILE_PATHS)
@@ -143,8 +197,12 @@ def test_profile_metric_value_mean_over_ok_seeds(path: str, expected: float, det
 @pytest.mark.parametrize(("path", "expected", "detail"), PROFILE_PATHS)
 def test_min_and_max_pass_and_fail_around_the_value(path: str, expected: float, detail: str):
     lo, hi = expected - 0.01, expected + 0.01
-    rules = [{"metric": path, "max": hi}, {"metric": path, "max": lo},
-             {"metric": path, "min": lo}, {"metric": path, "min": hi}]  # fmt: skip
+    rules = [
+        {"metric": path, "max": hi},
+        {"metric": path, "max": lo},
+        {"metric": path, "min": lo},
+        {"metric": path, "min": hi},
+    ]
     results = check(rules).results
     assert [r.passed for r in results] == [True, False, True, False]
     assert " > " in results[1].failures[0] and " < " in results[3].failures[0]
@@ -190,8 +248,9 @@ def scaled(factor: float) -> dict[str, Any]:
     s = profile_summary()
     for r in s["runs"]:
         if r["method"] == "ew":
-            r["final_loss"] = {k: (v * factor if v is not None else None)
-                               for k, v in r["final_loss"].items()}  # fmt: skip
+            r["final_loss"] = {
+                k: (v * factor if v is not None else None) for k, v in r["final_loss"].items()
+            }
             r["step_time_ms_median"] *= factor
     return s
 
@@ -212,7 +271,7 @@ def scaled(factor: float) -> dict[str, Any]:
         ({"metric": "step_time_ms", "max_increase": "50%"}, 1.4, True, "<= 18 (baseline +50%)"),
         ({"metric": "step_time_ms", "max_increase": "50%"}, 1.6, False, "<= 18 (baseline +50%)"),
     ],
-)  # fmt: skip
+)
 def test_baseline_bounds(rule: dict[str, Any], factor: float, passed: bool, limit: str):
     r = one(rule, scaled(factor), baseline=profile_summary())
     assert r.passed is passed and r.limit == limit
@@ -235,8 +294,10 @@ def test_worst_pair_is_found_separately_in_the_baseline():
 
 
 def test_several_bounds_in_one_rule_fail_on_the_one_violated():
-    r = one({"metric": "grad_norm_ratio", "min": 1, "max": 4.5, "max_increase": "50%"},
-            baseline=profile_summary())  # fmt: skip
+    r = one(
+        {"metric": "grad_norm_ratio", "min": 1, "max": 4.5, "max_increase": "50%"},
+        baseline=profile_summary(),
+    )
     assert r.limits == (">= 1", "<= 4.5", "<= 7.5 (baseline +50%)")
     assert r.failures == ("5 > 4.5 (max 4.5)",)
 
@@ -277,10 +338,13 @@ def test_baseline_with_other_tasks_is_an_error():
     [
         ("conflict_rate[a,d]", "conflict_rate[a,d]: task 'd' is not in the run."),
         ("final_loss[x]", "final_loss[x]: task 'x' is not in the run."),
-        ("conflict_rate[a,b]@trunk.0x", "conflict_rate[a,b]@trunk.0x: layer 'trunk.0x' is not a "
-                                       "shared layer of the run. Did you mean 'trunk.0'?"),
+        (
+            "conflict_rate[a,b]@trunk.0x",
+            "conflict_rate[a,b]@trunk.0x: layer 'trunk.0x' is not a "
+            "shared layer of the run. Did you mean 'trunk.0'?",
+        ),
     ],
-)  # fmt: skip
+)
 def test_missing_task_or_layer_names_it(path: str, message: str):
     with pytest.raises(CheckError) as e:
         one({"metric": path, "max": 1})
@@ -296,7 +360,8 @@ def test_missing_layer_in_baseline_says_baseline():
 
 def test_parse_metric_paths():
     assert parse_metric(" conflict_rate [ a , b ] @trunk.0 ") == MetricPath(
-        "conflict_rate", pair=("a", "b"), layer="trunk.0")
+        "conflict_rate", pair=("a", "b"), layer="trunk.0"
+    )
     assert str(parse_metric("gms_mean@enc.1")) == "gms_mean@enc.1"
     assert parse_metric("final_loss[seg]") == MetricPath("final_loss", task="seg")
 
@@ -313,7 +378,7 @@ def test_parse_metric_paths():
         ("final_loss[a]@trunk.0", "'@trunk.0' applies only to conflict_rate"),
         ("cosine_mean[a,]", "empty task name"),
     ],
-)  # fmt: skip
+)
 def test_bad_metric_paths(path: str, fragment: str):
     with pytest.raises(CheckError) as e:
         parse_rules([{"metric": "grad_norm_ratio", "max": 1}, {"metric": path, "max": 1}], "r.yaml")
@@ -323,16 +388,26 @@ def test_bad_metric_paths(path: str, fragment: str):
 def test_unknown_metric_hint_lists_valid_metrics():
     with pytest.raises(CheckError) as e:
         parse_rules([{"metric": "loss", "max": 1}])
-    for name in ("conflict_rate[a,b]", "final_loss[task]", "grad_norm_ratio", "step_time_ms",
-                 "peak_memory_mb", "metric[task]", "delta_m", "@layer"):  # fmt: skip
+    for name in (
+        "conflict_rate[a,b]",
+        "final_loss[task]",
+        "grad_norm_ratio",
+        "step_time_ms",
+        "peak_memory_mb",
+        "metric[task]",
+        "delta_m",
+        "@layer",
+    ):
         assert name in e.value.hint
 
 
 @pytest.mark.parametrize(
     ("rule", "fragment"),
     [
-        ({"metric": "final_loss[a]", "max_increase": "5 percent"},
-         "malformed bound max_increase: '5 percent'"),
+        (
+            {"metric": "final_loss[a]", "max_increase": "5 percent"},
+            "malformed bound max_increase: '5 percent'",
+        ),
         ({"metric": "final_loss[a]", "max": "5%"}, "malformed bound max: '5%'"),
         ({"metric": "final_loss[a]", "min": True}, "malformed bound min: True"),
         ({"metric": "final_loss[a]", "max": float("nan")}, "malformed bound max: nan"),
@@ -341,7 +416,7 @@ def test_unknown_metric_hint_lists_valid_metrics():
         ({"max": 1}, "has no 'metric'"),
         ("conflict_rate", "must be a mapping"),
     ],
-)  # fmt: skip
+)
 def test_bad_rules(rule: Any, fragment: str):
     with pytest.raises(CheckError) as e:
         parse_rules([rule])
@@ -349,10 +424,14 @@ def test_bad_rules(rule: Any, fragment: str):
 
 
 def test_bound_parsing_accepts_numbers_strings_and_percentages():
-    rules = parse_rules({"checks": [{"metric": "delta_m", "max": "0.5", "max_increase": " 5 %",
-                                     "max_decrease": 2}]})  # fmt: skip
-    assert rules[0].bounds == (Bound("max", 0.5), Bound("max_increase", 5.0, relative=True),
-                               Bound("max_decrease", 2.0))  # fmt: skip
+    rules = parse_rules(
+        {"checks": [{"metric": "delta_m", "max": "0.5", "max_increase": " 5 %", "max_decrease": 2}]}
+    )
+    assert rules[0].bounds == (
+        Bound("max", 0.5),
+        Bound("max_increase", 5.0, relative=True),
+        Bound("max_decrease", 2.0),
+    )
     assert rules[0].name == "delta_m max 0.5, max_increase 5%, max_decrease 2"
     assert parse_rules([{"metric": "delta_m", "max": 0, "name": "no loss"}])[0].name == "no loss"
 
@@ -384,9 +463,17 @@ def test_run_check_reads_spec_checks_and_accepts_summary_file(tmp_path: Path):
     (tmp_path / "summary.json").write_text(json.dumps(profile_summary()))
     with pytest.raises(CheckError, match="no rules"):
         run_check(tmp_path)
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(
-        {"name": "toy", "checks": [{"metric": "conflict_rate", "max": 0.45},
-                                   {"metric": "final_loss[a]", "max": 2}]}))  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "toy",
+                "checks": [
+                    {"metric": "conflict_rate", "max": 0.45},
+                    {"metric": "final_loss[a]", "max": 2},
+                ],
+            }
+        )
+    )
     assert len(rules_from_run(tmp_path)) == 2
     report = run_check(tmp_path / "summary.json", baseline=tmp_path)
     assert [r.passed for r in report.results] == [False, True]
@@ -397,10 +484,14 @@ def test_run_check_reads_spec_checks_and_accepts_summary_file(tmp_path: Path):
 
 
 def mixed_report():
-    return check([{"metric": "conflict_rate", "max": 0.4},
-                  {"metric": "final_loss[b]", "max_increase": "5%"},
-                  {"metric": "grad_norm_ratio", "max": 10, "name": "balanced | norms"}],
-                 baseline=profile_summary())  # fmt: skip
+    return check(
+        [
+            {"metric": "conflict_rate", "max": 0.4},
+            {"metric": "final_loss[b]", "max_increase": "5%"},
+            {"metric": "grad_norm_ratio", "max": 10, "name": "balanced | norms"},
+        ],
+        baseline=profile_summary(),
+    )
 
 
 def test_junit_parses_with_counts_and_failure_numbers():
@@ -425,10 +516,13 @@ def test_markdown_table():
     assert lines[0] == "### mtldiag check: ❌ failed — 1 of 3 rules failed"
     assert lines[2] == "Run `run` (toy)."
     assert lines[4] == "| rule | method | value | baseline | limit | result |"
-    assert lines[6] == ("| `conflict_rate max 0.4` (worst pair a,b) | ew | 0.5 | 0.5 | <= 0.4 | "
-                        "❌ FAIL: 0.5 > 0.4 (max 0.4) |")  # fmt: skip
-    assert lines[7] == ("| `final_loss[b] max_increase 5%` | ew | 3 | 3 | <= 3.15 (baseline +5%) | "
-                        "✅ PASS |")  # fmt: skip
+    assert lines[6] == (
+        "| `conflict_rate max 0.4` (worst pair a,b) | ew | 0.5 | 0.5 | <= 0.4 | "
+        "❌ FAIL: 0.5 > 0.4 (max 0.4) |"
+    )
+    assert lines[7] == (
+        "| `final_loss[b] max_increase 5%` | ew | 3 | 3 | <= 3.15 (baseline +5%) | ✅ PASS |"
+    )
     assert lines[8].startswith("| `balanced \\| norms` | ew | 5 |")  # pipes escaped
     assert len(lines) == 9
 

@@ -36,16 +36,27 @@ def test_runs_with_one_seed_start_from_same_weights_and_see_same_batches():
         xb, _ = next(b)
         assert torch.equal(xa, xb)
     other = prepare(spec, 4, dev)
-    assert not all(torch.equal(p, q) for p, q in
-                   zip(_params(first.model), _params(other.model), strict=True))  # fmt: skip
+    assert not all(
+        torch.equal(p, q) for p, q in zip(_params(first.model), _params(other.model), strict=True)
+    )
 
 
 def test_plan_covers_methods_seeds_sweeps_and_single_task_runs():
-    plan = plan_runs([MethodSpec("ew"), MethodSpec("cagrad", {"c": 0.4})], [0, 1], ["a", "b"],
-                     single_task=True, sweep_weights=[[0.25, 0.75]])  # fmt: skip
+    plan = plan_runs(
+        [MethodSpec("ew"), MethodSpec("cagrad", {"c": 0.4})],
+        [0, 1],
+        ["a", "b"],
+        single_task=True,
+        sweep_weights=[[0.25, 0.75]],
+    )
     labels = [(r.label, r.seed) for r in plan]
-    assert labels[:5] == [("ew", 0), ("cagrad:c=0.4", 0), ("sweep:0.25,0.75", 0),
-                          ("single:a", 0), ("single:b", 0)]  # fmt: skip
+    assert labels[:5] == [
+        ("ew", 0),
+        ("cagrad:c=0.4", 0),
+        ("sweep:0.25,0.75", 0),
+        ("single:a", 0),
+        ("single:b", 0),
+    ]
     assert len(plan) == 10
     sweep = plan[2].method
     # the label shows the simplex point; the run uses the sum convention (x T = 2), like ew
@@ -59,8 +70,14 @@ def test_same_method_under_two_labels_trains_identically_within_a_seed(tmp_path:
     curves agree, even with ``rlw`` (random weights from the global RNG) run in between."""
     data = copy.deepcopy(SYNTHETIC)
     data["data"]["kwargs"]["noise"] = 0.3  # batches differ, so their order matters
-    run_compare(parse_spec(data), methods="ew,rlw,fixed:weights={a: 1, b: 1, c: 1}",
-                seeds=[0, 1], steps=6, every=3, out=tmp_path / "run")  # fmt: skip
+    run_compare(
+        parse_spec(data),
+        methods="ew,rlw,fixed:weights={a: 1, b: 1, c: 1}",
+        seeds=[0, 1],
+        steps=6,
+        every=3,
+        out=tmp_path / "run",
+    )
     with open(tmp_path / "run" / "steps.csv") as f:
         rows = list(csv.DictReader(f))
     curves: dict[tuple[str, str], list[str]] = {}
@@ -76,8 +93,14 @@ EXPLODE = "fixed:weights={a: 1000000, b: 1, c: 1}"  # SGD with a 1e6 weight: inf
 
 
 def test_a_diverging_method_is_marked_failed_and_the_others_go_on(tmp_path: Path):
-    res = run_compare(parse_spec(SYNTHETIC), methods=f"{EXPLODE},ew", seeds=[0], steps=8,
-                      every=4, out=tmp_path / "run")  # fmt: skip
+    res = run_compare(
+        parse_spec(SYNTHETIC),
+        methods=f"{EXPLODE},ew",
+        seeds=[0],
+        steps=8,
+        every=4,
+        out=tmp_path / "run",
+    )
     runs = {r["method"]: r for r in res.summary["runs"]}
     bad = next(r for label, r in runs.items() if label.startswith("fixed"))
     assert bad["status"] == "failed" and bad.get("metrics") is None
@@ -107,10 +130,18 @@ def test_eval_function_and_higher_is_better_reach_the_table(tmp_path: Path):
         "    return {t: -float(((out[t] - y[t]) ** 2).mean()) for t in 'abc'}\n"
     )
     data = _with(eval=f"{ev}:evaluate")
-    data["tasks"] = {t: {"output": t, "target": t, "loss": "mse", "higher_is_better": True}
-                     for t in "abc"}  # fmt: skip
-    res = run_compare(parse_spec(data), methods="ew,pcgrad", seeds=[0], steps=4, every=2,
-                      single_task=True, out=tmp_path / "run")  # fmt: skip
+    data["tasks"] = {
+        t: {"output": t, "target": t, "loss": "mse", "higher_is_better": True} for t in "abc"
+    }
+    res = run_compare(
+        parse_spec(data),
+        methods="ew,pcgrad",
+        seeds=[0],
+        steps=4,
+        every=2,
+        single_task=True,
+        out=tmp_path / "run",
+    )
     cmp = res.summary["comparison"]
     assert cmp["evaluation"] == "eval_fn" and cmp["reference"] == "single_task"
     assert cmp["higher_is_better"] == {"a": True, "b": True, "c": True}
@@ -121,18 +152,29 @@ def test_eval_function_and_higher_is_better_reach_the_table(tmp_path: Path):
 def test_eval_function_returning_the_wrong_tasks_is_a_user_error(tmp_path: Path):
     ev = tmp_path / "badeval.py"
     ev.write_text("def evaluate(model, loader):\n    return {'a': 1.0, 'z': 2.0}\n")
-    with pytest.raises(UserCodeError, match=r"must return \{task: value\} for a, b, c; "
-                       r"it returned: a, z"):  # fmt: skip
-        run_compare(parse_spec(_with(eval=f"{ev}:evaluate")), methods="ew", seeds=[0], steps=2,
-                    out=tmp_path / "run")  # fmt: skip
+    with pytest.raises(
+        UserCodeError,
+        match=r"must return \{task: value\} for a, b, c; "
+        r"it returned: a, z",
+    ):
+        run_compare(
+            parse_spec(_with(eval=f"{ev}:evaluate")),
+            methods="ew",
+            seeds=[0],
+            steps=2,
+            out=tmp_path / "run",
+        )
 
 
 def test_validation_loader_is_used_when_given(tmp_path: Path):
     data = copy.deepcopy(SYNTHETIC)
-    data["data"]["val"] = {"factory": data["data"]["factory"],
-                           "kwargs": {**data["data"]["kwargs"], "seed": 7, "n_batches": 2}}
-    res = run_compare(parse_spec(data), methods="ew", seeds=[0], steps=2, every=1,
-                      out=tmp_path / "run")  # fmt: skip
+    data["data"]["val"] = {
+        "factory": data["data"]["factory"],
+        "kwargs": {**data["data"]["kwargs"], "seed": 7, "n_batches": 2},
+    }
+    res = run_compare(
+        parse_spec(data), methods="ew", seeds=[0], steps=2, every=1, out=tmp_path / "run"
+    )
     run = res.summary["runs"][0]
     assert res.summary["comparison"]["evaluation"] == "val_loss"
     assert run["metrics"] != run["final_loss"]  # other batches than the training tail
@@ -160,11 +202,19 @@ def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, messag
 
 
 def test_methods_and_hyper_parameters_come_from_the_spec(tmp_path: Path):
-    data = _with(compare={"methods": ["ew", {"cagrad": {"c": 0.2}}], "seeds": [3], "steps": 2,
-                          "hyperparams": {"pcgrad": {"reduction": "mean"}}})  # fmt: skip
+    data = _with(
+        compare={
+            "methods": ["ew", {"cagrad": {"c": 0.2}}],
+            "seeds": [3],
+            "steps": 2,
+            "hyperparams": {"pcgrad": {"reduction": "mean"}},
+        }
+    )
     res = run_compare(parse_spec(data), out=tmp_path / "a")
     assert [(r["method"], r["seed"], r["steps"]) for r in res.summary["runs"]] == [
-        ("ew", 3, 2), ("cagrad:c=0.2", 3, 2)]  # fmt: skip
+        ("ew", 3, 2),
+        ("cagrad:c=0.2", 3, 2),
+    ]
     # compare.hyperparams apply to a method named on the command line too
     res = run_compare(parse_spec(data), methods="pcgrad", out=tmp_path / "b")
     assert res.summary["runs"][0]["method"] == "pcgrad:reduction=mean"
@@ -183,8 +233,14 @@ def test_a_method_that_raises_fails_its_run_alone(tmp_path: Path, monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(PCGrad, "weights_from_gramian", breaks_at_third_call)
-    res = run_compare(parse_spec(SYNTHETIC), methods="pcgrad,ew", seeds=[0], steps=6, every=1,
-                      out=tmp_path / "run")  # fmt: skip
+    res = run_compare(
+        parse_spec(SYNTHETIC),
+        methods="pcgrad,ew",
+        seeds=[0],
+        steps=6,
+        every=1,
+        out=tmp_path / "run",
+    )
     runs = {r["method"]: r for r in res.summary["runs"]}
     assert runs["pcgrad"]["status"] == "failed"
     assert "RuntimeError at step 2: solver blew up" in runs["pcgrad"]["error"]

@@ -10,8 +10,15 @@ def run(loss=None, norms=None, pairs=None):
 
 
 def pair(rate, cos, neg, layers=None, a="a", b="b"):
-    return {"a": a, "b": b, "conflict_rate": rate, "cosine_mean": cos,
-            "conflict_cosine_mean": neg, "gms_mean": 0.9, "layers": layers or {}}  # fmt: skip
+    return {
+        "a": a,
+        "b": b,
+        "conflict_rate": rate,
+        "cosine_mean": cos,
+        "conflict_cosine_mean": neg,
+        "gms_mean": 0.9,
+        "layers": layers or {},
+    }
 
 
 def codes(findings):
@@ -23,8 +30,11 @@ def test_balanced_run_has_no_issue():
 
 
 def test_loss_scale_names_dominant_task_ratio_and_severity():
-    (f,) = [x for x in diagnose(run(loss={"a": 250.0, "b": 2.5}), []) if x["code"] ==
-            "loss_scale_imbalance"]  # fmt: skip
+    (f,) = [
+        x
+        for x in diagnose(run(loss={"a": 250.0, "b": 2.5}), [])
+        if x["code"] == "loss_scale_imbalance"
+    ]
     assert f["evidence"]["dominant"] == "a" and f["evidence"]["ratio"] == 100.0
     assert f["severity"] == "critical" and "init_loss" in f["suggestion"]
     (g,) = [x for x in diagnose(run(loss={"a": 2.0, "b": 30.0}), [])]
@@ -60,9 +70,11 @@ def test_strong_conflict_flagged_weak_sign_noise_is_not():
 
 def test_location_says_branch_earlier_when_conflict_sits_deep():
     layers = ["t0", "t1", "t2"]
-    deep = {"t0": {"conflict_rate": 0.1, "cosine_mean": 0.3},
-            "t1": {"conflict_rate": 0.2, "cosine_mean": 0.2},
-            "t2": {"conflict_rate": 0.9, "cosine_mean": -0.4}}  # fmt: skip
+    deep = {
+        "t0": {"conflict_rate": 0.1, "cosine_mean": 0.3},
+        "t1": {"conflict_rate": 0.2, "cosine_mean": 0.2},
+        "t2": {"conflict_rate": 0.9, "cosine_mean": -0.4},
+    }
     out = diagnose(run(pairs=[pair(0.8, -0.3, -0.4, deep)]), layers)
     loc = next(f for f in out if f["code"] == "conflict_location")
     assert loc["evidence"]["concentrated_deep"] is True and "branching" in loc["suggestion"]

@@ -45,8 +45,13 @@ def _flat_params(model: torch.nn.Module) -> torch.Tensor:
 
 
 def _worker(rank: int, port: int, spec_path: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(WORLD),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     from mtldiag import methods
     from mtldiag.build import BatchCycle
@@ -68,9 +73,14 @@ def _worker(rank: int, port: int, spec_path: str, out: str) -> None:
     probe = GradientProbe(prep.model, shared=prep.selection, every=1)
     step = probe.backward(losses)
     assert probe.engine is not None and step.metrics is not None
-    record.update(batch=batch, local_jac=local, jac=probe.engine._buffer.clone(),
-                  cosine=step.metrics.cosine[0], norms=step.metrics.grad_norm,
-                  losses=step.losses)  # fmt: skip
+    record.update(
+        batch=batch,
+        local_jac=local,
+        jac=probe.engine._buffer.clone(),
+        cosine=step.metrics.cosine[0],
+        norms=step.metrics.grad_norm,
+        losses=step.losses,
+    )
 
     # (b) a few steps of a gradient method and of weighting methods, plain and instrumented.
     for name in ("pcgrad", "uncertainty", "gradnorm"):
@@ -152,11 +162,27 @@ def test_parameters_stay_identical_across_ranks(two_ranks, method):
 def test_torchrun_profile_writes_exactly_one_run_directory(tmp_path: Path):
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           str(WORLD), "-m", "mtldiag", "profile", str(ROOT / "sample_configs" / "synthetic.yaml"),
-           "--steps", "10", "--out", str(out), "--device", "cpu"]  # fmt: skip
-    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=TIMEOUT_S)  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "mtldiag",
+        "profile",
+        str(ROOT / "sample_configs" / "synthetic.yaml"),
+        "--steps",
+        "10",
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    res = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no runs/ from rank 1
     rows = (out / "steps.csv").read_text().strip().splitlines()
@@ -175,13 +201,27 @@ def test_rank_1_error_is_printed_once_by_rank_0_and_stops_every_rank(tmp_path: P
     )
     data = {**SYNTHETIC["data"], "factory": "flaky:build_loader"}
     spec = write_spec(tmp_path, {**SYNTHETIC, "data": data})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           str(WORLD), "-m", "mtldiag", "profile", str(spec), "--steps", "10", "--out",
-           str(tmp_path / "run")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        str(WORLD),
+        "-m",
+        "mtldiag",
+        "profile",
+        str(spec),
+        "--steps",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     t0 = time.monotonic()
-    res = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=TIMEOUT_S)  # fmt: skip
+    res = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
     assert res.returncode != 0
     # Rank 0 was blocked in a collective: the watchdog ends it after the grace period, not the
     # 30-minute process-group timeout.

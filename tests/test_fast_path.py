@@ -75,8 +75,10 @@ def test_missing_gradients_count_as_zero_columns():
 
 def _jacobian(net: Net, x: torch.Tensor) -> torch.Tensor:
     shared = list(net.trunk.parameters())
-    rows = [torch.cat([g.reshape(-1) for g in torch.autograd.grad(net.losses(x)[i], shared)])
-            for i in range(len(net.heads))]  # fmt: skip
+    rows = [
+        torch.cat([g.reshape(-1) for g in torch.autograd.grad(net.losses(x)[i], shared)])
+        for i in range(len(net.heads))
+    ]
     return torch.stack(rows)
 
 
@@ -90,8 +92,11 @@ def test_balancer_gramian_method_takes_the_j_free_path(name):
     ref = methods.create(name)
     ref.reset(methods.RunContext(tasks=("t0", "t1", "t2")))
     expected = ref.aggregate(jac)
-    bal = Balancer(methods.create(name), net.trunk.named_parameters(),
-                   other_params=list(net.heads.parameters()))  # fmt: skip
+    bal = Balancer(
+        methods.create(name),
+        net.trunk.named_parameters(),
+        other_params=list(net.heads.parameters()),
+    )
     bal.backward({f"t{i}": loss for i, loss in enumerate(net.losses(x))})
     got = torch.cat([p.grad.reshape(-1) for p in net.trunk.parameters()])
     assert torch.allclose(got, expected, rtol=1e-5, atol=1e-6)

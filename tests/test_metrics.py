@@ -36,8 +36,11 @@ def test_zero_norm_gives_zero_cosine_and_unit_gms_not_nan():
 
 def test_layer_gramians_sum_to_whole_and_match_per_layer_cosines():
     torch.manual_seed(0)
-    params = [("enc.0.weight", torch.zeros(3, 4)), ("enc.0.bias", torch.zeros(3)),
-              ("enc.1.weight", torch.zeros(2, 3))]  # fmt: skip
+    params = [
+        ("enc.0.weight", torch.zeros(3, 4)),
+        ("enc.0.bias", torch.zeros(3)),
+        ("enc.1.weight", torch.zeros(2, 3)),
+    ]
     layout = build_layout(params)
     assert list(layout.layer_slices) == ["enc.0", "enc.1"]
     jac = torch.randn(3, layout.numel)

@@ -61,8 +61,9 @@ def test_probe_metrics_match_hand_computed_cosine():
     shared = list(net.trunk.parameters())
     ga = torch.cat([g.reshape(-1) for g in torch.autograd.grad(net.losses(x)["a"], shared)])
     gb = torch.cat([g.reshape(-1) for g in torch.autograd.grad(net.losses(x)["b"], shared)])
-    assert math.isclose(step.metrics.cosine[0][0], float(ga @ gb / (ga.norm() * gb.norm())),
-                        rel_tol=1e-5)  # fmt: skip
+    assert math.isclose(
+        step.metrics.cosine[0][0], float(ga @ gb / (ga.norm() * gb.norm())), rel_tol=1e-5
+    )
     assert step.metrics.layers == ["*", "trunk.0", "trunk.2"]
 
 

@@ -12,7 +12,7 @@ from mtldiag.spec import parse_spec
 
 from .conftest import SYNTHETIC
 
-USER_CODE = '''
+USER_CODE = """
 import torch
 from torch import nn
 
@@ -64,7 +64,7 @@ class Stop:
         return {"a": ((out["a"] - y["a"]) ** 2).mean(), "b": ((out["b"] - y["b"]) ** 2).mean()}
 
 stop_after_3 = Stop(3)
-'''
+"""
 
 
 def user_spec(tmp_path: Path, **over):
@@ -179,8 +179,9 @@ def test_bad_user_code_is_named(tmp_path: Path, over, match):
     spec = user_spec(tmp_path, **spec_over)
     if over.get("tasks", "x") is None:
         spec = user_spec(tmp_path, losses=over["losses"])
-        spec = parse_spec({k: v for k, v in spec.raw.items() if k != "tasks"},
-                          path=tmp_path / "spec.yaml")  # fmt: skip
+        spec = parse_spec(
+            {k: v for k, v in spec.raw.items() if k != "tasks"}, path=tmp_path / "spec.yaml"
+        )
     with pytest.raises(UserCodeError, match=match):
         run_profile(spec, out=tmp_path / "run", steps=2)
 

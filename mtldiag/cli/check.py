@@ -27,8 +27,10 @@ def _write(path: Path, text: str, what: str, append: bool = False) -> None:
         with path.open("a" if append else "w", encoding="utf-8") as fh:
             fh.write(text)
     except OSError as exc:
-        raise MtldiagError(f"cannot write {what} '{path}': {exc.strerror}.",
-                           hint="check the folder exists and is writable") from None  # fmt: skip
+        raise MtldiagError(
+            f"cannot write {what} '{path}': {exc.strerror}.",
+            hint="check the folder exists and is writable",
+        ) from None
 
 
 def report_table(report: CheckReport) -> Table:
@@ -50,8 +52,14 @@ def report_table(report: CheckReport) -> Table:
     return table
 
 
-def check_and_render(run_dir: Path, rules: Path | None, baseline: Path | None,
-                     junit: Path | None, markdown: Path | None, fmt: str) -> int:  # fmt: skip
+def check_and_render(
+    run_dir: Path,
+    rules: Path | None,
+    baseline: Path | None,
+    junit: Path | None,
+    markdown: Path | None,
+    fmt: str,
+) -> int:
     """Check ``run_dir``, write the requested reports, print the result; return the exit code.
 
     Rules come from ``rules`` or, when ``None``, from the ``checks:`` list of the run's
@@ -74,11 +82,16 @@ def check_and_render(run_dir: Path, rules: Path | None, baseline: Path | None,
         console.print(report_table(report))
         for r in report.results:
             if not r.passed:
-                console.print(f"[bold red]FAIL[/] {escape(r.name)}: {escape('; '.join(r.failures))}",
-                              highlight=False)  # fmt: skip
+                console.print(
+                    f"[bold red]FAIL[/] {escape(r.name)}: {escape('; '.join(r.failures))}",
+                    highlight=False,
+                )
         if report.status != "complete":
-            console.print(f"[yellow]note: the run's status is '{escape(report.status)}': its "
-                          "numbers cover only the steps it recorded.[/]", highlight=False)  # fmt: skip
+            console.print(
+                f"[yellow]note: the run's status is '{escape(report.status)}': its "
+                "numbers cover only the steps it recorded.[/]",
+                highlight=False,
+            )
         style = "green" if report.passed else "bold red"
         console.print(f"[{style}]check: {report.headline()}[/]", highlight=False)
     return report.exit_code
@@ -87,13 +100,29 @@ def check_and_render(run_dir: Path, rules: Path | None, baseline: Path | None,
 @app.command()
 @guarded
 def check(
-    run: Path = typer.Argument(..., help="Run directory (or its summary.json) to check.", show_default=False),
-    baseline: Path | None = typer.Option(None, "--baseline", "-b", help="Baseline run directory or summary.json (for max_increase / max_decrease)."),
-    rules: Path | None = typer.Option(None, "--rules", "-r", help="YAML rules file (default: the checks: list of the run's spec.yaml)."),
-    junit: Path | None = typer.Option(None, "--junit", help="Write JUnit XML here (one test case per rule)."),
-    markdown: Path | None = typer.Option(None, "--markdown", help="Write a markdown table here (for a PR comment)."),
+    run: Path = typer.Argument(
+        ..., help="Run directory (or its summary.json) to check.", show_default=False
+    ),
+    baseline: Path | None = typer.Option(
+        None,
+        "--baseline",
+        "-b",
+        help="Baseline run directory or summary.json (for max_increase / max_decrease).",
+    ),
+    rules: Path | None = typer.Option(
+        None,
+        "--rules",
+        "-r",
+        help="YAML rules file (default: the checks: list of the run's spec.yaml).",
+    ),
+    junit: Path | None = typer.Option(
+        None, "--junit", help="Write JUnit XML here (one test case per rule)."
+    ),
+    markdown: Path | None = typer.Option(
+        None, "--markdown", help="Write a markdown table here (for a PR comment)."
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table | json (stdout)."),
-) -> None:  # fmt: skip
+) -> None:
     """Check a run against rules (and a baseline): exit 0 pass, 1 a rule failed, 2 bad input.
 
     Timing rules (step_time_ms) are noisy: compare to a baseline from the same runner type

@@ -21,8 +21,10 @@ def parse_seeds(text: str | None) -> list[int] | None:
     try:
         seeds = [int(p) for p in parts if p]
     except ValueError:
-        raise MtldiagError(f"--seeds '{text}' is not a comma-separated list of whole numbers.",
-                           hint="for example --seeds 0,1,2") from None  # fmt: skip
+        raise MtldiagError(
+            f"--seeds '{text}' is not a comma-separated list of whole numbers.",
+            hint="for example --seeds 0,1,2",
+        ) from None
     if not seeds:
         raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
     return seeds
@@ -32,18 +34,48 @@ def parse_seeds(text: str | None) -> list[int] | None:
 @guarded
 def compare(
     spec: Path | None = typer.Argument(None, help=SPEC_HELP, show_default=False),
-    methods: str | None = typer.Option(None, "--methods", "-m", help="Comma list, e.g. ew,gradnorm,pcgrad,cagrad:c=0.4 [spec: compare.methods]."),
-    steps: int | None = typer.Option(None, "--steps", "-n", help="Training steps per run [spec: compare.steps, else profile.steps]."),
-    seeds: str | None = typer.Option(None, "--seeds", help="Comma list of seeds, e.g. 0,1,2 [spec: compare.seeds]."),
-    single_task: bool | None = typer.Option(None, "--single-task/--no-single-task", help="Also train one model per task (for Δm% and negative transfer)."),
-    sweep: int | None = typer.Option(None, "--sweep", help="Add K linear-scalarization weight vectors as baselines."),
-    every: int | None = typer.Option(None, "--every", "-k", help="Instrument every K-th step [spec: compare.every, 10]."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."),
-    check: bool = typer.Option(False, "--check", help="Run the spec's checks (or --rules) on the result; exit 1 on failure."),
+    methods: str | None = typer.Option(
+        None,
+        "--methods",
+        "-m",
+        help="Comma list, e.g. ew,gradnorm,pcgrad,cagrad:c=0.4 [spec: compare.methods].",
+    ),
+    steps: int | None = typer.Option(
+        None,
+        "--steps",
+        "-n",
+        help="Training steps per run [spec: compare.steps, else profile.steps].",
+    ),
+    seeds: str | None = typer.Option(
+        None, "--seeds", help="Comma list of seeds, e.g. 0,1,2 [spec: compare.seeds]."
+    ),
+    single_task: bool | None = typer.Option(
+        None,
+        "--single-task/--no-single-task",
+        help="Also train one model per task (for Δm% and negative transfer).",
+    ),
+    sweep: int | None = typer.Option(
+        None, "--sweep", help="Add K linear-scalarization weight vectors as baselines."
+    ),
+    every: int | None = typer.Option(
+        None, "--every", "-k", help="Instrument every K-th step [spec: compare.every, 10]."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Run the spec's checks (or --rules) on the result; exit 1 on failure.",
+    ),
     rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
-    baseline: Path | None = typer.Option(None, "--baseline", help="Baseline run directory for --check."),
-) -> None:  # fmt: skip
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="Baseline run directory for --check."
+    ),
+) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     from mtldiag.compare import run_compare
     from mtldiag.spec import load_spec
@@ -51,9 +83,18 @@ def compare(
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
     loaded = load_spec(spec)
     with RichObserver(err_console) as obs:
-        result = run_compare(loaded, methods=methods, seeds=seed_list, steps=steps, every=every,
-                             single_task=single_task, sweep=sweep, out=out, device=device,
-                             observer=obs)  # fmt: skip
+        result = run_compare(
+            loaded,
+            methods=methods,
+            seeds=seed_list,
+            steps=steps,
+            every=every,
+            single_task=single_task,
+            sweep=sweep,
+            out=out,
+            device=device,
+            observer=obs,
+        )
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)
@@ -61,9 +102,11 @@ def compare(
     runs = result.summary.get("runs") or []
     if runs and not any(r.get("status") == "ok" for r in runs):
         first = next((r.get("error") for r in runs if r.get("error")), "")
-        raise fail(f"every run failed; the first: {first}",
-                   hint="lower the learning rate or check the data; the records are kept",
-                   code=1)  # fmt: skip
+        raise fail(
+            f"every run failed; the first: {first}",
+            hint="lower the learning rate or check the data; the records are kept",
+            code=1,
+        )
     if check or rules is not None or baseline is not None:
         from mtldiag.cli.check import check_and_render
 

@@ -13,9 +13,11 @@ from mtldiag.cli.app import app, console, guarded
 @app.command("methods")
 @guarded
 def methods_cmd(
-    family: str | None = typer.Option(None, "--family", help="Only 'weighting' or 'gradient' methods."),
+    family: str | None = typer.Option(
+        None, "--family", help="Only 'weighting' or 'gradient' methods."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:  # fmt: skip
+) -> None:
     """List every balancing method: aliases, family, paper, hyper-parameters, state, cost."""
     from mtldiag.errors import MtldiagError
     from mtldiag.methods import describe
@@ -25,11 +27,17 @@ def methods_cmd(
     rows = [r for r in describe() if family is None or r.family == family]
     if as_json:
         data = [
-            {"name": r.name, "aliases": list(r.aliases), "family": r.family, "paper": r.paper,
-             "hyperparams": {h.name: h.default for h in r.hyperparams},
-             "stateful": r.stateful, "cost": r.cost}
+            {
+                "name": r.name,
+                "aliases": list(r.aliases),
+                "family": r.family,
+                "paper": r.paper,
+                "hyperparams": {h.name: h.default for h in r.hyperparams},
+                "stateful": r.stateful,
+                "cost": r.cost,
+            }
             for r in rows
-        ]  # fmt: skip
+        ]
         console.print_json(json.dumps(data, default=str))
         return
     table = Table(title="Balancing methods (use --method NAME:k=v,...)", show_lines=False)
@@ -41,8 +49,20 @@ def methods_cmd(
     table.add_column("state")
     table.add_column("cost / step")
     for r in rows:
-        hps = ", ".join(f"{h.name}={h.default}" if h.default is not None
-                        else f"{h.name} (required)" for h in r.hyperparams) or "—"  # fmt: skip
-        table.add_row(r.name, ", ".join(r.aliases), r.family, r.paper, hps,
-                      "yes" if r.stateful else "no", r.cost)  # fmt: skip
+        hps = (
+            ", ".join(
+                f"{h.name}={h.default}" if h.default is not None else f"{h.name} (required)"
+                for h in r.hyperparams
+            )
+            or "—"
+        )
+        table.add_row(
+            r.name,
+            ", ".join(r.aliases),
+            r.family,
+            r.paper,
+            hps,
+            "yes" if r.stateful else "no",
+            r.cost,
+        )
     console.print(table)

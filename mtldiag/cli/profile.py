@@ -20,25 +20,56 @@ SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
 @guarded
 def profile(
     spec: Path | None = typer.Argument(None, help=SPEC_HELP, show_default=False),
-    steps: int | None = typer.Option(None, "--steps", "-n", help="Training steps [spec: profile.steps]."),
-    every: int | None = typer.Option(None, "--every", "-k", help="Instrument every K-th step [spec: profile.every]."),
-    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed for weights and data order [spec: seed]."),
-    method: str | None = typer.Option(None, "--method", "-m", help="Balancing method, e.g. pcgrad or cagrad:c=0.4 [ew]."),
-    preview: bool = typer.Option(False, "--preview", help="Also compute every gradient method's update on the recorded Jacobians."),
-    check: bool = typer.Option(False, "--check", help="Run the spec's checks (or --rules) on the result; exit 1 on failure."),
+    steps: int | None = typer.Option(
+        None, "--steps", "-n", help="Training steps [spec: profile.steps]."
+    ),
+    every: int | None = typer.Option(
+        None, "--every", "-k", help="Instrument every K-th step [spec: profile.every]."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto | cpu | cuda | cuda:N | mps [spec: device]."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", help="Seed for weights and data order [spec: seed]."
+    ),
+    method: str | None = typer.Option(
+        None, "--method", "-m", help="Balancing method, e.g. pcgrad or cagrad:c=0.4 [ew]."
+    ),
+    preview: bool = typer.Option(
+        False,
+        "--preview",
+        help="Also compute every gradient method's update on the recorded Jacobians.",
+    ),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Run the spec's checks (or --rules) on the result; exit 1 on failure.",
+    ),
     rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
-    baseline: Path | None = typer.Option(None, "--baseline", help="Baseline run directory for --check."),
-) -> None:  # fmt: skip
+    baseline: Path | None = typer.Option(
+        None, "--baseline", help="Baseline run directory for --check."
+    ),
+) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
     from mtldiag.profile import run_profile
     from mtldiag.spec import load_spec
 
     loaded = load_spec(spec)
     with RichObserver(err_console) as obs:
-        result = run_profile(loaded, out=out, steps=steps, every=every, device=device,
-                             seed=seed, method=method, observer=obs, preview=preview)  # fmt: skip
+        result = run_profile(
+            loaded,
+            out=out,
+            steps=steps,
+            every=every,
+            device=device,
+            seed=seed,
+            method=method,
+            observer=obs,
+            preview=preview,
+        )
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)  # tables, diagnosis, warnings, preview

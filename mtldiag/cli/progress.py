@@ -44,8 +44,9 @@ class RichObserver:
     def __enter__(self) -> RichObserver:
         self.progress.__enter__()
         if self.total_runs > 1:
-            self.overall = self.progress.add_task("all runs", total=self.total_runs, rate="",
-                                                  info="")  # fmt: skip
+            self.overall = self.progress.add_task(
+                "all runs", total=self.total_runs, rate="", info=""
+            )
         return self
 
     def __exit__(self, *exc: Any) -> None:

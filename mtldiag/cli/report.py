@@ -13,17 +13,29 @@ from mtldiag.cli.render import render_summary
 @app.command()
 @guarded
 def report(
-    run_dir: Path = typer.Argument(..., help="A run directory written by `mtldiag profile` or `mtldiag compare`.", show_default=False),
-    rebuild: bool = typer.Option(False, "--rebuild", help="Rebuild summary.json from steps.csv and pairs.csv even when it exists."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only print the paths written, not the tables."),
-) -> None:  # fmt: skip
+    run_dir: Path = typer.Argument(
+        ...,
+        help="A run directory written by `mtldiag profile` or `mtldiag compare`.",
+        show_default=False,
+    ),
+    rebuild: bool = typer.Option(
+        False,
+        "--rebuild",
+        help="Rebuild summary.json from steps.csv and pairs.csv even when it exists.",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="Only print the paths written, not the tables."
+    ),
+) -> None:
     """Write report.html, report.md and plots/ for a run directory (also one cut short)."""
     from mtldiag.report.build import build_report
 
     result = build_report(run_dir, rebuild=rebuild)
     if result.rebuilt:
-        err_console.print(f"[yellow]rebuilt[/] {result.summary_path} from steps.csv and "
-                          "pairs.csv (status: interrupted)")  # fmt: skip
+        err_console.print(
+            f"[yellow]rebuilt[/] {result.summary_path} from steps.csv and "
+            "pairs.csv (status: interrupted)"
+        )
     if not quiet:
         render_summary(console, result.summary)
     for w in result.paths.warnings:

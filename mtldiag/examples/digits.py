@@ -65,7 +65,8 @@ def _arrays(split: str, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor
     return x[idx], y[idx]
 
 
-def build_loader(batch_size: int = 64, split: str = "train", val_fraction: float = 0.2,
-                 shuffle: bool = True) -> DataLoader:  # fmt: skip
+def build_loader(
+    batch_size: int = 64, split: str = "train", val_fraction: float = 0.2, shuffle: bool = True
+) -> DataLoader:
     x, y = _arrays(split, val_fraction)
     return DataLoader(_Digits(x, y), batch_size=batch_size, shuffle=shuffle and split == "train")

@@ -16,8 +16,14 @@ HEADS = {"cls": 10, "reg": 1, "aux": 5}
 class MultiHeadMLP(nn.Module):
     """Shared ReLU trunk and one small MLP head per task; returns ``{task: output}``."""
 
-    def __init__(self, d_in: int = 64, width: int = 512, depth: int = 4,
-                 head_width: int = 64, heads: dict[str, int] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        d_in: int = 64,
+        width: int = 512,
+        depth: int = 4,
+        head_width: int = 64,
+        heads: dict[str, int] | None = None,
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for k in range(depth):
@@ -68,8 +74,9 @@ class _Dict(torch.utils.data.Dataset):
         return self.x[i], {t: v[i] for t, v in self.targets.items()}
 
 
-def build_loader(batch_size: int = 256, n: int = 4096, d_in: int = 64, seed: int = 0,
-                 shuffle: bool = True) -> DataLoader:  # fmt: skip
+def build_loader(
+    batch_size: int = 256, n: int = 4096, d_in: int = 64, seed: int = 0, shuffle: bool = True
+) -> DataLoader:
     x, targets = teacher_data(n, d_in, seed)
     return DataLoader(_Dict(x, targets), batch_size=batch_size, shuffle=shuffle, drop_last=True)
 

@@ -48,8 +48,9 @@ class SyntheticMTL(nn.Module):
         return {t: head(z) for t, head in self.heads.items()}
 
 
-def task_maps(d_in: int, out_dim: int, cosine: float, scale: float, n_tasks: int,
-              seed: int) -> dict[str, torch.Tensor]:  # fmt: skip
+def task_maps(
+    d_in: int, out_dim: int, cosine: float, scale: float, n_tasks: int, seed: int
+) -> dict[str, torch.Tensor]:
     """``Theta_t`` (out_dim x d_in) with the chosen cosine between a and b, c orthogonal."""
     if not -1.0 <= cosine <= 1.0:
         raise ValueError(f"cosine must be in [-1, 1], not {cosine}.")
@@ -68,8 +69,15 @@ def task_maps(d_in: int, out_dim: int, cosine: float, scale: float, n_tasks: int
 class WhitenedBatches(Dataset):
     """Item ``i`` is a whole batch: inputs with ``X^T X / n = I`` and the tasks' targets."""
 
-    def __init__(self, n_batches: int, batch_size: int, d_in: int,
-                 theta: dict[str, torch.Tensor], noise: float, seed: int) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_batches: int,
+        batch_size: int,
+        d_in: int,
+        theta: dict[str, torch.Tensor],
+        noise: float,
+        seed: int,
+    ) -> None:
         if batch_size < d_in:
             raise ValueError(f"batch_size ({batch_size}) must be >= d_in ({d_in}) to whiten.")
         g = torch.Generator().manual_seed(seed)

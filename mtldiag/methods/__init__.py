@@ -21,10 +21,6 @@ on it; the trainer calls ``reset(ctx)`` before each run). ``describe()`` feeds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from mtldiag.errors import did_you_mean
 from mtldiag.methods._aligned_mtl import AlignedMTL
 from mtldiag.methods._cagrad import CAGrad
 from mtldiag.methods._graddrop import GradDrop
@@ -60,122 +56,47 @@ from mtldiag.methods.base import (
     TaskStats,
     WeightingMethod,
 )
-
-# Listed in the order `mtldiag methods` shows them: loss weightings, then gradient methods.
-METHODS: tuple[type[Method], ...] = (
-    EqualWeights, FixedWeights, InitialLoss, PriorLoss, RealTimeLoss, Anneal,
-    Uncertainty, GradNorm, DynamicWeightAverage, RandomLossWeighting, FAMO,
-    GradNormalize, PCGrad, MGDA, CAGrad, IMTLG, NashMTL, GradDrop, GradVac, AlignedMTL,
-    UPGrad,
-)  # fmt: skip
-
-_BY_NAME: dict[str, type[Method]] = {}
-for _cls in METHODS:
-    for _key in (_cls.name, *_cls.aliases):
-        assert _key not in _BY_NAME, f"duplicate method name {_key}"
-        _BY_NAME[_key] = _cls
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("-", "_")
-
-
-def names() -> list[str]:
-    """The canonical method names (aliases excluded), in display order."""
-    return [cls.name for cls in METHODS]
-
-
-def lookup(name: str) -> type[Method]:
-    """The class registered under ``name`` or one of its aliases (case-insensitive)."""
-    if not isinstance(name, str) or not name.strip():
-        raise MethodError(f"a method name must be a non-empty string, not {name!r}.")
-    cls = _BY_NAME.get(_key(name))
-    if cls is None:
-        hint = did_you_mean(_key(name), list(_BY_NAME))
-        if hint:  # suggest the canonical name of the closest name or alias
-            close = hint.split("'")[1]
-            canonical = _BY_NAME[close].name
-            hint = f" Did you mean '{canonical}'?"
-        raise MethodError(
-            f"Unknown method '{name}'.{hint} Valid methods: {', '.join(names())}.",
-            hint="`mtldiag methods` lists them with their hyper-parameters",
-        )
-    return cls
-
-
-def create(name: str, **hp: Any) -> Method:
-    """A fresh instance of method ``name`` with hyper-parameters ``hp`` (validated)."""
-    cls = lookup(name)
-    allowed = [p.name for p in cls.params]
-    for key in hp:
-        if key not in allowed:
-            valid = ", ".join(allowed) if allowed else "none"
-            raise MethodError(
-                f"Method '{cls.name}' has no hyper-parameter `{key}`."
-                f"{did_you_mean(key, allowed)} Valid hyper-parameters: {valid}."
-            )
-    try:
-        return cls(**hp)
-    except MethodError:
-        raise
-    except (TypeError, ValueError) as exc:  # defensive: a constructor's own complaint
-        raise MethodError(f"Method '{cls.name}': {exc}") from None
-
-
-def parse(text: str) -> Method:
-    """Create a method from a CLI string: ``"pcgrad"``, ``"cagrad:c=0.4,rescale=1"``.
-
-    Values are read as YAML scalars (``0.4`` float, ``1`` int, ``true`` bool, ``mean``
-    string, ``1e-3`` float); nested values use YAML flow style (``fixed:weights={a: 1, b: 2}``).
-    The syntax is the spec's and the CLI's (:func:`mtldiag.spec.parse_method`).
-    """
-    from mtldiag.errors import SpecError
-    from mtldiag.spec import parse_method
-
-    try:
-        ms = parse_method(text)
-    except SpecError as exc:
-        raise MethodError(exc.message, exc.hint) from None
-    return create(ms.name, **ms.hparams)
-
-
-@dataclass(frozen=True)
-class MethodInfo:
-    """One row of ``mtldiag methods``."""
-
-    name: str
-    aliases: tuple[str, ...]
-    family: str
-    paper: str
-    hyperparams: tuple[HyperParam, ...]
-    stateful: bool
-    cost: str
-    summary: str
-
-
-def describe() -> list[MethodInfo]:
-    """Every method with its aliases, family, paper, hyper-parameters, state and cost."""
-    rows = []
-    for cls in METHODS:
-        doc = (cls.__doc__ or "").strip().split("\n\n")[0]
-        cost = cls.cost
-        if issubclass(cls, WeightingMethod):
-            cost = "1 backward" + (" + T partial (last shared layer)" if cls.needs_grad_norms
-                                   else "")  # fmt: skip
-        else:
-            cost = "T backward (Jacobian)"
-        stateful = bool(cls.stateful) if isinstance(cls.stateful, bool) else True
-        rows.append(MethodInfo(cls.name, tuple(cls.aliases), cls.family, cls.paper,
-                               tuple(cls.params), stateful, cost,
-                               " ".join(doc.split())))  # fmt: skip
-    return rows
-
+from mtldiag.methods.registry import METHODS, MethodInfo, create, describe, lookup, names
+from mtldiag.methods.syntax import MethodSpec, parse, parse_method, parse_methods
 
 __all__ = [
-    "FAMO", "IMTLG", "MGDA", "AlignedMTL", "Anneal", "CAGrad", "DynamicWeightAverage",
-    "EqualWeights", "FixedWeights", "GradDrop", "GradNorm", "GradNormalize", "GradVac",
-    "GradientMethod", "GramianMethod", "HyperParam", "InitialLoss", "METHODS", "Method",
-    "MethodError", "MethodInfo", "NashMTL", "PCGrad", "PriorLoss", "RandomLossWeighting",
-    "RealTimeLoss", "RunContext", "TaskStats", "UPGrad", "Uncertainty", "WeightingMethod",
-    "create", "describe", "lookup", "names", "parse",
-]  # fmt: skip
+    "FAMO",
+    "IMTLG",
+    "MGDA",
+    "AlignedMTL",
+    "Anneal",
+    "CAGrad",
+    "DynamicWeightAverage",
+    "EqualWeights",
+    "FixedWeights",
+    "GradDrop",
+    "GradNorm",
+    "GradNormalize",
+    "GradVac",
+    "GradientMethod",
+    "GramianMethod",
+    "HyperParam",
+    "InitialLoss",
+    "METHODS",
+    "Method",
+    "MethodError",
+    "MethodInfo",
+    "MethodSpec",
+    "NashMTL",
+    "PCGrad",
+    "PriorLoss",
+    "RandomLossWeighting",
+    "RealTimeLoss",
+    "RunContext",
+    "TaskStats",
+    "UPGrad",
+    "Uncertainty",
+    "WeightingMethod",
+    "create",
+    "describe",
+    "lookup",
+    "names",
+    "parse",
+    "parse_method",
+    "parse_methods",
+]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -36,8 +36,8 @@ class AlignedMTL(GramianMethod):
     )
 
     def __init__(self, scale_mode: str = "min", reduction: str = "sum") -> None:
-        self.scale_mode = _check.choice("scale_mode", scale_mode, ("min", "median", "rmse"))
-        self.reduction = _check.choice("reduction", reduction, ("sum", "mean"))
+        self.scale_mode = checks.choice("scale_mode", scale_mode, ("min", "median", "rmse"))
+        self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None

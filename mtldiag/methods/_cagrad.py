@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import REDUCTION_HELP, to_numpy, to_torch
-from mtldiag.methods._solvers import simplex_qp, simplex_qp_on_support
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.lsq import simplex_qp_on_support
+from mtldiag.methods._utils.qp import simplex_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -131,9 +132,9 @@ class CAGrad(GramianMethod):
     )
 
     def __init__(self, c: float = 0.4, rescale: int = 1, reduction: str = "sum") -> None:
-        self.c = _check.real("c", c, low=0.0)
-        self.rescale = _check.choice("rescale", rescale, (0, 1, 2))
-        self.reduction = _check.choice("reduction", reduction, ("sum", "mean"))
+        self.c = checks.real("c", c, low=0.0)
+        self.rescale = checks.choice("rescale", rescale, (0, 1, 2))
+        self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None

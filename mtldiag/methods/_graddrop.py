@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
+from mtldiag.methods._utils import checks
 from mtldiag.methods.base import GradientMethod, HyperParam, RunContext
 
 
@@ -34,16 +34,14 @@ class GradDrop(GradientMethod):
     params = (HyperParam("leak", 0.0, "fraction of every gradient always kept, in [0, 1]"),)
 
     def __init__(self, leak: float = 0.0) -> None:
-        self.leak = _check.real("leak", leak, low=0.0, high=1.0)
+        self.leak = checks.real("leak", leak, low=0.0, high=1.0)
         self._rng: np.random.Generator | None = None
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
         self._rng = np.random.default_rng(int(ctx.seed))
 
-    def aggregate(
-        self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         if self._rng is None:  # used without reset(): seed 0, deterministic
             self._rng = np.random.default_rng(0)
         # Per coordinate, with pos = Σ_i max(g_i, 0) and total = Σ_i g_i: Σ|g_i| = 2 pos - total,

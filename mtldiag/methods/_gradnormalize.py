@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import to_numpy, to_torch
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam, RunContext
 
 
@@ -35,8 +35,8 @@ class GradNormalize(GramianMethod):
     )
 
     def __init__(self, norm: str = "unit", alpha: float = 0.0) -> None:
-        self.norm = _check.choice("norm", norm, ("unit", "mean"))
-        self.alpha = _check.real("alpha", alpha, low=0.0)
+        self.norm = checks.choice("norm", norm, ("unit", "mean"))
+        self.alpha = checks.real("alpha", alpha, low=0.0)
         self._l0: torch.Tensor | None = None
         self.stateful = self.alpha > 0  # keeps the initial losses only when alpha > 0
 

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import to_numpy, to_torch
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam, RunContext
 
 
@@ -41,8 +41,8 @@ class GradVac(GramianMethod):
     )
 
     def __init__(self, beta: float = 0.01, eps: float = 1e-8) -> None:
-        self.beta = _check.real("beta", beta, low=0.0, high=1.0)
-        self.eps = _check.real("eps", eps, low=0.0)
+        self.beta = checks.real("beta", beta, low=0.0, high=1.0)
+        self.eps = checks.real("eps", eps, low=0.0)
         self._gen: torch.Generator | None = None
         self._target: np.ndarray | None = None
 

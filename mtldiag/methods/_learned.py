@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from mtldiag.methods import _check
+from mtldiag.methods._utils import checks
 from mtldiag.methods.base import HyperParam, RunContext, WeightingMethod
 
 _EPS = 1e-12
@@ -20,8 +20,14 @@ _EPS = 1e-12
 class _Adam:
     """A tiny Adam on a (T,) float64 tensor whose gradient we compute in closed form."""
 
-    def __init__(self, x: torch.Tensor, lr: float, weight_decay: float = 0.0,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:  # fmt: skip
+    def __init__(
+        self,
+        x: torch.Tensor,
+        lr: float,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.x, self.lr, self.wd, self.betas, self.eps = x, lr, weight_decay, betas, eps
         self.m = torch.zeros_like(x)
         self.v = torch.zeros_like(x)
@@ -68,8 +74,8 @@ class Uncertainty(WeightingMethod):
     )
 
     def __init__(self, variant: str = "log", lr: float = 1e-2) -> None:
-        self.variant = _check.choice("variant", variant, ("log", "log1p"))
-        self.lr = _check.real("lr", lr, low=0.0, low_open=True)
+        self.variant = checks.choice("variant", variant, ("log", "log1p"))
+        self.lr = checks.real("lr", lr, low=0.0, low_open=True)
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
@@ -79,8 +85,9 @@ class Uncertainty(WeightingMethod):
     def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
         return torch.exp(-self.log_var).to(losses)
 
-    def update(self, losses: torch.Tensor, step: int,
-               grad_norms: torch.Tensor | None = None) -> None:  # fmt: skip
+    def update(
+        self, losses: torch.Tensor, step: int, grad_norms: torch.Tensor | None = None
+    ) -> None:
         loss = losses.detach().double().cpu()
         s = self.log_var
         if self.variant == "log":
@@ -124,9 +131,9 @@ class GradNorm(WeightingMethod):
     )
 
     def __init__(self, alpha: float = 1.5, lr: float = 0.025, layer: str = "last") -> None:
-        self.alpha = _check.real("alpha", alpha, low=0.0)
-        self.lr = _check.real("lr", lr, low=0.0, low_open=True)
-        self.layer = _check.choice("layer", layer, ("last", "all"))
+        self.alpha = checks.real("alpha", alpha, low=0.0)
+        self.lr = checks.real("lr", lr, low=0.0, low_open=True)
+        self.layer = checks.choice("layer", layer, ("last", "all"))
         self.grad_norm_layer = self.layer
 
     def reset(self, ctx: RunContext) -> None:
@@ -148,8 +155,9 @@ class GradNorm(WeightingMethod):
         target = g.mean() * r**self.alpha
         return torch.sign(g - target) * n
 
-    def update(self, losses: torch.Tensor, step: int,
-               grad_norms: torch.Tensor | None = None) -> None:  # fmt: skip
+    def update(
+        self, losses: torch.Tensor, step: int, grad_norms: torch.Tensor | None = None
+    ) -> None:
         if self._l0 is None:
             self._l0 = losses.detach().double().cpu().clone()
         if grad_norms is None:
@@ -183,8 +191,8 @@ class DynamicWeightAverage(WeightingMethod):
     )
 
     def __init__(self, temp: float = 2.0, period: int = 1) -> None:
-        self.temp = _check.real("temp", temp, low=0.0, low_open=True)
-        self.period = _check.integer("period", period, low=1)
+        self.temp = checks.real("temp", temp, low=0.0, low_open=True)
+        self.period = checks.integer("period", period, low=1)
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
@@ -196,8 +204,9 @@ class DynamicWeightAverage(WeightingMethod):
     def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
         return self._w.to(losses)
 
-    def update(self, losses: torch.Tensor, step: int,
-               grad_norms: torch.Tensor | None = None) -> None:  # fmt: skip
+    def update(
+        self, losses: torch.Tensor, step: int, grad_norms: torch.Tensor | None = None
+    ) -> None:
         self._acc += losses.detach().double().cpu()
         self._n += 1
         if self._n < self.period:
@@ -265,9 +274,9 @@ class FAMO(WeightingMethod):
     )
 
     def __init__(self, w_lr: float = 0.025, gamma: float = 1e-3, min_losses: float = 0.0) -> None:
-        self.w_lr = _check.real("w_lr", w_lr, low=0.0, low_open=True)
-        self.gamma = _check.real("gamma", gamma, low=0.0)
-        self.min_losses = _check.real("min_losses", min_losses)
+        self.w_lr = checks.real("w_lr", w_lr, low=0.0, low_open=True)
+        self.gamma = checks.real("gamma", gamma, low=0.0)
+        self.min_losses = checks.real("min_losses", min_losses)
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
@@ -293,8 +302,9 @@ class FAMO(WeightingMethod):
         c = (z / gap).sum()
         return (len(z) * z / (c * gap)).to(losses)
 
-    def update(self, losses: torch.Tensor, step: int,
-               grad_norms: torch.Tensor | None = None) -> None:  # fmt: skip
+    def update(
+        self, losses: torch.Tensor, step: int, grad_norms: torch.Tensor | None = None
+    ) -> None:
         self._prev = losses.detach().clone()
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import REDUCTION_HELP, finite_or_zero, to_numpy, to_torch
-from mtldiag.methods._solvers import simplex_qp
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import REDUCTION_HELP, finite_or_zero, to_numpy, to_torch
+from mtldiag.methods._utils.qp import simplex_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -23,7 +23,7 @@ class MGDA(GramianMethod):
     The paper solves it with Frank-Wolfe (Alg. 2), stopped early; mtldiag solves the same
     problem *exactly* with an active-set method on the (equilibrated) Gramian, Wolfe's
     min-norm-point algorithm on its square-root factor when rounding makes the first cycle,
-    and projected gradient only past T = 64 (see :mod:`mtldiag.methods._solvers`). On
+    and projected gradient only past T = 64 (see :mod:`mtldiag.methods._utils.qp`). On
     ill-conditioned or near-antipodal gradients Frank-Wolfe (TorchJD, LibMTL) can stop far
     from the optimum; this solver matches an exact QP to ~1e-8 in direction.
 
@@ -45,8 +45,8 @@ class MGDA(GramianMethod):
     )
 
     def __init__(self, normalization: str = "none", reduction: str = "sum") -> None:
-        self.normalization = _check.choice("normalization", normalization, NORMALIZATIONS)
-        self.reduction = _check.choice("reduction", reduction, ("sum", "mean"))
+        self.normalization = checks.choice("normalization", normalization, NORMALIZATIONS)
+        self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
 
     def _normalizers(self, g: np.ndarray, losses: torch.Tensor | None) -> np.ndarray:
         n = len(g)

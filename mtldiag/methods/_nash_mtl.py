@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import to_numpy, to_torch
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam, RunContext
 
 
@@ -108,13 +108,14 @@ class NashMTL(GramianMethod):
         HyperParam("max_iter", 100, "Newton iterations per solve"),
     )
 
-    def __init__(self, max_norm: float = 1.0, update_weights_every: int = 1,
-                 max_iter: int = 100) -> None:  # fmt: skip
-        self.max_norm = _check.real("max_norm", max_norm, low=0.0)
-        self.update_weights_every = _check.integer(
+    def __init__(
+        self, max_norm: float = 1.0, update_weights_every: int = 1, max_iter: int = 100
+    ) -> None:
+        self.max_norm = checks.real("max_norm", max_norm, low=0.0)
+        self.update_weights_every = checks.integer(
             "update_weights_every", update_weights_every, low=1
         )
-        self.max_iter = _check.integer("max_iter", max_iter, low=1)
+        self.max_iter = checks.integer("max_iter", max_iter, low=1)
         self._alpha: np.ndarray | None = None
         self._calls = 0
         self.failed_steps = 0
@@ -133,9 +134,11 @@ class NashMTL(GramianMethod):
         """One line summing up the failed solves of the run so far (empty if none)."""
         if not self.failed_steps:
             return []
-        return [f"nash_mtl: the bargaining system G α = 1/α had no solution or did not converge "
-                f"on {self.failed_steps} of {self._calls} steps (first: step "
-                f"{self._first_failure}); those steps kept the previous weights"]  # fmt: skip
+        return [
+            f"nash_mtl: the bargaining system G α = 1/α had no solution or did not converge "
+            f"on {self.failed_steps} of {self._calls} steps (first: step "
+            f"{self._first_failure}); those steps kept the previous weights"
+        ]
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None

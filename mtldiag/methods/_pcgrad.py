@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import REDUCTION_HELP
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import REDUCTION_HELP
 from mtldiag.methods.base import GramianMethod, HyperParam, RunContext
 
 
@@ -35,7 +35,7 @@ class PCGrad(GramianMethod):
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:
-        self.reduction = _check.choice("reduction", reduction, ("sum", "mean"))
+        self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
         self._gen: torch.Generator | None = None
 
     def reset(self, ctx: RunContext) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from mtldiag.methods import _check
+from mtldiag.methods._utils import checks
 from mtldiag.methods.base import HyperParam, MethodError, RunContext, WeightingMethod
 
 _EPS = 1e-12  # floor on a loss used as a divisor (a loss of exactly 0 would give inf)
@@ -47,18 +47,17 @@ class FixedWeights(WeightingMethod):
                 "Found `weights = None`.",
                 hint="in the spec: `method: {fixed: {weights: {seg: 1.0, depth: 0.5}}}`",
             )
-        w = _check.task_mapping("weights", weights)
-        self.weights_by_task = {
-            t: _check.real(f"weights.{t}", v, low=0.0) for t, v in w.items()
-        }
+        w = checks.task_mapping("weights", weights)
+        self.weights_by_task = {t: checks.real(f"weights.{t}", v, low=0.0) for t, v in w.items()}
 
     def hyperparams(self) -> dict[str, Any]:
         return {"weights": dict(self.weights_by_task)}
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
-        _check.check_tasks("fixed", "weights", list(self.weights_by_task), list(ctx.tasks),
-                           require_all=True)  # fmt: skip
+        checks.check_tasks(
+            "fixed", "weights", list(self.weights_by_task), list(ctx.tasks), require_all=True
+        )
         self._w = torch.tensor([self.weights_by_task[t] for t in ctx.tasks])
 
     def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
@@ -91,9 +90,9 @@ class InitialLoss(WeightingMethod):
     )
 
     def __init__(self, source: str = "batch", batches: int = 1, normalize: bool = False) -> None:
-        self.source = _check.choice("source", source, ("batch", "theory"))
-        self.batches = _check.integer("batches", batches, low=1)
-        self.normalize = _check.boolean("normalize", normalize)
+        self.source = checks.choice("source", source, ("batch", "theory"))
+        self.batches = checks.integer("batches", batches, low=1)
+        self.normalize = checks.boolean("normalize", normalize)
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
@@ -152,7 +151,7 @@ class PriorLoss(WeightingMethod):
     params = (HyperParam("normalize", False, "rescale weights to sum to T"),)
 
     def __init__(self, normalize: bool = False) -> None:
-        self.normalize = _check.boolean("normalize", normalize)
+        self.normalize = checks.boolean("normalize", normalize)
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
@@ -208,7 +207,7 @@ class Anneal(WeightingMethod):
                 "Parameter `schedules` of anneal is required. Found `schedules = None`.",
                 hint="e.g. `anneal: {schedules: {depth: {from: 0, to: 1, start: 100, end: 500}}}`",
             )
-        sched = _check.task_mapping("schedules", schedules)
+        sched = checks.task_mapping("schedules", schedules)
         self.schedules: dict[str, dict[str, float]] = {}
         for task, spec in sched.items():
             if not isinstance(spec, dict):
@@ -222,10 +221,10 @@ class Anneal(WeightingMethod):
                     f"Parameter `schedules.{task}` should only have the keys from, to, start, "
                     f"end. Found `{sorted(extra)[0]}`."
                 )
-            lo = _check.real(f"schedules.{task}.from", spec.get("from", 0.0), low=0.0)
-            hi = _check.real(f"schedules.{task}.to", spec.get("to", 1.0), low=0.0)
-            start = _check.integer(f"schedules.{task}.start", spec.get("start", 0), low=0)
-            end = _check.integer(f"schedules.{task}.end", spec.get("end", start), low=start)
+            lo = checks.real(f"schedules.{task}.from", spec.get("from", 0.0), low=0.0)
+            hi = checks.real(f"schedules.{task}.to", spec.get("to", 1.0), low=0.0)
+            start = checks.integer(f"schedules.{task}.start", spec.get("start", 0), low=0)
+            end = checks.integer(f"schedules.{task}.end", spec.get("end", start), low=start)
             self.schedules[task] = {"from": lo, "to": hi, "start": start, "end": end}
 
     def hyperparams(self) -> dict[str, Any]:
@@ -233,8 +232,9 @@ class Anneal(WeightingMethod):
 
     def reset(self, ctx: RunContext) -> None:
         super().reset(ctx)
-        _check.check_tasks("anneal", "schedules", list(self.schedules), list(ctx.tasks),
-                           require_all=False)  # fmt: skip
+        checks.check_tasks(
+            "anneal", "schedules", list(self.schedules), list(ctx.tasks), require_all=False
+        )
         self._tasks = list(ctx.tasks)
 
     def weight_at(self, task: str, step: int) -> float:

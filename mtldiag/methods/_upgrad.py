@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mtldiag.methods import _check
-from mtldiag.methods._common import REDUCTION_HELP, to_numpy, to_torch
-from mtldiag.methods._solvers import factor, nnls, nnls_gram, nonneg_qp
+from mtldiag.methods._utils import checks
+from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.lsq import factor, nnls, nnls_gram
+from mtldiag.methods._utils.qp import nonneg_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -34,7 +35,7 @@ class UPGrad(GramianMethod):
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:
-        self.reduction = _check.choice("reduction", reduction, ("sum", "mean"))
+        self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None

@@ -167,9 +167,7 @@ class GradientMethod(Method):
     family: ClassVar[Family] = "gradient"
     cost: ClassVar[str] = "T"
 
-    def aggregate(
-        self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         """Return the (P,) update direction (sum convention) for ``jacobian`` (T x P)."""
         raise NotImplementedError
 
@@ -187,9 +185,7 @@ class GramianMethod(GradientMethod):
         """Return the (T,) weights ``w`` such that the direction is ``w @ J``."""
         raise NotImplementedError
 
-    def aggregate(
-        self, jacobian: torch.Tensor, losses: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         gramian = small_gram(jacobian)  # chunked: faster than a plain T x P GEMM
         w = self.weights_from_gramian(gramian, losses)
         return w.to(jacobian.dtype) @ jacobian

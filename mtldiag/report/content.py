@@ -44,8 +44,7 @@ class ReportContent:
     run_warnings: list[str] = field(default_factory=list)
 
 
-def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str]
-                  ) -> ReportContent:  # fmt: skip
+def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str]) -> ReportContent:
     kind = str(summary.get("kind") or "profile")
     tasks = [str(t) for t in summary.get("tasks") or []]
     layers = [str(x) for x in summary.get("layers") or []]
@@ -56,19 +55,33 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
         ("created", str(summary.get("created"))),
         ("device", str(summary.get("device"))),
         ("tasks", ", ".join(tasks)),
-        ("shared layers", f"{len(layers)}: " + ", ".join(layers[:8])
-         + (f", … ({len(layers) - 8} more)" if len(layers) > 8 else "")),
-    ]  # fmt: skip
+        (
+            "shared layers",
+            f"{len(layers)}: "
+            + ", ".join(layers[:8])
+            + (f", … ({len(layers) - 8} more)" if len(layers) > 8 else ""),
+        ),
+    ]
     if summary.get("profile"):
         p = summary["profile"]
-        facts.append(("profile", f"{p.get('steps')} steps, Jacobian every {p.get('every')}, "
-                                 f"method {p.get('method')}"))  # fmt: skip
+        facts.append(
+            (
+                "profile",
+                f"{p.get('steps')} steps, Jacobian every {p.get('every')}, "
+                f"method {p.get('method')}",
+            )
+        )
     if summary.get("compare"):
         c = summary["compare"]
-        facts.append(("compare", f"{len(c.get('methods') or [])} methods × seeds "
-                                 f"{c.get('seeds')}, {c.get('steps')} steps, Jacobian every "
-                                 f"{c.get('every')}; single-task: {bool(c.get('single_task'))}; "
-                                 f"sweep: {c.get('sweep') or 0}"))  # fmt: skip
+        facts.append(
+            (
+                "compare",
+                f"{len(c.get('methods') or [])} methods × seeds "
+                f"{c.get('seeds')}, {c.get('steps')} steps, Jacobian every "
+                f"{c.get('every')}; single-task: {bool(c.get('single_task'))}; "
+                f"sweep: {c.get('sweep') or 0}",
+            )
+        )
     evaluation = summary.get("evaluation") or (summary.get("comparison") or {}).get("evaluation")
     if evaluation:
         explain = EVALUATIONS.get(evaluation)

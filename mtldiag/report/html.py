@@ -58,18 +58,22 @@ def _table(data: TableData) -> str:
         cls = ' class="marked"' if i in data.marked else ""
         body.append(f"<tr{cls}>{cells}</tr>")
     notes = "".join(f'<p class="note">{esc(n)}</p>' for n in data.notes)
-    return (f"<section><h2>{esc(data.title)}</h2><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{notes}</section>")  # fmt: skip
+    return (
+        f"<section><h2>{esc(data.title)}</h2><table><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>{notes}</section>"
+    )
 
 
 def _finding(f: dict[str, Any]) -> str:
     sev = str(f.get("severity", "info"))
     cls = sev if sev in ("critical", "warning", "info") else "info"
     evidence = json.dumps(f.get("evidence") or {}, ensure_ascii=False, default=str)
-    return (f'<div class="finding {cls}"><span class="sev">{esc(sev)}</span>'
-            f"{esc(f.get('message', ''))}"
-            f'<div class="sug">→ {esc(f.get("suggestion", ""))}</div>'
-            f'<div class="evidence">{esc(f.get("code", ""))}: {esc(evidence)}</div></div>')
+    return (
+        f'<div class="finding {cls}"><span class="sev">{esc(sev)}</span>'
+        f"{esc(f.get('message', ''))}"
+        f'<div class="sug">→ {esc(f.get("suggestion", ""))}</div>'
+        f'<div class="evidence">{esc(f.get("code", ""))}: {esc(evidence)}</div></div>'
+    )
 
 
 def render_html(content: ReportContent) -> str:
@@ -78,8 +82,10 @@ def render_html(content: ReportContent) -> str:
     parts += [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in content.facts]
     parts.append("</dl>")
     if content.status not in ("complete", "None"):
-        parts.append(f'<div class="banner warn">This run is <b>{esc(content.status)}</b>: the '
-                     "numbers cover the steps that were recorded.</div>")  # fmt: skip
+        parts.append(
+            f'<div class="banner warn">This run is <b>{esc(content.status)}</b>: the '
+            "numbers cover the steps that were recorded.</div>"
+        )
     for w in content.run_warnings:
         parts.append(f'<div class="banner warn"><b>Warning:</b> {esc(w)}</div>')
     for w in content.warnings:
@@ -105,9 +111,13 @@ def render_html(content: ReportContent) -> str:
             )
         parts.append("</section>")
     parts += [_table(t) for t in tables if t.title == "Runs"]
-    parts.append("<footer>Written by mtldiag from summary.json, steps.csv and pairs.csv in this "
-                 "folder; <code>mtldiag report DIR</code> rebuilds it.</footer>")  # fmt: skip
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(content.title)}</title><style>{CSS}</style></head>"
-            f"<body><main>{''.join(parts)}</main></body></html>\n")  # fmt: skip
+    parts.append(
+        "<footer>Written by mtldiag from summary.json, steps.csv and pairs.csv in this "
+        "folder; <code>mtldiag report DIR</code> rebuilds it.</footer>"
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(content.title)}</title><style>{CSS}</style></head>"
+        f"<body><main>{''.join(parts)}</main></body></html>\n"
+    )

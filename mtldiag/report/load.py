@@ -42,7 +42,7 @@ class RunData:
         if self.summary and self.summary.get("tasks"):
             return list(self.summary["tasks"])
         if self.steps is not None:
-            return [c[len("loss/"):] for c in self.steps.columns if c.startswith("loss/")]
+            return [c[len("loss/") :] for c in self.steps.columns if c.startswith("loss/")]
         return []
 
 

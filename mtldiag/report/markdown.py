@@ -38,8 +38,11 @@ def render_markdown(content: ReportContent) -> str:
     out += [f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in content.facts]
     out.append("")
     if content.status not in ("complete", "None"):
-        out += [f"> **This run is {md_escape(content.status)}**: the numbers cover the steps "
-                "that were recorded.", ""]  # fmt: skip
+        out += [
+            f"> **This run is {md_escape(content.status)}**: the numbers cover the steps "
+            "that were recorded.",
+            "",
+        ]
     out += [f"> **Warning:** {md_escape(w)}\n" for w in content.run_warnings]
     out += [f"> {md_escape(w)}\n" for w in content.warnings]
     if content.verdict:
@@ -50,16 +53,24 @@ def render_markdown(content: ReportContent) -> str:
     if content.diagnosis:
         out += ["## Diagnosis", ""]
         for f in content.diagnosis:
-            out.append(f"- **{md_escape(str(f.get('severity', '')).upper())}** "
-                       f"{md_escape(f.get('message', ''))}  \n"
-                       f"  → {md_escape(f.get('suggestion', ''))}")  # fmt: skip
+            out.append(
+                f"- **{md_escape(str(f.get('severity', '')).upper())}** "
+                f"{md_escape(f.get('message', ''))}  \n"
+                f"  → {md_escape(f.get('suggestion', ''))}"
+            )
         out.append("")
     out += [md_table(t) for t in tables if t.title != "Runs"]
     if content.plots:
         out += ["## Plots", ""]
         for p in content.plots:
             alt = md_escape(p.title).replace("[", "\\[").replace("]", "\\]")
-            out += [f"### {md_escape(p.title)}", "", f"![{alt}](plots/{p.path.name})", "",
-                    md_escape(p.caption), ""]  # fmt: skip
+            out += [
+                f"### {md_escape(p.title)}",
+                "",
+                f"![{alt}](plots/{p.path.name})",
+                "",
+                md_escape(p.caption),
+                "",
+            ]
     out += [md_table(t) for t in tables if t.title == "Runs"]
     return "\n".join(out).rstrip() + "\n"

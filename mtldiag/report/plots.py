@@ -96,8 +96,12 @@ def downsample(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.nd
     edges = np.linspace(0, len(x), n + 1).astype(int)
     xs = np.array([x[a:b].mean() for a, b in zip(edges[:-1], edges[1:], strict=True)])
     with np.errstate(all="ignore"):
-        ys = np.array([np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan
-                       for a, b in zip(edges[:-1], edges[1:], strict=True)])  # fmt: skip
+        ys = np.array(
+            [
+                np.nanmean(y[a:b]) if np.isfinite(y[a:b]).any() else np.nan
+                for a, b in zip(edges[:-1], edges[1:], strict=True)
+            ]
+        )
     return xs, ys
 
 
@@ -117,22 +121,37 @@ def _wants_log(values: list[np.ndarray]) -> bool:
     return pos.size > 0 and pos.max() / pos.min() >= LOG_SPAN
 
 
-def adjust(fig: Any, left: float = 0.8, right: float = 0.25, top: float = 0.65,
-           bottom: float = 0.6, wspace: float = 0.32, hspace: float = 0.55) -> None:
+def adjust(
+    fig: Any,
+    left: float = 0.8,
+    right: float = 0.25,
+    top: float = 0.65,
+    bottom: float = 0.6,
+    wspace: float = 0.32,
+    hspace: float = 0.55,
+) -> None:
     """Margins in inches. Fixed margins instead of tight/constrained layout: those re-draw the
     figure to measure it, which doubles the cost of a report."""
     w, h = fig.get_size_inches()
-    fig.subplots_adjust(left=left / w, right=1 - right / w, top=1 - top / h, bottom=bottom / h,
-                        wspace=wspace, hspace=hspace)  # fmt: skip
+    fig.subplots_adjust(
+        left=left / w,
+        right=1 - right / w,
+        top=1 - top / h,
+        bottom=bottom / h,
+        wspace=wspace,
+        hspace=hspace,
+    )
 
 
-def _grid(n: int, max_cols: int = 3, size: tuple[float, float] = (4.6, 3.4), extra: float = 0.9
-          ) -> tuple[Any, list[Any]]:  # fmt: skip
+def _grid(
+    n: int, max_cols: int = 3, size: tuple[float, float] = (4.6, 3.4), extra: float = 0.9
+) -> tuple[Any, list[Any]]:
     """``n`` panels, up to ``max_cols`` a row; ``extra`` inches for a title and a legend."""
     cols = min(n, max_cols)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(size[0] * cols, size[1] * rows + extra),
-                             squeeze=False)  # fmt: skip
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(size[0] * cols, size[1] * rows + extra), squeeze=False
+    )
     flat = list(axes.ravel())
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -151,8 +170,15 @@ def _legend(fig: Any, axes: list[Any], max_items: int = 30, bottom: float = 0.6)
     ncol = min(len(labels), 6) or 1
     rows = math.ceil(len(labels) / ncol)
     if labels:
-        fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, 0.0))  # fmt: skip
+        fig.legend(
+            handles,
+            labels,
+            loc="lower center",
+            ncol=ncol,
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.5, 0.0),
+        )
     adjust(fig, bottom=bottom + 0.22 * rows)
 
 
@@ -188,8 +214,15 @@ def loss_curves(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | No
                 continue
             x, v = downsample(y.index.to_numpy(float), y.to_numpy(float))
             st = styles[label]
-            ax.plot(x, v, color=st.color, ls=st.linestyle, lw=st.linewidth, alpha=st.alpha,
-                    label=_legend_label(label, seen))  # fmt: skip
+            ax.plot(
+                x,
+                v,
+                color=st.color,
+                ls=st.linestyle,
+                lw=st.linewidth,
+                alpha=st.alpha,
+                label=_legend_label(label, seen),
+            )
             curves.append(v)
         if _wants_log(curves):
             ax.set_yscale("log")
@@ -203,8 +236,9 @@ def loss_curves(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | No
     return fig, "Raw (unweighted) task losses over training, one colour per method."
 
 
-def _metric_table(data: RunData) -> tuple[list[str], dict[str, dict[str, tuple[float, float]]],
-                                          dict[str, bool], str]:  # fmt: skip
+def _metric_table(
+    data: RunData,
+) -> tuple[list[str], dict[str, dict[str, tuple[float, float]]], dict[str, bool], str]:
     """Per label: {task: (mean, std)} of the evaluation metric, plus higher-is-better."""
     summary = data.summary or {}
     comp = summary.get("comparison") or {}
@@ -224,8 +258,13 @@ def _metric_table(data: RunData) -> tuple[list[str], dict[str, dict[str, tuple[f
             for t, v in (r.get("metrics") or {}).items():
                 if v is not None:
                     by.setdefault(r["method"], {}).setdefault(t, []).append(float(v))
-        table = {m: {t: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
-                     for t, v in d.items()} for m, d in by.items()}  # fmt: skip
+        table = {
+            m: {
+                t: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+                for t, v in d.items()
+            }
+            for m, d in by.items()
+        }
     for t, c in (comp.get("single_task") or {}).items():
         if isinstance(c, dict) and c.get("mean") is not None:
             table.setdefault(f"single:{t}", {})[t] = (float(c["mean"]), float(c.get("std") or 0))
@@ -246,9 +285,15 @@ def final_metrics(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
         names = [x for x in shown if t in table.get(x, {})]
         means = [table[x][t][0] for x in names]
         stds = [table[x][t][1] for x in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=3,
-               color=[styles.get(x, Style(SINGLE_COLOR)).color for x in names],
-               edgecolor="black", linewidth=0.4)  # fmt: skip
+        ax.bar(
+            range(len(names)),
+            means,
+            yerr=stds,
+            capsize=3,
+            color=[styles.get(x, Style(SINGLE_COLOR)).color for x in names],
+            edgecolor="black",
+            linewidth=0.4,
+        )
         ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
         ax.set_title(f"task {t} ({'higher' if hib.get(t) else 'lower'} is better)", fontsize=10)
         ax.set_ylabel(evaluation)
@@ -262,6 +307,7 @@ def final_metrics(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
 
 def _front(points: list[tuple[float, float]], hib: tuple[bool, bool]) -> list[tuple[float, float]]:
     """The non-dominated points (sorted by x) under the orientation ``hib``."""
+
     def better_eq(p: tuple[float, float], q: tuple[float, float]) -> bool:
         return all((pv >= qv) if h else (pv <= qv) for pv, qv, h in zip(p, q, hib, strict=True))
 
@@ -290,24 +336,43 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
             st = styles.get(x, Style(SWEEP_COLOR))
             if label_kind(x) == "sweep":
                 sweep_pts.append((ma, mb))
-                ax.scatter([ma], [mb], color=SWEEP_COLOR, marker="s", s=22, zorder=2,
-                           label=_legend_label(x, seen))  # fmt: skip
+                ax.scatter(
+                    [ma],
+                    [mb],
+                    color=SWEEP_COLOR,
+                    marker="s",
+                    s=22,
+                    zorder=2,
+                    label=_legend_label(x, seen),
+                )
             else:  # hollow: a sweep point Pareto-dominates this method
-                ax.errorbar([ma], [mb], xerr=[sa], yerr=[sb], fmt="o", color=st.color,
-                            mfc="white" if x in dominated else st.color, mew=2, ms=7,
-                            capsize=2, zorder=3, label=x)  # fmt: skip
+                ax.errorbar(
+                    [ma],
+                    [mb],
+                    xerr=[sa],
+                    yerr=[sb],
+                    fmt="o",
+                    color=st.color,
+                    mfc="white" if x in dominated else st.color,
+                    mew=2,
+                    ms=7,
+                    capsize=2,
+                    zorder=3,
+                    label=x,
+                )
         if len(sweep_pts) >= 2:
-            fx, fy = zip(*_front(sweep_pts, (hib.get(ta, False), hib.get(tb, False))),
-                         strict=True)  # fmt: skip
+            fx, fy = zip(*_front(sweep_pts, (hib.get(ta, False), hib.get(tb, False))), strict=True)
             ax.plot(fx, fy, color="#777777", ls="--", lw=1.2, zorder=1, label="sweep front")
         ax.set_xlabel(f"{ta} {evaluation} ({'↑' if hib.get(ta) else '↓'} better)")
         ax.set_ylabel(f"{tb} {evaluation} ({'↑' if hib.get(tb) else '↓'} better)")
         ax.grid(alpha=0.3)
     fig.suptitle("Task trade-off: each method vs the linear-scalarization sweep", fontsize=12)
     _legend(fig, axes)
-    return fig, ("Final metric of one task against another (mean ± std over seeds); the dashed "
-                 "line joins the sweep points no other sweep point dominates; a hollow marker is "
-                 "a method that a sweep point Pareto-dominates.")  # fmt: skip
+    return fig, (
+        "Final metric of one task against another (mean ± std over seeds); the dashed "
+        "line joins the sweep points no other sweep point dominates; a hollow marker is "
+        "a method that a sweep point Pareto-dominates."
+    )
 
 
 def _whole_pairs(data: RunData) -> pd.DataFrame | None:
@@ -340,8 +405,9 @@ def conflict_over_training(data: RunData, styles: dict[str, Style]) -> tuple[Any
         for ax, col in ((ax1, "conflict"), (ax2, "cosine")):
             y = rolling(per_step[col])
             x, v = downsample(y.index.to_numpy(float), y.to_numpy(float))
-            ax.plot(x, v, color=st.color, ls=st.linestyle, lw=st.linewidth, alpha=st.alpha,
-                    label=name)  # fmt: skip
+            ax.plot(
+                x, v, color=st.color, ls=st.linestyle, lw=st.linewidth, alpha=st.alpha, label=name
+            )
     ax1.set_ylabel("conflict rate\n(share of cosine < 0)")
     ax1.set_ylim(-0.03, 1.03)
     ax2.set_ylabel("mean gradient cosine")
@@ -353,8 +419,10 @@ def conflict_over_training(data: RunData, styles: dict[str, Style]) -> tuple[Any
     ax1.set_title(f"Gradient conflict over training ({what}, rolling mean)", fontsize=11)
     ax1.legend(fontsize=8, ncol=min(4, len(series)), loc="best")
     adjust(fig, left=0.95, top=0.4, bottom=0.55, hspace=0.1)
-    return fig, ("Conflict rate and mean cosine of the raw task gradients on the whole shared "
-                 "trunk, smoothed over 5% of the instrumented steps.")  # fmt: skip
+    return fig, (
+        "Conflict rate and mean cosine of the raw task gradients on the whole shared "
+        "trunk, smoothed over 5% of the instrumented steps."
+    )
 
 
 def grad_norm_ratio(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
@@ -381,8 +449,15 @@ def grad_norm_ratio(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] 
         y = rolling(_seed_mean(inst[inst["method"] == x], "ratio").dropna())
         px, pv = downsample(y.index.to_numpy(float), y.to_numpy(float))
         st = styles[x]
-        ax.plot(px, pv, color=st.color, ls=st.linestyle, lw=st.linewidth, alpha=st.alpha,
-                label=_legend_label(x, seen))  # fmt: skip
+        ax.plot(
+            px,
+            pv,
+            color=st.color,
+            ls=st.linestyle,
+            lw=st.linewidth,
+            alpha=st.alpha,
+            label=_legend_label(x, seen),
+        )
     ax.axhline(1, color="black", lw=0.8)
     ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -405,8 +480,10 @@ def grad_norm_ratio(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] 
         ax2.grid(alpha=0.3, which="both")
         ax2.legend(fontsize=8)
     adjust(fig, left=0.85, top=0.4, bottom=0.55, wspace=0.28)
-    return fig, ("How much harder the strongest task pulls the shared parameters than the "
-                 "weakest (1 = balanced), smoothed over 5% of the instrumented steps.")  # fmt: skip
+    return fig, (
+        "How much harder the strongest task pulls the shared parameters than the "
+        "weakest (1 = balanced), smoothed over 5% of the instrumented steps."
+    )
 
 
 def layer_heatmap(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
@@ -429,16 +506,27 @@ def layer_heatmap(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
     w = min(16.0, name_w + 1.2 + max(4.5, 1.0 * len(pairs)))
     fig, ax = plt.subplots(figsize=(w, h))
     im = ax.imshow(grid, cmap="Reds", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(pairs)), [f"{p['a']}–{p['b']}" for p in pairs],
-                  rotation=30 if len(pairs) > 4 else 0, ha="right" if len(pairs) > 4 else "center",
-                  fontsize=8)  # fmt: skip
+    ax.set_xticks(
+        range(len(pairs)),
+        [f"{p['a']}–{p['b']}" for p in pairs],
+        rotation=30 if len(pairs) > 4 else 0,
+        ha="right" if len(pairs) > 4 else "center",
+        fontsize=8,
+    )
     ax.set_yticks(range(len(layers)), layers, fontsize=8 if len(layers) < 30 else 6)
     if grid.size <= 300:
         for i in range(grid.shape[0]):
             for j in range(grid.shape[1]):
                 if not np.isnan(grid[i, j]):
-                    ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=7,
-                            color="white" if grid[i, j] > 0.6 else "black")  # fmt: skip
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:.0%}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if grid[i, j] > 0.6 else "black",
+                    )
     ax.set_xlabel("task pair")
     ax.set_ylabel("shared layer (input side on top)")
     bar = fig.add_axes((1 - 0.75 / w, 0.5 / h + 0.05, 0.15 / w, 1 - 0.9 / h - 0.1))
@@ -446,12 +534,14 @@ def layer_heatmap(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | 
     who = f"run {run.get('method')}, seed {run.get('seed')}"
     ax.set_title(f"Conflict rate per shared layer and task pair ({who})", fontsize=11)
     rotated = 0.06 * max(len(p["a"]) + len(p["b"]) + 1 for p in pairs) * 0.5
-    adjust(fig, left=name_w, top=0.4, bottom=0.5 + (rotated if len(pairs) > 4 else 0.0),
-           right=1.1)
+    adjust(fig, left=name_w, top=0.4, bottom=0.5 + (rotated if len(pairs) > 4 else 0.0), right=1.1)
     top = layer_scores(summary)[:1]
     note = f" The most conflicted layer is '{top[0]['layer']}'." if top else ""
-    return fig, "Share of instrumented steps where the pair's gradients on that layer have a " \
-                "negative cosine." + note
+    return (
+        fig,
+        "Share of instrumented steps where the pair's gradients on that layer have a "
+        "negative cosine." + note,
+    )
 
 
 def weight_trajectories(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
@@ -498,15 +588,21 @@ def step_time(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None
         names = [x for x in labels if x in by]
         med = [float(np.median(by[x])) for x in names]
         fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.4))
-        ax.barh(range(len(names)), med, color=[styles[x].color for x in names],
-                edgecolor="black", linewidth=0.4)  # fmt: skip
+        ax.barh(
+            range(len(names)),
+            med,
+            color=[styles[x].color for x in names],
+            edgecolor="black",
+            linewidth=0.4,
+        )
         for k, x in enumerate(names):
             ax.plot(by[x], [k] * len(by[x]), "k|", ms=10)
         ax.set_yticks(range(len(names)), names, fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel("median step time (ms)")
-        ax.set_title("Training step time per method (bar: median over seeds; ticks: seeds)",
-                     fontsize=11)  # fmt: skip
+        ax.set_title(
+            "Training step time per method (bar: median over seeds; ticks: seeds)", fontsize=11
+        )
         ax.grid(axis="x", alpha=0.3)
         adjust(fig, left=0.3 + 0.06 * max(len(x) for x in names), top=0.4, bottom=0.55)
         return fig, "Median wall time of a training step (instrumented steps included)."

@@ -54,9 +54,15 @@ def _step_metrics(
         index = {(tasks[i], tasks[j]): k for k, (i, j) in enumerate(pairs)}
         li_of = {name: li for li, name in enumerate(all_layers)}
         seen = 0
-        for a, b, layer, d, c, g in zip(step_pairs["a"], step_pairs["b"], step_pairs["layer"],
-                                        step_pairs["dot"], step_pairs["cosine"],
-                                        step_pairs["gms"], strict=True):  # fmt: skip
+        for a, b, layer, d, c, g in zip(
+            step_pairs["a"],
+            step_pairs["b"],
+            step_pairs["layer"],
+            step_pairs["dot"],
+            step_pairs["cosine"],
+            step_pairs["gms"],
+            strict=True,
+        ):
             k, li = index.get((a, b)), li_of.get(layer)
             if k is None or li is None:
                 continue
@@ -64,8 +70,15 @@ def _step_metrics(
             seen += 1
         if seen == 0:  # pairs.csv lost this step: count it as not instrumented
             return None
-    return StepMetrics(layers=all_layers, pairs=pairs, grad_norm=norms, layer_norms=[],
-                       dot=dot, cosine=cos, gms=gms)  # fmt: skip
+    return StepMetrics(
+        layers=all_layers,
+        pairs=pairs,
+        grad_norm=norms,
+        layer_norms=[],
+        dot=dot,
+        cosine=cos,
+        gms=gms,
+    )
 
 
 def _expected_steps(data: RunData, kind: str) -> int | None:
@@ -73,7 +86,7 @@ def _expected_steps(data: RunData, kind: str) -> int | None:
     argv = [str(a) for a in (data.env or {}).get("argv") or []]
     # Only the mtldiag command line counts (a library call records its host's argv).
     cmd = next((i for i, a in enumerate(argv[:3]) if a in ("profile", "compare")), None)
-    argv = argv[cmd + 1:] if cmd is not None else []
+    argv = argv[cmd + 1 :] if cmd is not None else []
     for i, arg in enumerate(argv):
         if arg in ("--steps", "-n") and i + 1 < len(argv):
             try:
@@ -102,8 +115,14 @@ def _kind(data: RunData, labels: list[tuple[str, int]]) -> str:
     return "compare" if len(labels) > 1 else "profile"
 
 
-def replay_run(rows: pd.DataFrame, pairs: pd.DataFrame | None, method: str, seed: int,
-               tasks: list[str], layers: list[str]) -> dict[str, Any]:  # fmt: skip
+def replay_run(
+    rows: pd.DataFrame,
+    pairs: pd.DataFrame | None,
+    method: str,
+    seed: int,
+    tasks: list[str],
+    layers: list[str],
+) -> dict[str, Any]:
     """One run's ``summary.json`` entry from its steps.csv rows (and pairs.csv rows)."""
     run_tasks = _run_tasks(rows, tasks)
     acc = RunAccumulator(method, seed, run_tasks, [ALL_LAYERS, *layers])
@@ -118,13 +137,17 @@ def replay_run(rows: pd.DataFrame, pairs: pd.DataFrame | None, method: str, seed
         if int(row["instrumented"]) == 1:
             norms = _vector(row, "grad_norm", run_tasks)
             if norms is not None:
-                metrics = _step_metrics(by_step.get(int(row["step"]), empty), norms, run_tasks,
-                                        layers)  # fmt: skip
+                metrics = _step_metrics(
+                    by_step.get(int(row["step"]), empty), norms, run_tasks, layers
+                )
         acc.add(losses, float(row["time_ms"]), float(row["peak_memory_mb"]), weights, metrics)
         bad = [t for t, v in zip(run_tasks, losses, strict=True) if not math.isfinite(v)]
         if bad:
-            acc.fail("failed", f"{method} (seed {seed}): loss of task '{bad[0]}' is "
-                               f"{losses[run_tasks.index(bad[0])]} at step {int(row['step'])}.")
+            acc.fail(
+                "failed",
+                f"{method} (seed {seed}): loss of task '{bad[0]}' is "
+                f"{losses[run_tasks.index(bad[0])]} at step {int(row['step'])}.",
+            )
             break
     return acc.result()
 
@@ -143,8 +166,10 @@ def _mark_cut(runs: list[dict[str, Any]], expected: int | None) -> None:
     target = expected if expected is not None else (max(others) if others else None)
     if target is None or last["steps"] < target:
         last["status"] = "interrupted"
-        last["error"] = (f"stopped after {last['steps']} steps; rebuilt from steps.csv "
-                         "(no summary.json was written)")  # fmt: skip
+        last["error"] = (
+            f"stopped after {last['steps']} steps; rebuilt from steps.csv "
+            "(no summary.json was written)"
+        )
 
 
 def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dict[str, Any]:
@@ -161,13 +186,15 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dic
     expected = _expected_steps(data, kind)
     pair_groups: dict[tuple[str, int], pd.DataFrame] = {}
     if data.pairs is not None and not data.pairs.empty:
-        pair_groups = {(str(m), int(s)): g for (m, s), g in
-                       data.pairs.groupby(["method", "seed"], sort=False)}  # fmt: skip
+        pair_groups = {
+            (str(m), int(s)): g for (m, s), g in data.pairs.groupby(["method", "seed"], sort=False)
+        }
     runs = []
     for method, seed in groups:
         rows = steps[(steps["method"] == method) & (steps["seed"] == seed)]
-        runs.append(replay_run(rows, pair_groups.get((method, int(seed))), method, int(seed),
-                               tasks, layers))  # fmt: skip
+        runs.append(
+            replay_run(rows, pair_groups.get((method, int(seed))), method, int(seed), tasks, layers)
+        )
     _mark_cut(runs, expected)
     spec = data.spec or {}
     env = data.env or {}
@@ -195,8 +222,7 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dic
     return summary
 
 
-def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: list[str]
-                    ) -> None:  # fmt: skip
+def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: list[str]) -> None:
     for run in runs:
         if run["status"] == "ok":
             run["metrics"] = dict(run["final_loss"])
@@ -207,5 +233,4 @@ def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: 
         from mtldiag.analysis import comparison_table
     except ImportError:  # the analysis module is optional for a rebuild
         return
-    summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False),
-                                             "train_loss_tail")  # fmt: skip
+    summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False), "train_loss_tail")

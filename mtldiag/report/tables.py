@@ -137,18 +137,32 @@ def pair_data(summary: dict[str, Any]) -> TableData:
     """Per task pair: mean cosine, conflict rate, cosine on conflicting steps, mean GMS."""
     run = reference_run(summary) or {}
     rows = [
-        [p["a"], p["b"], signed(p.get("cosine_mean")), pct(p.get("conflict_rate")),
-         signed(p.get("conflict_cosine_mean")), num(p.get("gms_mean"), 3)]
+        [
+            p["a"],
+            p["b"],
+            signed(p.get("cosine_mean")),
+            pct(p.get("conflict_rate")),
+            signed(p.get("conflict_cosine_mean")),
+            num(p.get("gms_mean"), 3),
+        ]
         for p in run.get("pairs") or []
-    ]  # fmt: skip
+    ]
     return TableData(
         title="Task pairs (whole shared trunk)" + _run_title(summary, run),
-        headers=["task a", "task b", "mean cosine", "conflict rate", "cosine when conflicting",
-                 "mean GMS"],  # fmt: skip
+        headers=[
+            "task a",
+            "task b",
+            "mean cosine",
+            "conflict rate",
+            "cosine when conflicting",
+            "mean GMS",
+        ],
         rows=rows,
         align=["l", "l", "r", "r", "r", "r"],
-        notes=["conflict rate = share of instrumented steps with cosine < 0; "
-               "GMS = gradient magnitude similarity (Yu et al. 2020)"],  # fmt: skip
+        notes=[
+            "conflict rate = share of instrumented steps with cosine < 0; "
+            "GMS = gradient magnitude similarity (Yu et al. 2020)"
+        ],
         marked={i for i, p in enumerate(run.get("pairs") or []) if _conflicting(p)},
     )
 
@@ -157,8 +171,10 @@ def _conflicting(pair: dict[str, Any]) -> bool:
     """The diagnosis' directional-conflict rule (sign flips near zero cosine do not count)."""
     from mtldiag.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
 
-    rate, cos, neg = pair.get("conflict_rate"), pair.get("cosine_mean"), pair.get(
-        "conflict_cosine_mean"
+    rate, cos, neg = (
+        pair.get("conflict_rate"),
+        pair.get("cosine_mean"),
+        pair.get("conflict_cosine_mean"),
     )
     if not _ok(rate) or not _ok(cos):
         return False
@@ -180,14 +196,19 @@ def layer_scores(summary: dict[str, Any]) -> list[dict[str, Any]]:
         if not cells:
             continue
         worst = max(cells, key=lambda c: (c[0], c[1]))
-        out.append({
-            "layer": layer, "depth": depth,
-            "mean_rate": sum(c[0] for c in cells) / len(cells),
-            "worst_pair": f"{worst[2]['a']}–{worst[2]['b']}",
-            "worst_rate": worst[0], "worst_cosine": worst[3].get("cosine_mean"),
-        })  # fmt: skip
-    out.sort(key=lambda d: (d["worst_rate"], d["mean_rate"], -(d["worst_cosine"] or 0.0)),
-             reverse=True)  # fmt: skip
+        out.append(
+            {
+                "layer": layer,
+                "depth": depth,
+                "mean_rate": sum(c[0] for c in cells) / len(cells),
+                "worst_pair": f"{worst[2]['a']}–{worst[2]['b']}",
+                "worst_rate": worst[0],
+                "worst_cosine": worst[3].get("cosine_mean"),
+            }
+        )
+    out.sort(
+        key=lambda d: (d["worst_rate"], d["mean_rate"], -(d["worst_cosine"] or 0.0)), reverse=True
+    )
     return out
 
 
@@ -197,17 +218,29 @@ def layer_data(summary: dict[str, Any], top: int | None = 5) -> TableData:
     n_layers = len(summary.get("layers") or [])
     shown = scores[:top] if top else scores
     rows = [
-        [d["layer"], f"{d['depth']}/{n_layers}", pct(d["mean_rate"]), d["worst_pair"],
-         pct(d["worst_rate"]), signed(d["worst_cosine"])]
+        [
+            d["layer"],
+            f"{d['depth']}/{n_layers}",
+            pct(d["mean_rate"]),
+            d["worst_pair"],
+            pct(d["worst_rate"]),
+            signed(d["worst_cosine"]),
+        ]
         for d in shown
-    ]  # fmt: skip
+    ]
     title = "Most conflicted shared layers"
     if top and len(scores) > top:
         title += f" (top {top} of {len(scores)})"
     return TableData(
         title=title,
-        headers=["layer", "depth", "mean conflict rate", "worst pair", "its conflict rate",
-                 "its mean cosine"],  # fmt: skip
+        headers=[
+            "layer",
+            "depth",
+            "mean conflict rate",
+            "worst pair",
+            "its conflict rate",
+            "its mean cosine",
+        ],
         rows=rows,
         align=["l", "r", "r", "l", "r", "r"],
         notes=["depth 1 is the shared layer nearest the input"],
@@ -261,20 +294,25 @@ def comparison_data(summary: dict[str, Any], level: int = 0) -> TableData | None
             dom_notes.append(f"† {r['label']} is dominated by {dom_text}")
         seeds_text = str(seeds) + (f" ({r['failed']} failed)" if r.get("failed") else "")
         rows.append(
-            [str(r.get("rank", i + 1))] * rank_col + [r["label"] + (" †" if dom else "")]
+            [str(r.get("rank", i + 1))] * rank_col
+            + [r["label"] + (" †" if dom else "")]
             + [mean_std((r.get("metric") or {}).get(t), seeds, std_digits, sep) for t in tasks]
             + [dm_text, pct(r.get("conflict_rate")), num(r.get("step_time_ms"), 3)]
             + [num(r.get("peak_memory_mb"), 4)] * mem_col
-            + [seeds_text] * seeds_col + [dom_text] * dom_col
-        )  # fmt: skip
+            + [seeds_text] * seeds_col
+            + [dom_text] * dom_col
+        )
     single = comp.get("single_task") or {}
     if single:
         rows.append(
-            [""] * rank_col + ["single-task"]
+            [""] * rank_col
+            + ["single-task"]
             + [mean_std(single.get(t), 2, std_digits, sep) for t in tasks]
-            + ["ref." if ref == "single_task" else DASH, DASH, DASH] + [DASH] * mem_col
-            + [""] * seeds_col + [""] * dom_col
-        )  # fmt: skip
+            + ["ref." if ref == "single_task" else DASH, DASH, DASH]
+            + [DASH] * mem_col
+            + [""] * seeds_col
+            + [""] * dom_col
+        )
     better = "↑ higher is better" if hib and all(hib.values()) else "↓ lower is better"
     if any(hib.values()) and not all(hib.values()):
         better = "↑ higher / ↓ lower is better, per task"
@@ -292,8 +330,10 @@ def comparison_data(summary: dict[str, Any], level: int = 0) -> TableData | None
         if not dom_col:
             notes += dom_notes
     if comp.get("negative_transfer"):
-        notes.append("negative transfer (every multi-task method is worse than single-task) "
-                     "on: " + ", ".join(comp["negative_transfer"]))  # fmt: skip
+        notes.append(
+            "negative transfer (every multi-task method is worse than single-task) "
+            "on: " + ", ".join(comp["negative_transfer"])
+        )
     for f in comp.get("failed_runs") or []:
         notes.append(f"failed: {f.get('label')} seed {f.get('seed')}: {f.get('error')}")
     align = ["r"] * rank_col + ["l"] + ["r"] * (len(headers) - 1 - rank_col - dom_col)
@@ -341,11 +381,14 @@ def runs_data(summary: dict[str, Any]) -> TableData:
             + [str(r.get("steps")), str(r.get("instrumented_steps"))]
             + [num(final.get(t)) for t in tasks]
             + [num(r.get("step_time_ms_median"), 3), r.get("error") or ""]
-        )  # fmt: skip
+        )
     return TableData(
         title="Runs",
-        headers=["method", "seed", "status"] + ["warnings"] * warn_col
-        + ["steps", "instrumented"] + [f"final loss {t}" for t in tasks] + ["step ms", "error"],
+        headers=["method", "seed", "status"]
+        + ["warnings"] * warn_col
+        + ["steps", "instrumented"]
+        + [f"final loss {t}" for t in tasks]
+        + ["step ms", "error"],
         rows=rows,
         align=["l", "r", "l"] + ["l"] * warn_col + ["r", "r"] + ["r"] * len(tasks) + ["r", "l"],
         marked={i for i, r in enumerate(runs) if r.get("status") != "ok" or r.get("warnings")},
@@ -381,15 +424,19 @@ def preview_data(summary: dict[str, Any], heading: bool = False) -> TableData | 
             [str(r.get("method")), f"{100 * rate:.0f}%" if _ok(rate) else DASH]
             + [f"{gains[t]:.3g}" if _ok(gains.get(t)) else DASH for t in tasks]
             + [f"{angle:.1f}°" if _ok(angle) else DASH]
-        )  # fmt: skip
+        )
     notes = [PREVIEW_NOTE]
     if heading:
         # Every step with a Jacobian: the instrumented ones, or all under a gradient method.
-        notes = [f"on the {n} steps of this run whose Jacobian was computed, to first order, "
-                 "without training along them; weighting methods and GradDrop are not "
-                 "previewed", *notes]  # fmt: skip
+        notes = [
+            f"on the {n} steps of this run whose Jacobian was computed, to first order, "
+            "without training along them; weighting methods and GradDrop are not "
+            "previewed",
+            *notes,
+        ]
     return TableData(
-        title=PREVIEW_HEADING if heading
+        title=PREVIEW_HEADING
+        if heading
         else f"Preview on the {n} steps with a Jacobian (first order, no training)",
         headers=["method", "all ↓", *(f"gain {t}" for t in tasks), "angle"],
         rows=rows,
@@ -411,12 +458,19 @@ def to_rich(data: TableData, keep: tuple[int, ...] = (0,)) -> Table:
 
     Columns in ``keep`` (the names) never wrap or get cut; numbers wrap at their spaces.
     """
-    table = Table(title=Text(data.title, style="bold"), title_justify="left",
-                  caption="\n".join(data.notes) or None, caption_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)  # fmt: skip
+    table = Table(
+        title=Text(data.title, style="bold"),
+        title_justify="left",
+        caption="\n".join(data.notes) or None,
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     for k, (head, al) in enumerate(zip(data.headers, data.align, strict=True)):
-        table.add_column(Text(head), justify="right" if al == "r" else "left",
-                         no_wrap=k in keep, overflow="fold")  # fmt: skip
+        table.add_column(
+            Text(head), justify="right" if al == "r" else "left", no_wrap=k in keep, overflow="fold"
+        )
     for i, row in enumerate(data.rows):
         table.add_row(*(Text(c) for c in row), style="yellow" if i in data.marked else None)
     return table
@@ -440,8 +494,9 @@ def preview_table(summary: dict[str, Any]) -> Table | None:
     return None if data is None else to_rich(data)
 
 
-def comparison_table_rich(summary: dict[str, Any], console: Console | None = None
-                          ) -> RenderableType:  # fmt: skip
+def comparison_table_rich(
+    summary: dict[str, Any], console: Console | None = None
+) -> RenderableType:
     """The ranked comparison table followed by the verdict.
 
     Given the ``console``, the most detailed layout that fits its width is chosen.

@@ -18,12 +18,17 @@ class BlobNet(nn.Module):
     def __init__(self, channels: int = 16) -> None:
         super().__init__()
         self.encoder = nn.Sequential(  # (B, 1, 16, 16) -> (B, C, 4, 4)
-            nn.Conv2d(1, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Linear(channels * 16, 4)
         self.decoder = nn.Sequential(  # (B, C, 4, 4) -> (B, 1, 16, 16)
-            nn.Upsample(scale_factor=4), nn.Conv2d(channels, 1, 3, padding=1),
+            nn.Upsample(scale_factor=4),
+            nn.Conv2d(channels, 1, 3, padding=1),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,8 +55,9 @@ def build_loader(n: int = 1024, batch_size: int = 64, split: str = "train") -> D
     return DataLoader(data, batch_size=batch_size, shuffle=split == "train")
 
 
-def compute_losses(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
-                   ) -> dict[str, torch.Tensor]:  # fmt: skip
+def compute_losses(
+    model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
+) -> dict[str, torch.Tensor]:
     images, labels = batch
     logits, recon = model(images)
     return {"cls": F.cross_entropy(logits, labels), "recon": F.mse_loss(recon, images)}

@@ -46,8 +46,10 @@ def test_pass_exit_0(run_dir: Path, tmp_path: Path):
 
 
 def test_fail_exit_1_names_the_rule_and_numbers(run_dir: Path, tmp_path: Path):
-    rules = write_rules(tmp_path / "r.yaml", [{"metric": "conflict_rate[a,b]", "max": 0.6},
-                                              {"metric": "final_loss[b]", "max": 2.5}])  # fmt: skip
+    rules = write_rules(
+        tmp_path / "r.yaml",
+        [{"metric": "conflict_rate[a,b]", "max": 0.6}, {"metric": "final_loss[b]", "max": 2.5}],
+    )
     res = runner.invoke(app, ["check", str(run_dir), "--rules", str(rules)])
     assert res.exit_code == 1, res.output
     assert "FAIL final_loss[b] max 2.5: 3 > 2.5 (max 2.5)" in res.stdout
@@ -55,8 +57,9 @@ def test_fail_exit_1_names_the_rule_and_numbers(run_dir: Path, tmp_path: Path):
 
 
 def test_rules_default_to_the_run_spec_checks(tmp_path: Path):
-    run = write_run(tmp_path / "run", profile_summary(), checks=[{"metric": "grad_norm_ratio",
-                                                                  "max": 4}])  # fmt: skip
+    run = write_run(
+        tmp_path / "run", profile_summary(), checks=[{"metric": "grad_norm_ratio", "max": 4}]
+    )
     res = runner.invoke(app, ["check", str(run)])
     assert res.exit_code == 1 and "grad_norm_ratio max 4" in res.stdout
 
@@ -69,22 +72,45 @@ def errors(res) -> list[str]:
 @pytest.mark.parametrize(
     ("rules", "baseline", "message", "hint"),
     [
-        ([{"metric": "conflict", "max": 1}], None,
-         "unknown metric 'conflict'. Did you mean 'conflict_rate'?",
-         "valid metrics: conflict_rate[a,b]"),
-        ([{"metric": "cosine_mean[a,z]", "max": 1}], None,
-         "task 'z' is not in the run", "its tasks: a, b, c"),
-        ([{"metric": "gms_mean@head", "max": 1}], None,
-         "layer 'head' is not a shared layer of the run", "its shared layers: trunk.0, trunk.2"),
-        ([{"metric": "final_loss[a]", "max_increase": "5 percent"}], "same",
-         "malformed bound max_increase: '5 percent'", "a percentage of the baseline in quotes"),
-        ([{"metric": "final_loss[a]", "max_increase": "5%"}], None, "which needs a baseline",
-         "pass --baseline"),
-        ([{"metric": "final_loss[a]", "max": 1}], "two-task",
-         "the baseline's tasks (a, b) differ from the run's (a, b, c).", "of the same problem"),
+        (
+            [{"metric": "conflict", "max": 1}],
+            None,
+            "unknown metric 'conflict'. Did you mean 'conflict_rate'?",
+            "valid metrics: conflict_rate[a,b]",
+        ),
+        (
+            [{"metric": "cosine_mean[a,z]", "max": 1}],
+            None,
+            "task 'z' is not in the run",
+            "its tasks: a, b, c",
+        ),
+        (
+            [{"metric": "gms_mean@head", "max": 1}],
+            None,
+            "layer 'head' is not a shared layer of the run",
+            "its shared layers: trunk.0, trunk.2",
+        ),
+        (
+            [{"metric": "final_loss[a]", "max_increase": "5 percent"}],
+            "same",
+            "malformed bound max_increase: '5 percent'",
+            "a percentage of the baseline in quotes",
+        ),
+        (
+            [{"metric": "final_loss[a]", "max_increase": "5%"}],
+            None,
+            "which needs a baseline",
+            "pass --baseline",
+        ),
+        (
+            [{"metric": "final_loss[a]", "max": 1}],
+            "two-task",
+            "the baseline's tasks (a, b) differ from the run's (a, b, c).",
+            "of the same problem",
+        ),
         ([{"metric": "delta_m", "max": 0}], None, "is not a compare run", "need `mtldiag compare`"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_exit_2_one_line(run_dir: Path, tmp_path: Path, rules, baseline, message, hint):
     args = ["check", str(run_dir), "--rules", str(write_rules(tmp_path / "r.yaml", rules))]
     if baseline == "same":
@@ -126,15 +152,30 @@ def test_report_files_and_step_summary(run_dir: Path, tmp_path: Path, monkeypatc
     step_summary = tmp_path / "step_summary.md"
     step_summary.write_text("earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    rules = write_rules(tmp_path / "r.yaml", [
-        {"metric": "conflict_rate", "max": 0.4},
-        {"metric": "final_loss[b]", "max_increase": "5%"},
-        {"metric": "peak_memory_mb", "max": 1000},
-    ])  # fmt: skip
+    rules = write_rules(
+        tmp_path / "r.yaml",
+        [
+            {"metric": "conflict_rate", "max": 0.4},
+            {"metric": "final_loss[b]", "max_increase": "5%"},
+            {"metric": "peak_memory_mb", "max": 1000},
+        ],
+    )
     junit, md = tmp_path / "out" / "junit.xml", tmp_path / "out" / "check.md"
-    res = runner.invoke(app, ["check", str(run_dir), "--rules", str(rules),
-                              "--baseline", str(run_dir),
-                              "--junit", str(junit), "--markdown", str(md)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "check",
+            str(run_dir),
+            "--rules",
+            str(rules),
+            "--baseline",
+            str(run_dir),
+            "--junit",
+            str(junit),
+            "--markdown",
+            str(md),
+        ],
+    )
     assert res.exit_code == 1, res.output
     suite = ET.parse(junit).getroot().find("testsuite")
     assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("3", "1")
@@ -149,15 +190,20 @@ def test_report_files_and_step_summary(run_dir: Path, tmp_path: Path, monkeypatc
 def test_json_format_on_stdout(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     run = write_run(tmp_path / "run", compare_summary())
-    rules = write_rules(tmp_path / "r.yaml", [
-        {"metric": "delta_m", "max": -1, "method": "pcgrad"},
-        {"metric": "metric[a]", "max": 0.45},
-    ])  # fmt: skip
+    rules = write_rules(
+        tmp_path / "r.yaml",
+        [
+            {"metric": "delta_m", "max": -1, "method": "pcgrad"},
+            {"metric": "metric[a]", "max": 0.45},
+        ],
+    )
     res = runner.invoke(app, ["check", str(run), "--rules", str(rules), "--format", "json"])
     assert res.exit_code == 1
     data = json.loads(res.stdout)
     assert [(r["method"], r["value"], r["passed"]) for r in data["results"]] == [
-        ("pcgrad", -3.2, True), ("ew", 0.5, False)]
+        ("pcgrad", -3.2, True),
+        ("ew", 0.5, False),
+    ]
 
 
 # --- end to end: a real baseline, a regressed run, and check -----------------------------------
@@ -177,8 +223,12 @@ E2E_RULES = [
     {"metric": "final_loss[c]", "max": 5.0},
     {"metric": "peak_memory_mb", "max_increase": "50%"},
 ]
-SHOULD_FAIL = ["final_loss[a] max_increase 50%", "grad_norm_ratio max_increase 100%",
-               "conflict_rate[a,b] max_increase 0.2", "gms_mean min 0.5"]  # fmt: skip
+SHOULD_FAIL = [
+    "final_loss[a] max_increase 50%",
+    "grad_norm_ratio max_increase 100%",
+    "conflict_rate[a,b] max_increase 0.2",
+    "gms_mean min 0.5",
+]
 
 
 def synthetic(tmp_path: Path, name: str, scale: float) -> Path:
@@ -191,8 +241,17 @@ def test_end_to_end_regression_fails_exactly_the_right_rules(tmp_path: Path, mon
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     rules = write_rules(tmp_path / "rules.yaml", E2E_RULES)
     base, bad = tmp_path / "base", tmp_path / "bad"
-    res = runner.invoke(app, ["profile", str(synthetic(tmp_path, "base.yaml", 1.0)),
-                              "--steps", STEPS, "--out", str(base)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "profile",
+            str(synthetic(tmp_path, "base.yaml", 1.0)),
+            "--steps",
+            STEPS,
+            "--out",
+            str(base),
+        ],
+    )
     assert res.exit_code == 0, res.output
 
     # The baseline against itself passes every rule.
@@ -201,13 +260,37 @@ def test_end_to_end_regression_fails_exactly_the_right_rules(tmp_path: Path, mon
 
     # The same problem with targets 10x larger for task a (a 100x loss scale), checked in one go.
     bad_spec = synthetic(tmp_path, "bad.yaml", 10.0)
-    res = runner.invoke(app, ["profile", str(bad_spec), "--steps", STEPS, "--out", str(bad),
-                              "--rules", str(rules), "--baseline", str(base)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "profile",
+            str(bad_spec),
+            "--steps",
+            STEPS,
+            "--out",
+            str(bad),
+            "--rules",
+            str(rules),
+            "--baseline",
+            str(base),
+        ],
+    )
     assert res.exit_code == 1, res.output
 
     junit = tmp_path / "junit.xml"
-    res = runner.invoke(app, ["check", str(bad), "--baseline", str(base / "summary.json"),
-                              "--rules", str(rules), "--junit", str(junit)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "check",
+            str(bad),
+            "--baseline",
+            str(base / "summary.json"),
+            "--rules",
+            str(rules),
+            "--junit",
+            str(junit),
+        ],
+    )
     assert res.exit_code == 1, res.output
     cases = list(ET.parse(junit).getroot().iter("testcase"))
     assert len(cases) == len(E2E_RULES)

@@ -19,9 +19,28 @@ SAMPLE = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
 
 def test_compare_sample_spec_with_single_task_and_sweep(tmp_path: Path):
     out = tmp_path / "run"
-    res = runner.invoke(app, ["compare", str(SAMPLE), "--methods", "ew,pcgrad", "--seeds", "0,1",
-                              "--single-task", "--sweep", "3", "--steps", "10", "--every", "5",
-                              "--device", "cpu", "--out", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(SAMPLE),
+            "--methods",
+            "ew,pcgrad",
+            "--seeds",
+            "0,1",
+            "--single-task",
+            "--sweep",
+            "3",
+            "--steps",
+            "10",
+            "--every",
+            "5",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     for name in ("steps.csv", "pairs.csv", "summary.json", "spec.yaml"):
         assert (out / name).is_file(), name
@@ -52,8 +71,9 @@ def test_spec_defaults_to_mtldiag_yaml_in_the_current_folder(tmp_path: Path, mon
     assert res.exit_code == 2
     assert "mtldiag.yaml" in res.output and "cp sample_configs/synthetic.yaml" in res.output
     write_spec(tmp_path, SYNTHETIC, "mtldiag.yaml")
-    res = runner.invoke(app, ["compare", "--methods", "ew,mgda", "--steps", "2",
-                              "--out", str(tmp_path / "run")])  # fmt: skip
+    res = runner.invoke(
+        app, ["compare", "--methods", "ew,mgda", "--steps", "2", "--out", str(tmp_path / "run")]
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert {r["label"] for r in summary["comparison"]["rows"]} == {"ew", "mgda"}
@@ -61,13 +81,28 @@ def test_spec_defaults_to_mtldiag_yaml_in_the_current_folder(tmp_path: Path, mon
 
 @pytest.mark.parametrize(
     ("seeds", "message"),
-    [("", "--seeds is empty"), (" , ,", "--seeds is empty"),
-     ("0,x", "is not a comma-separated list of whole numbers"),
-     ("0.5", "is not a comma-separated list"), ("1,1", "repeats a seed")],
-)  # fmt: skip
+    [
+        ("", "--seeds is empty"),
+        (" , ,", "--seeds is empty"),
+        ("0,x", "is not a comma-separated list of whole numbers"),
+        ("0.5", "is not a comma-separated list"),
+        ("1,1", "repeats a seed"),
+    ],
+)
 def test_bad_seeds_exit_2(synthetic_spec: Path, tmp_path: Path, seeds: str, message: str):
-    res = runner.invoke(app, ["compare", str(synthetic_spec), "--methods", "ew",
-                              "--seeds", seeds, "--out", str(tmp_path / "run")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(synthetic_spec),
+            "--methods",
+            "ew",
+            "--seeds",
+            seeds,
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert res.exit_code == 2, res.output
     assert message in res.output and "Traceback" not in res.output
 
@@ -89,8 +124,10 @@ def test_eval_returning_wrong_tasks_exit_2(tmp_path: Path):
     ev = tmp_path / "evalfn.py"
     ev.write_text("def evaluate(model, loader):\n    return {'a': 0.0, 'b': 0.0}\n")
     spec = write_spec(tmp_path, {**SYNTHETIC, "eval": "evalfn.py:evaluate"})
-    res = runner.invoke(app, ["compare", str(spec), "--methods", "ew", "--steps", "2",
-                              "--out", str(tmp_path / "run")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        ["compare", str(spec), "--methods", "ew", "--steps", "2", "--out", str(tmp_path / "run")],
+    )
     assert res.exit_code == 2, res.output
     text = " ".join(res.output.split())
     assert "must return {task: value} for a, b, c; it returned: a, b" in text
@@ -99,9 +136,19 @@ def test_eval_returning_wrong_tasks_exit_2(tmp_path: Path):
 
 def test_diverging_method_is_reported_and_others_finish(tmp_path: Path):
     spec = write_spec(tmp_path, SYNTHETIC)
-    res = runner.invoke(app, ["compare", str(spec), "--methods",
-                              "fixed:weights={a: 1000000, b: 1, c: 1},ew", "--steps", "8",
-                              "--out", str(tmp_path / "run")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(spec),
+            "--methods",
+            "fixed:weights={a: 1000000, b: 1, c: 1},ew",
+            "--steps",
+            "8",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     failed = summary["comparison"]["failed_runs"]
@@ -111,10 +158,12 @@ def test_diverging_method_is_reported_and_others_finish(tmp_path: Path):
 
 def test_every_run_failing_exits_1(tmp_path: Path):
     data = copy.deepcopy(SYNTHETIC)
-    data["optimizer"] = {"name": "sgd", "lr": 1.0e+6}
+    data["optimizer"] = {"name": "sgd", "lr": 1.0e6}
     spec = write_spec(tmp_path, data)
-    res = runner.invoke(app, ["compare", str(spec), "--methods", "ew", "--steps", "8",
-                              "--out", str(tmp_path / "run")])  # fmt: skip
+    res = runner.invoke(
+        app,
+        ["compare", str(spec), "--methods", "ew", "--steps", "8", "--out", str(tmp_path / "run")],
+    )
     assert res.exit_code == 1, res.output
     assert "every run failed" in res.output and "at step" in res.output
     assert (tmp_path / "run" / "summary.json").is_file()

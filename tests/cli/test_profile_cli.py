@@ -15,8 +15,9 @@ runner = CliRunner()
 def test_profile_sample_spec_writes_run_and_prints_diagnosis(tmp_path: Path):
     spec = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
     out = tmp_path / "run"
-    res = runner.invoke(app, ["profile", str(spec), "--steps", "20", "--out", str(out),
-                              "--device", "cpu"])  # fmt: skip
+    res = runner.invoke(
+        app, ["profile", str(spec), "--steps", "20", "--out", str(out), "--device", "cpu"]
+    )
     assert res.exit_code == 0, res.output
     assert "Diagnosis" in res.output and "conflict" in res.output
     summary = json.loads((out / "summary.json").read_text())

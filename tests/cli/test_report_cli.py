@@ -82,8 +82,22 @@ def test_profile_preview_and_method_warnings_print_once_and_reach_the_report(
     monkeypatch.setattr(_nash_mtl, "nash_weights", lambda g, *a, **k: (g[0] * 0 + 1.0, False))
     spec = write_spec(tmp_path, SYNTHETIC)
     out = tmp_path / "run"
-    res = runner.invoke(app, ["profile", str(spec), "--method", "nash_mtl", "--preview",
-                              "--steps", "4", "--every", "2", "--out", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "profile",
+            str(spec),
+            "--method",
+            "nash_mtl",
+            "--preview",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "summary.json").read_text())
     (warning,) = summary["runs"][0]["warnings"]

@@ -21,9 +21,25 @@ def test_validate_finds_the_encoder_layers():
 
 def test_compare_uses_the_eval_function_and_its_directions(tmp_path: Path):
     out = tmp_path / "run"
-    res = runner.invoke(app, ["compare", str(SPEC), "--methods", "ew,pcgrad", "--seeds", "0",
-                              "--steps", "6", "--every", "3", "--device", "cpu",
-                              "--out", str(out)])  # fmt: skip
+    res = runner.invoke(
+        app,
+        [
+            "compare",
+            str(SPEC),
+            "--methods",
+            "ew,pcgrad",
+            "--seeds",
+            "0",
+            "--steps",
+            "6",
+            "--every",
+            "3",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+    )
     assert res.exit_code == 0, res.output
     cmp = json.loads((out / "summary.json").read_text())["comparison"]
     assert cmp["evaluation"] == "eval_fn"

@@ -9,8 +9,13 @@ from mtldiag.metrics import cosines, norms
 def _first_step_gradients(cosine, scale):
     torch.manual_seed(0)
     model = build_model(d_in=8, width=4, out_dim=2, n_tasks=3)
-    x, targets = next(iter(build_loader(batch_size=16, n_batches=2, d_in=8, out_dim=2,
-                                        cosine=cosine, scale=scale, noise=0.0)))  # fmt: skip
+    x, targets = next(
+        iter(
+            build_loader(
+                batch_size=16, n_batches=2, d_in=8, out_dim=2, cosine=cosine, scale=scale, noise=0.0
+            )
+        )
+    )
     out = model(x)
     rows = []
     for t in "abc":

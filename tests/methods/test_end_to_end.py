@@ -93,8 +93,21 @@ def test_nash_mtl_failures_reach_the_summary_and_the_terminal(tmp_path, no_repor
 
     monkeypatch.setattr(_nash_mtl, "nash_weights", lambda g, *a, **k: (g[0] * 0 + 1.0, False))
     spec = write_spec(tmp_path, SYNTHETIC)
-    res = CliRunner().invoke(app, ["profile", str(spec), "--method", "nash_mtl", "--steps", "4",
-                                   "--every", "2", "--out", str(tmp_path / "run")])  # fmt: skip
+    res = CliRunner().invoke(
+        app,
+        [
+            "profile",
+            str(spec),
+            "--method",
+            "nash_mtl",
+            "--steps",
+            "4",
+            "--every",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     (warning,) = summary["runs"][0]["warnings"]
@@ -104,11 +117,13 @@ def test_nash_mtl_failures_reach_the_summary_and_the_terminal(tmp_path, no_repor
 
 # ---- the CLI: hyper-parameters from the command line and the spec; bad input ----------
 
+
 def profile_cli(tmp_path: Path, *args: str, spec: dict | None = None):
     path = write_spec(tmp_path, spec or SYNTHETIC)
     out = tmp_path / "run"
-    res = CliRunner().invoke(app, ["profile", str(path), "--steps", "2", "--every", "1",
-                                   "--out", str(out), *args])  # fmt: skip
+    res = CliRunner().invoke(
+        app, ["profile", str(path), "--steps", "2", "--every", "1", "--out", str(out), *args]
+    )
     return res, out
 
 
@@ -126,8 +141,7 @@ def test_cli_method_with_hyperparameters_and_preview(tmp_path, no_report):
     assert "Preview on the 2 steps with a Jacobian" in res.output
 
 
-def test_spec_methods_section_sets_hyperparameters(tmp_path, no_report, spy_prepare,
-                                                   monkeypatch):  # fmt: skip
+def test_spec_methods_section_sets_hyperparameters(tmp_path, no_report, spy_prepare, monkeypatch):
     created: list = []
     real = profile_mod.create_method
 
@@ -142,21 +156,33 @@ def test_spec_methods_section_sets_hyperparameters(tmp_path, no_report, spy_prep
     assert res.exit_code == 0, res.output
     assert {m.alpha for m in created} == {0.7}  # the spec's hyper-parameter, every instance
     assert json.loads((out / "summary.json").read_text())["profile"]["method"] == (
-        "gradnorm:alpha=0.7")
+        "gradnorm:alpha=0.7"
+    )
 
 
-@pytest.mark.parametrize(("method", "message"), [
-    ("cagrad:c=-1", "error: Parameter `c` should be a non-negative float. Found `c = -1`."),
-    ("cagrad:c=abc", "error: Parameter `c` should be a non-negative float. Found `c = 'abc'`."),
-    ("pcgrad:foo=1",
-     "error: Method 'pcgrad' has no hyper-parameter `foo`. Valid hyper-parameters: reduction."),
-    ("pcgard", "error: Unknown method 'pcgard'. Did you mean 'pcgrad'? Valid methods: ew, fixed,"),
-    ("fixed:weights={a: 1, b: 2, cc: 1}",
-     "error: fixed: `weights` names unknown task 'cc' (did you mean 'c'?) and has no entry for "
-     "task 'c'; the run's tasks are 'a', 'b', 'c'."),
-    ("anneal:schedules={z: {to: 1}}", "error: anneal: `schedules` names unknown task 'z'"),
-    ("gradnorm:alpha=true", "error: Parameter `alpha` should be a non-negative float."),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("cagrad:c=-1", "error: Parameter `c` should be a non-negative float. Found `c = -1`."),
+        ("cagrad:c=abc", "error: Parameter `c` should be a non-negative float. Found `c = 'abc'`."),
+        (
+            "pcgrad:foo=1",
+            "error: Method 'pcgrad' has no hyper-parameter `foo`. "
+            "Valid hyper-parameters: reduction.",
+        ),
+        (
+            "pcgard",
+            "error: Unknown method 'pcgard'. Did you mean 'pcgrad'? Valid methods: ew, fixed,",
+        ),
+        (
+            "fixed:weights={a: 1, b: 2, cc: 1}",
+            "error: fixed: `weights` names unknown task 'cc' (did you mean 'c'?) and has no "
+            "entry for task 'c'; the run's tasks are 'a', 'b', 'c'.",
+        ),
+        ("anneal:schedules={z: {to: 1}}", "error: anneal: `schedules` names unknown task 'z'"),
+        ("gradnorm:alpha=true", "error: Parameter `alpha` should be a non-negative float."),
+    ],
+)
 def test_bad_method_input_is_one_line_and_exit_2(tmp_path, method, message):
     res, out = profile_cli(tmp_path, "--method", method)
     assert res.exit_code == 2, res.output
@@ -170,8 +196,10 @@ def test_bad_hyperparameter_in_the_spec_is_exit_2(tmp_path):
     spec = {**SYNTHETIC, "method": "mgda", "methods": {"mgda": {"normalization": "l3"}}}
     res, _ = profile_cli(tmp_path, spec=spec)
     assert res.exit_code == 2
-    assert "Parameter `normalization` should be one of none | l2 | loss | loss+. Found " \
-           "`normalization = 'l3'`. Did you mean 'l2'?" in " ".join(res.output.split())
+    assert (
+        "Parameter `normalization` should be one of none | l2 | loss | loss+. Found "
+        "`normalization = 'l3'`. Did you mean 'l2'?" in " ".join(res.output.split())
+    )
 
 
 def test_methods_command_lists_every_method(tmp_path):

@@ -99,6 +99,7 @@ def test_mgda_matches_an_exact_qp_on_hard_jacobians_better_than_frank_wolfe():
 
 # ---- TorchJD ---------------------------------------------------------------------------
 
+
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()))
 
@@ -181,6 +182,7 @@ def test_torchjd_agreement_nash_mtl_where_its_solver_converges():
 
 
 # ---- LibMTL (weighting modules imported directly; the package needs torchvision) ---------
+
 
 def _libmtl_module(name: str):
     try:

@@ -27,6 +27,7 @@ def cos(a, b):
 
 # ---- hand-worked 2-D cases -------------------------------------------------------------
 
+
 def test_pcgrad_two_vectors_by_hand():
     g1, g2 = torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 1.0])
     # g1·g2 = -1: g1' = g1 - (-1/2) g2 = (0.5, 0.5); g2' = g2 - (-1/1) g1 = (0, 1).
@@ -71,9 +72,10 @@ def test_cagrad_closed_form_conflicting_pair_reaches_the_worst_task_optimum():
     g0 = j.mean(0)
     r = c * g0.norm()
     assert float((d - g0).norm()) == pytest.approx(float(r), rel=1e-9)
-    best = max(float((j @ (g0 + r * torch.tensor([math.cos(a), math.sin(a)],
-                                                  dtype=torch.float64))).min())
-               for a in [k * 2 * math.pi / 20000 for k in range(20000)])  # fmt: skip
+    best = max(
+        float((j @ (g0 + r * torch.tensor([math.cos(a), math.sin(a)], dtype=torch.float64))).min())
+        for a in [k * 2 * math.pi / 20000 for k in range(20000)]
+    )
     assert float((j @ d).min()) >= best - 1e-6
 
 
@@ -124,6 +126,7 @@ def test_gradnormalize_unit_and_mean():
 
 
 # ---- properties -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["mgda", "upgrad"])
 @pytest.mark.parametrize("seed", range(25))

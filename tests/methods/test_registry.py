@@ -12,16 +12,39 @@ from mtldiag.methods import MethodError, RunContext, TaskStats
 
 def test_every_method_is_listed_with_paper_and_defaults():
     rows = {r.name: r for r in methods.describe()}
-    expected = {"ew", "fixed", "init_loss", "prior_loss", "realtime", "uncertainty", "gradnorm",
-                "pcgrad", "mgda", "anneal", "gradnormalize", "dwa", "rlw", "cagrad", "imtl",
-                "nash_mtl", "graddrop", "gradvac", "aligned_mtl", "upgrad", "famo"}  # fmt: skip
+    expected = {
+        "ew",
+        "fixed",
+        "init_loss",
+        "prior_loss",
+        "realtime",
+        "uncertainty",
+        "gradnorm",
+        "pcgrad",
+        "mgda",
+        "anneal",
+        "gradnormalize",
+        "dwa",
+        "rlw",
+        "cagrad",
+        "imtl",
+        "nash_mtl",
+        "graddrop",
+        "gradvac",
+        "aligned_mtl",
+        "upgrad",
+        "famo",
+    }
     assert set(rows) == expected
     assert all(r.paper for r in rows.values())
     assert {h.name: h.default for h in rows["cagrad"].hyperparams}["c"] == 0.4
     assert {h.name: h.default for h in rows["gradnorm"].hyperparams}["alpha"] == 1.5
     assert {h.name: h.default for h in rows["gradvac"].hyperparams}["beta"] == 0.01
     assert {h.name: h.default for h in rows["famo"].hyperparams} == {
-        "w_lr": 0.025, "gamma": 1e-3, "min_losses": 0.0}
+        "w_lr": 0.025,
+        "gamma": 1e-3,
+        "min_losses": 0.0,
+    }
     assert rows["pcgrad"].stateful and not rows["mgda"].stateful
     assert rows["gradnorm"].cost.startswith("1 backward +")
 
@@ -42,15 +65,21 @@ def test_unknown_name_lists_valid_and_suggests_closest():
     assert isinstance(info.value, MtldiagError) and info.value.exit_code == 2
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("cagrad:c=-1", "Parameter `c` should be a non-negative float. Found `c = -1`."),
-    ("cagrad:rescale=3", "Parameter `rescale` should be one of 0 | 1 | 2. Found `rescale = 3`."),
-    ("mgda:normalization=l3", "Did you mean 'l2'?"),
-    ("gradvac:beta=2", "Parameter `beta` should be a float in [0, 1]. Found `beta = 2`."),
-    ("nash_mtl:update_weights_every=0", "should be a positive integer"),
-    ("cagrad:alpha=0.4", "Method 'cagrad' has no hyper-parameter `alpha`."),
-    ("dwa:temp=abc", "Found `temp = 'abc'`"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("cagrad:c=-1", "Parameter `c` should be a non-negative float. Found `c = -1`."),
+        (
+            "cagrad:rescale=3",
+            "Parameter `rescale` should be one of 0 | 1 | 2. Found `rescale = 3`.",
+        ),
+        ("mgda:normalization=l3", "Did you mean 'l2'?"),
+        ("gradvac:beta=2", "Parameter `beta` should be a float in [0, 1]. Found `beta = 2`."),
+        ("nash_mtl:update_weights_every=0", "should be a positive integer"),
+        ("cagrad:alpha=0.4", "Method 'cagrad' has no hyper-parameter `alpha`."),
+        ("dwa:temp=abc", "Found `temp = 'abc'`"),
+    ],
+)
 def test_bad_hyperparameters_name_value_and_allowed(text, fragment):
     with pytest.raises(MethodError) as info:
         methods.parse(text)
@@ -71,24 +100,32 @@ def test_fixed_weights_must_match_the_run_tasks():
     with pytest.raises(MethodError) as info:
         m.reset(RunContext(tasks=("seg", "depth")))
     msg = str(info.value)
-    assert msg.startswith("fixed: `weights` names unknown task 'dpth' (did you mean 'depth'?) "
-                          "and has no entry for task 'depth'; the run's tasks are 'seg', 'depth'.")
+    assert msg.startswith(
+        "fixed: `weights` names unknown task 'dpth' (did you mean 'depth'?) "
+        "and has no entry for task 'depth'; the run's tasks are 'seg', 'depth'."
+    )
 
 
 def test_prior_loss_without_statistics_is_a_clear_error():
     with pytest.raises(MethodError, match="task 'b' has none"):
         methods.create("prior_loss").reset(
-            RunContext(tasks=("a", "b"), task_stats={"a": TaskStats(prior_loss=1.0)}))
+            RunContext(tasks=("a", "b"), task_stats={"a": TaskStats(prior_loss=1.0)})
+        )
     m = methods.create("prior_loss")
-    m.reset(RunContext(tasks=("a", "b"), task_stats={"a": TaskStats(prior_loss=2.0),
-                                                     "b": TaskStats(prior_loss=0.5)}))
+    m.reset(
+        RunContext(
+            tasks=("a", "b"),
+            task_stats={"a": TaskStats(prior_loss=2.0), "b": TaskStats(prior_loss=0.5)},
+        )
+    )
     assert m.weights(torch.ones(2), 0).tolist() == [0.5, 2.0]
 
 
 def test_anneal_rejects_unknown_task_and_bad_schedule():
     with pytest.raises(MethodError, match="unknown task"):
         methods.create("anneal", schedules={"x": {"from": 0, "to": 1}}).reset(
-            RunContext(tasks=("a",)))
+            RunContext(tasks=("a",))
+        )
     with pytest.raises(MethodError, match="schedules.a.end"):
         methods.create("anneal", schedules={"a": {"start": 10, "end": 5}})
 

@@ -39,7 +39,12 @@ def test_realtime_weights_are_reciprocal_losses():
 def test_anneal_linear_ramp():
     m = make("anneal", schedules={"b": {"from": 0, "to": 1, "start": 100, "end": 500}})
     assert [float(m.weights(torch.ones(3), s)[1]) for s in (0, 100, 300, 500, 900)] == [
-        0.0, 0.0, 0.5, 1.0, 1.0]
+        0.0,
+        0.0,
+        0.5,
+        1.0,
+        1.0,
+    ]
     assert float(m.weights(torch.ones(3), 300)[0]) == 1.0
 
 
@@ -125,17 +130,26 @@ def test_reset_forgets_learned_state():
 
 
 WEIGHTING = [c.name for c in methods.METHODS if c.family == "weighting"]
-HP = {"fixed": {"weights": {"a": 1.0, "b": 2.0, "c": 0.5}},
-      "anneal": {"schedules": {"a": {"from": 0, "to": 1, "start": 0, "end": 4}}}}  # fmt: skip
-STATS = {t: TaskStats(prior_loss=v, theory_initial_loss=v) for t, v in zip("abc", (1e-8, 1.0, 1e8),
-                                                                          strict=True)}  # fmt: skip
+HP = {
+    "fixed": {"weights": {"a": 1.0, "b": 2.0, "c": 0.5}},
+    "anneal": {"schedules": {"a": {"from": 0, "to": 1, "start": 0, "end": 4}}},
+}
+STATS = {
+    t: TaskStats(prior_loss=v, theory_initial_loss=v)
+    for t, v in zip("abc", (1e-8, 1.0, 1e8), strict=True)
+}
 
 
 @pytest.mark.parametrize("name", WEIGHTING)
 def test_degenerate_losses_give_finite_non_negative_weights(name):
     m = make(name, stats=STATS, **HP.get(name, {}))
-    for step, losses in enumerate([torch.tensor([0.0, 1e-8, 1e8]), torch.tensor([1e8, 0.0, 1.0]),
-                                   torch.tensor([1.0, 1.0, 1.0])]):  # fmt: skip
+    for step, losses in enumerate(
+        [
+            torch.tensor([0.0, 1e-8, 1e8]),
+            torch.tensor([1e8, 0.0, 1.0]),
+            torch.tensor([1.0, 1.0, 1.0]),
+        ]
+    ):
         w = m.weights(losses, step)
         assert w.shape == (3,) and torch.isfinite(w).all() and (w >= 0).all(), (name, w)
         m.update(losses, step, torch.tensor([0.0, 1e-8, 1e8]))

@@ -28,12 +28,22 @@ def preview_summary() -> dict:
         "steps": 8,
         "tasks": TASKS,
         "methods": [
-            {"method": "ew", "steps": 8, "all_decrease_rate": 0.125,
-             "gain_mean": {TASKS[0]: 2.5, TASKS[1]: -0.75}, "angle_to_sum_mean": 0.0},
-            {"method": "cagrad:c=0.9", "steps": 8, "all_decrease_rate": 1.0,
-             "gain_mean": {TASKS[0]: 0.123456, TASKS[1]: None}, "angle_to_sum_mean": None},
+            {
+                "method": "ew",
+                "steps": 8,
+                "all_decrease_rate": 0.125,
+                "gain_mean": {TASKS[0]: 2.5, TASKS[1]: -0.75},
+                "angle_to_sum_mean": 0.0,
+            },
+            {
+                "method": "cagrad:c=0.9",
+                "steps": 8,
+                "all_decrease_rate": 1.0,
+                "gain_mean": {TASKS[0]: 0.123456, TASKS[1]: None},
+                "angle_to_sum_mean": None,
+            },
         ],
-    }  # fmt: skip
+    }
     return s
 
 
@@ -121,8 +131,15 @@ def test_terminal_warning_is_yellow():
 
 def test_terminal_preview_table_once_after_the_diagnosis():
     s = preview_summary()
-    s["diagnosis"] = [{"code": "no_issue", "severity": "info", "message": "all fine",
-                       "suggestion": "keep ew", "evidence": {}}]  # fmt: skip
+    s["diagnosis"] = [
+        {
+            "code": "no_issue",
+            "severity": "info",
+            "message": "all fine",
+            "suggestion": "keep ew",
+            "evidence": {},
+        }
+    ]
     out = terminal(s)
     assert out.count("Preview on the 8 steps with a Jacobian") == 1
     assert out.index("all fine") < out.index("Preview on the 8")

@@ -37,16 +37,25 @@ def real_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, dic
     folder = tmp_path_factory.mktemp("format")
     with pytest.MonkeyPatch.context() as mp:  # the report files are not what this is about
         mp.setattr(report, "write_report", lambda *a, **k: None)
-        prof = run_profile(SAMPLE, out=folder / "p", steps=3, every=1, device="cpu",
-                           preview=True)  # fmt: skip
-        comp = run_compare(SAMPLE, methods="ew,pcgrad", seeds=[0, 1], steps=3, every=1,
-                           single_task=True, sweep=1, out=folder / "c", device="cpu")  # fmt: skip
+        prof = run_profile(SAMPLE, out=folder / "p", steps=3, every=1, device="cpu", preview=True)
+        comp = run_compare(
+            SAMPLE,
+            methods="ew,pcgrad",
+            seeds=[0, 1],
+            steps=3,
+            every=1,
+            single_task=True,
+            sweep=1,
+            out=folder / "c",
+            device="cpu",
+        )
     env = json.loads((folder / "p" / "env.json").read_text())
     return prof.summary, comp.summary, env
 
 
-def keys_of(profile: dict[str, Any], compare: dict[str, Any], env: dict[str, Any]
-            ) -> dict[str, set[str]]:  # fmt: skip
+def keys_of(
+    profile: dict[str, Any], compare: dict[str, Any], env: dict[str, Any]
+) -> dict[str, set[str]]:
     """Every fixed key, by where it sits (task-, layer- and label-keyed dicts left out)."""
     out: dict[str, set[str]] = {"env.json": set(env)}
 
@@ -83,11 +92,15 @@ def keys_of(profile: dict[str, Any], compare: dict[str, Any], env: dict[str, Any
 
 def test_every_key_of_a_real_summary_is_documented(real_runs):
     profile, compare, env = real_runs
-    assert "preview" in profile and "comparison" in compare and "single_task" in compare[
-        "comparison"]  # the runs exercise what they should  # fmt: skip
+    assert (
+        "preview" in profile and "comparison" in compare and "single_task" in compare["comparison"]
+    )  # the runs exercise what they should
     documented = doc_keys()
-    missing = {where: sorted(keys - documented)
-               for where, keys in keys_of(profile, compare, env).items() if keys - documented}
+    missing = {
+        where: sorted(keys - documented)
+        for where, keys in keys_of(profile, compare, env).items()
+        if keys - documented
+    }
     assert not missing, f"docs/run-format.md does not show these keys: {missing}"
 
 

@@ -12,47 +12,95 @@ SUMMARY = {
     "kind": "profile",
     "tasks": ["a", "b", "c"],
     "layers": ["l1", "l2", "l3"],
-    "runs": [{
-        "method": "ew", "seed": 0, "status": "ok",
-        "loss_mean": {"a": 50.0, "b": 2.0, "c": 0.5},
-        "final_loss": {"a": 5.0, "b": 1.0, "c": 0.25},
-        "grad_norm_mean": {"a": 8.0, "b": 2.0, "c": 1.0},
-        "weight_mean": {"a": 1.0, "b": 1.0, "c": 1.0},
-        "pairs": [
-            {"a": "a", "b": "b", "cosine_mean": -0.4, "conflict_rate": 0.75, "gms_mean": 0.5,
-             "conflict_cosine_mean": -0.55,
-             "layers": {"l1": {"cosine_mean": 0.1, "conflict_rate": 0.2},
+    "runs": [
+        {
+            "method": "ew",
+            "seed": 0,
+            "status": "ok",
+            "loss_mean": {"a": 50.0, "b": 2.0, "c": 0.5},
+            "final_loss": {"a": 5.0, "b": 1.0, "c": 0.25},
+            "grad_norm_mean": {"a": 8.0, "b": 2.0, "c": 1.0},
+            "weight_mean": {"a": 1.0, "b": 1.0, "c": 1.0},
+            "pairs": [
+                {
+                    "a": "a",
+                    "b": "b",
+                    "cosine_mean": -0.4,
+                    "conflict_rate": 0.75,
+                    "gms_mean": 0.5,
+                    "conflict_cosine_mean": -0.55,
+                    "layers": {
+                        "l1": {"cosine_mean": 0.1, "conflict_rate": 0.2},
                         "l2": {"cosine_mean": -0.3, "conflict_rate": 0.5},
-                        "l3": {"cosine_mean": -0.6, "conflict_rate": 0.9}}},
-            {"a": "a", "b": "c", "cosine_mean": 0.2, "conflict_rate": 0.1, "gms_mean": 0.9,
-             "conflict_cosine_mean": -0.05,
-             "layers": {"l1": {"cosine_mean": 0.2, "conflict_rate": 0.0},
+                        "l3": {"cosine_mean": -0.6, "conflict_rate": 0.9},
+                    },
+                },
+                {
+                    "a": "a",
+                    "b": "c",
+                    "cosine_mean": 0.2,
+                    "conflict_rate": 0.1,
+                    "gms_mean": 0.9,
+                    "conflict_cosine_mean": -0.05,
+                    "layers": {
+                        "l1": {"cosine_mean": 0.2, "conflict_rate": 0.0},
                         "l2": {"cosine_mean": 0.0, "conflict_rate": 0.6},
-                        "l3": {"cosine_mean": 0.3, "conflict_rate": 0.1}}},
-        ],
-    }],
-}  # fmt: skip
+                        "l3": {"cosine_mean": 0.3, "conflict_rate": 0.1},
+                    },
+                },
+            ],
+        }
+    ],
+}
 
 COMPARISON = {
-    "evaluation": "val_loss", "reference": "ew",
+    "evaluation": "val_loss",
+    "reference": "ew",
     "higher_is_better": {"a": False, "b": False, "c": True},
     "rows": [
-        {"label": "pcgrad", "kind": "method", "rank": 1, "seeds": 3, "failed": 0,
-         "metric": {"a": {"mean": 0.1234, "std": 0.01}, "b": {"mean": 2.0, "std": 0.5},
-                    "c": {"mean": 0.9, "std": 0.0}},
-         "delta_m": -3.2, "delta_m_std": 0.4, "conflict_rate": 0.41, "cosine_mean": -0.05,
-         "step_time_ms": 3.1, "peak_memory_mb": 300.0, "dominated_by": []},
-        {"label": "ew", "kind": "method", "rank": 2, "seeds": 3, "failed": 0,
-         "metric": {"a": {"mean": 0.2, "std": 0.02}, "b": {"mean": 2.1, "std": 0.1},
-                    "c": {"mean": 0.8, "std": 0.05}},
-         "delta_m": 0.0, "delta_m_std": 0.0, "conflict_rate": 0.5, "cosine_mean": -0.1,
-         "step_time_ms": 2.0, "peak_memory_mb": 290.0,
-         "dominated_by": ["sweep:0.25,0.25,0.5", "sweep:0.5,0.25,0.25", "sweep:0.2,0.4,0.4"]},
+        {
+            "label": "pcgrad",
+            "kind": "method",
+            "rank": 1,
+            "seeds": 3,
+            "failed": 0,
+            "metric": {
+                "a": {"mean": 0.1234, "std": 0.01},
+                "b": {"mean": 2.0, "std": 0.5},
+                "c": {"mean": 0.9, "std": 0.0},
+            },
+            "delta_m": -3.2,
+            "delta_m_std": 0.4,
+            "conflict_rate": 0.41,
+            "cosine_mean": -0.05,
+            "step_time_ms": 3.1,
+            "peak_memory_mb": 300.0,
+            "dominated_by": [],
+        },
+        {
+            "label": "ew",
+            "kind": "method",
+            "rank": 2,
+            "seeds": 3,
+            "failed": 0,
+            "metric": {
+                "a": {"mean": 0.2, "std": 0.02},
+                "b": {"mean": 2.1, "std": 0.1},
+                "c": {"mean": 0.8, "std": 0.05},
+            },
+            "delta_m": 0.0,
+            "delta_m_std": 0.0,
+            "conflict_rate": 0.5,
+            "cosine_mean": -0.1,
+            "step_time_ms": 2.0,
+            "peak_memory_mb": 290.0,
+            "dominated_by": ["sweep:0.25,0.25,0.5", "sweep:0.5,0.25,0.25", "sweep:0.2,0.4,0.4"],
+        },
     ],
     "negative_transfer": [],
     "verdict": "pcgrad ranks first by Δm% (-3.2%).",
     "failed_runs": [{"label": "mgda", "seed": 1, "error": "NaN loss in task 'a' at step 12"}],
-}  # fmt: skip
+}
 
 
 def render(renderable, width: int = 200) -> str:
@@ -79,8 +127,7 @@ def test_pair_table_numbers_and_marks():
 
 def test_sign_flips_near_zero_cosine_are_not_marked():
     s = copy.deepcopy(SUMMARY)
-    s["runs"][0]["pairs"][1].update(cosine_mean=0.01, conflict_rate=0.5,
-                                    conflict_cosine_mean=-0.03)  # fmt: skip
+    s["runs"][0]["pairs"][1].update(cosine_mean=0.01, conflict_rate=0.5, conflict_cosine_mean=-0.03)
     assert tables.pair_data(s).marked == {0}
     s["runs"][0]["pairs"][1]["conflict_cosine_mean"] = -0.2
     assert tables.pair_data(s).marked == {0, 1}
@@ -140,7 +187,10 @@ def test_comparison_table_fits_a_narrow_terminal():
 
 
 def test_single_task_row_is_the_reference():
-    comp = {**COMPARISON, "reference": "single_task",
-            "single_task": {t: {"mean": 1.0, "std": 0.0} for t in "abc"}}  # fmt: skip
+    comp = {
+        **COMPARISON,
+        "reference": "single_task",
+        "single_task": {t: {"mean": 1.0, "std": 0.0} for t in "abc"},
+    }
     data = tables.comparison_data({**SUMMARY, "comparison": comp})
     assert data.rows[-1][1] == "single-task" and data.rows[-1][5] == "ref."

@@ -60,7 +60,10 @@ def assert_self_contained(html_path: Path) -> PageParser:
     assert page.scripts == 0
     for tag, key, value in page.refs:
         assert tag == "img" and key == "src" and value.startswith("data:image/png;base64,"), (
-            tag, key, value[:60])  # fmt: skip
+            tag,
+            key,
+            value[:60],
+        )
     for src in page.imgs:
         assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(PNG_MAGIC)
     return page
@@ -72,8 +75,7 @@ def test_profile_writes_every_report_file(profile_run: Path):
         assert (profile_run / "report.html").is_file() and (profile_run / "report.md").is_file()
         names = sorted(p.name for p in (profile_run / "plots").glob("*.png"))
         # one run: no comparison plots; one shared layer: no heatmap; ew: no weight changes
-        assert names == ["conflict.png", "grad_norm_ratio.png", "loss_curves.png",
-                         "step_time.png"]  # fmt: skip
+        assert names == ["conflict.png", "grad_norm_ratio.png", "loss_curves.png", "step_time.png"]
         paths = write_report(profile_run)
     assert paths.warnings == []
     assert sorted(p.name for p in paths.plots) == names
@@ -110,8 +112,11 @@ def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     folder = tmp_path_factory.mktemp("hostile")
     names = {"<script>": "a", "x|y": "b", "&amp": "c"}
-    spec = {**SYNTHETIC, "name": "<b>bold</b>",
-            "tasks": {n: {"output": o, "target": o, "loss": "mse"} for n, o in names.items()}}
+    spec = {
+        **SYNTHETIC,
+        "name": "<b>bold</b>",
+        "tasks": {n: {"output": o, "target": o, "loss": "mse"} for n, o in names.items()},
+    }
     out = folder / "run"
     run_profile(write_spec(folder, spec), out=out, steps=6)
     return out
@@ -147,7 +152,7 @@ def test_compare_summary_with_comparison_renders(profile_run: Path, tmp_path: Pa
     with open(run / "steps.csv", "a", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         for row in steps[1:]:
-            out.writerow(["pcgrad", *row[1:col], str(1 + int(row[2]) / 10), *row[col + 1:]])
+            out.writerow(["pcgrad", *row[1:col], str(1 + int(row[2]) / 10), *row[col + 1 :]])
     pairs = (profile_run / "pairs.csv").read_text().split("\n", 1)[1]
     with open(run / "pairs.csv", "a", encoding="utf-8") as f:
         f.write(pairs.replace("ew,", "pcgrad,"))
@@ -159,20 +164,38 @@ def test_compare_summary_with_comparison_renders(profile_run: Path, tmp_path: Pa
     for s in (a, b):
         s["runs"][0]["metrics"] = dict(s["runs"][0]["final_loss"])
     rows = [
-        {"label": s["runs"][0]["method"], "kind": "method", "rank": k + 1, "seeds": 1,
-         "failed": 0, "metric": {t: {"mean": s["runs"][0]["metrics"][t], "std": 0.0}
-                                 for t in tasks},
-         "delta_m": [0.0, -12.5][k], "delta_m_std": 0.0, "conflict_rate": 0.5,
-         "cosine_mean": -0.1, "step_time_ms": 1.0, "peak_memory_mb": 100.0,
-         "dominated_by": ["sweep:0.5,0.25,0.25"] if k else []}
+        {
+            "label": s["runs"][0]["method"],
+            "kind": "method",
+            "rank": k + 1,
+            "seeds": 1,
+            "failed": 0,
+            "metric": {t: {"mean": s["runs"][0]["metrics"][t], "std": 0.0} for t in tasks},
+            "delta_m": [0.0, -12.5][k],
+            "delta_m_std": 0.0,
+            "conflict_rate": 0.5,
+            "cosine_mean": -0.1,
+            "step_time_ms": 1.0,
+            "peak_memory_mb": 100.0,
+            "dominated_by": ["sweep:0.5,0.25,0.25"] if k else [],
+        }
         for k, s in enumerate((a, b))
-    ]  # fmt: skip
-    summary = {**a, "kind": "compare", "runs": a["runs"] + b["runs"],
-               "evaluation": "train_loss_tail",
-               "comparison": {"evaluation": "train_loss_tail", "reference": "ew",
-                              "higher_is_better": dict.fromkeys(tasks, False), "rows": rows,
-                              "negative_transfer": [], "failed_runs": [],
-                              "verdict": "pcgrad <wins> by Δm% (-12.5%)."}}  # fmt: skip
+    ]
+    summary = {
+        **a,
+        "kind": "compare",
+        "runs": a["runs"] + b["runs"],
+        "evaluation": "train_loss_tail",
+        "comparison": {
+            "evaluation": "train_loss_tail",
+            "reference": "ew",
+            "higher_is_better": dict.fromkeys(tasks, False),
+            "rows": rows,
+            "negative_transfer": [],
+            "failed_runs": [],
+            "verdict": "pcgrad <wins> by Δm% (-12.5%).",
+        },
+    }
     (run / "summary.json").write_text(json.dumps(summary))
     assert set(read_steps(run / "steps.csv")["method"]) == {"ew", "pcgrad"}
     paths = write_report(run)

@@ -57,8 +57,10 @@ def integer(name: str, value: Any, *, low: int | None = None) -> int:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     if isinstance(v, bool) or not isinstance(v, int) or (low is not None and v < low):
-        what = "an integer" if low is None else (
-            "a positive integer" if low == 1 else f"an integer >= {low}"
+        what = (
+            "an integer"
+            if low is None
+            else ("a positive integer" if low == 1 else f"an integer >= {low}")
         )
         raise _fail(name, what, value)
     return v
@@ -87,8 +89,9 @@ def task_mapping(name: str, value: Any) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-def check_tasks(method: str, name: str, given: Sequence[str], tasks: Sequence[str],
-                *, require_all: bool) -> None:  # fmt: skip
+def check_tasks(
+    method: str, name: str, given: Sequence[str], tasks: Sequence[str], *, require_all: bool
+) -> None:
     """Compare the tasks a hyper-parameter names with the run's tasks."""
     unknown = [t for t in given if t not in tasks]
     missing = [t for t in tasks if t not in given] if require_all else []
@@ -97,11 +100,14 @@ def check_tasks(method: str, name: str, given: Sequence[str], tasks: Sequence[st
         if unknown:
             hint = did_you_mean(unknown[0], list(tasks)).strip().rstrip("?")
             hint = f" ({hint[0].lower()}{hint[1:]}?)" if hint else ""
-            parts.append(f"names unknown task{'s' * (len(unknown) > 1)} "
-                         f"{', '.join(map(repr, unknown))}{hint}")  # fmt: skip
+            parts.append(
+                f"names unknown task{'s' * (len(unknown) > 1)} "
+                f"{', '.join(map(repr, unknown))}{hint}"
+            )
         if missing:
-            parts.append(f"has no entry for task{'s' * (len(missing) > 1)} "
-                         f"{', '.join(map(repr, missing))}")  # fmt: skip
+            parts.append(
+                f"has no entry for task{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}"
+            )
         raise MethodError(
             f"{method}: `{name}` {' and '.join(parts)}; the run's tasks are "
             f"{', '.join(map(repr, tasks))}.",

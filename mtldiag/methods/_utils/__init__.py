@@ -1,0 +1,1 @@
+"""Helpers the methods share: argument checks, tensor conversion, exact T-space solvers."""

@@ -1,0 +1,151 @@
+"""The method syntax of the CLI and the spec: ``pcgrad``, ``cagrad:c=0.4,rescale=1``, lists.
+
+One parser for both, so ``--methods`` and ``compare.methods`` read alike; names are checked
+against the registry, aliases reach the spec's ``methods:`` hyper-parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from mtldiag.errors import MtldiagError, SpecError
+from mtldiag.methods.base import Method, MethodError
+from mtldiag.methods.registry import create, lookup
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A balancing method by registry name with hyper-parameters."""
+
+    name: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.hparams:
+            return self.name
+        args = ",".join(f"{k}={_compact(v)}" for k, v in sorted(self.hparams.items()))
+        return f"{self.name}:{args}"
+
+
+def _compact(value: Any) -> str:
+    """A hyper-parameter as it reads in a label: ``{a:0.1,b:1}``, not ``{'a': 0.1, 'b': 1}``."""
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_compact(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_compact(v) for v in value) + "]"
+    return str(value)
+
+
+def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) -> MethodSpec:
+    """``"pcgrad"``, ``"cagrad:c=0.4"``, or ``{"gradnorm": {"alpha": 1.5}}`` -> MethodSpec."""
+    defaults = defaults or {}
+    if isinstance(entry, MethodSpec):
+        return entry
+    if isinstance(entry, dict) and len(entry) == 1:
+        ((name, hp),) = entry.items()
+        if hp is not None and not isinstance(hp, dict):
+            raise SpecError(f"method '{name}': hyper-parameters must be a mapping, not {hp!r}.")
+        return MethodSpec(str(name), {**_defaults(str(name), defaults), **(hp or {})})
+    if not isinstance(entry, str) or not entry.strip():
+        raise SpecError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {entry!r}.")
+    name, _, args = entry.strip().partition(":")
+    hp: dict[str, Any] = _defaults(name.strip(), defaults)
+    if args:
+        for part in _split_top(args):
+            key, eq, raw = part.partition("=")
+            if not eq or not key.strip():
+                raise SpecError(
+                    f"method '{entry}': '{part}' is not 'name=value'.",
+                    hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
+                )
+            hp[key.strip()] = _scalar(raw)
+    return MethodSpec(name.strip(), hp)
+
+
+def _scalar(raw: str) -> Any:
+    """A CLI hyper-parameter value: YAML, except that ``1e6`` is a number (YAML 1.1 says text)."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def canonical_name(name: str) -> str | None:
+    """The registry's name for a method or alias (``uw`` -> ``uncertainty``); None if unknown."""
+    try:
+        return lookup(name).name
+    except MtldiagError:
+        return None
+
+
+def _defaults(name: str, defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The spec's ``methods:`` hyper-parameters for ``name``, whichever alias names it."""
+    if name in defaults:
+        return dict(defaults[name])
+    canonical = canonical_name(name)
+    return dict(defaults.get(canonical, {})) if canonical else {}
+
+
+def _split_top(args: str) -> list[str]:
+    """Split ``k=v,k=v`` on commas outside braces/brackets (YAML flow values keep theirs)."""
+    parts, depth, cur = [], 0, ""
+    for ch in args:
+        depth += (ch in "{[") - (ch in "}]")
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in [*parts, cur] if p.strip()]
+
+
+def parse_methods(
+    text_or_list: Any, defaults: dict[str, dict[str, Any]] | None = None
+) -> tuple[MethodSpec, ...]:
+    """A comma list (``"ew,pcgrad,cagrad:c=0.4"``) or a YAML list of method entries."""
+    if isinstance(text_or_list, str):
+        items: list[Any] = _split_methods(text_or_list)
+    elif isinstance(text_or_list, list | tuple):
+        items = list(text_or_list)
+    else:
+        raise SpecError(
+            f"methods must be a list or a comma-separated string, not {text_or_list!r}."
+        )
+    if not items:
+        raise SpecError("no methods given.", hint="for example --methods ew,pcgrad,mgda")
+    return tuple(parse_method(i, defaults) for i in items)
+
+
+def _split_methods(text: str) -> list[str]:
+    # "ew,cagrad:c=0.4,rescale=1,pcgrad": a piece with '=' but no ':' belongs to the previous.
+    out: list[str] = []
+    for piece in [p.strip() for p in _split_top(text)]:
+        if "=" in piece and ":" not in piece and out:
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def parse(text: str) -> Method:
+    """Create a method from a CLI string: ``"pcgrad"``, ``"cagrad:c=0.4,rescale=1"``.
+
+    Values are read as YAML scalars (``0.4`` float, ``1`` int, ``true`` bool, ``mean``
+    string, ``1e-3`` float); nested values use YAML flow style (``fixed:weights={a: 1, b: 2}``).
+    The syntax is the spec's and the CLI's (:func:`parse_method`).
+    """
+    try:
+        ms = parse_method(text)
+    except SpecError as exc:
+        raise MethodError(exc.message, exc.hint) from None
+    return create(ms.name, **ms.hparams)
