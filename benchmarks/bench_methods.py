@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mtldiag import methods
-from mtldiag.balancer import Balancer
+from mtldiag.engine.balancer import Balancer
 from mtldiag.methods import GramianMethod, RunContext
 
 OUTS = (10, 1, 5)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
-from mtldiag.build import BatchCycle
-from mtldiag.probe import _EqualWeights
-from mtldiag.records import RunWriter
+from mtldiag.engine.probe import _EqualWeights
+from mtldiag.rundir.writer import RunWriter
+from mtldiag.runs.build import BatchCycle
+from mtldiag.runs.train import prepare, train_run
 from mtldiag.spec import parse_spec
-from mtldiag.train import prepare, train_run
 
 SPEC = {
     "name": "bench",

@@ -13,13 +13,13 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from mtldiag import methods  # noqa: E402
-from mtldiag.balancer import Balancer  # noqa: E402
-from mtldiag.check import run_check  # noqa: E402
-from mtldiag.compare import CompareResult, run_compare  # noqa: E402
+from mtldiag.analysis.check import run_check  # noqa: E402
+from mtldiag.engine.balancer import Balancer  # noqa: E402
+from mtldiag.engine.probe import GradientProbe  # noqa: E402
 from mtldiag.errors import MtldiagError  # noqa: E402
-from mtldiag.probe import GradientProbe  # noqa: E402
-from mtldiag.profile import ProfileResult, run_profile  # noqa: E402
 from mtldiag.report import write_report  # noqa: E402
+from mtldiag.runs.compare import CompareResult, run_compare  # noqa: E402
+from mtldiag.runs.profile import ProfileResult, run_profile  # noqa: E402
 from mtldiag.spec import Spec, load_spec  # noqa: E402
 
 __all__ = [

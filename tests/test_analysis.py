@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mtldiag.analysis import comparison_table, delta_m, dominates, simplex_weights
+from mtldiag.analysis.ranking import comparison_table, delta_m, dominates, simplex_weights
 
 LOW = {"a": False, "b": False}
 

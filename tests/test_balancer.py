@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from mtldiag import methods
-from mtldiag.balancer import Balancer
+from mtldiag.engine.balancer import Balancer
 
 
 class Net(nn.Module):
@@ -126,7 +126,7 @@ def test_balancer_rejects_changed_tasks():
 def test_trainer_probe_gives_gradnorm_the_norms_of_its_layer(layer, monkeypatch):
     # Instrumented steps take them from the Jacobian, the others from partial passes: both
     # must be ||grad L_i|| over the last shared layer (default) or every shared parameter.
-    from mtldiag.probe import GradientProbe
+    from mtldiag.engine.probe import GradientProbe
 
     net = Net()
     x, y = data()

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mtldiag import train
-from mtldiag.build import resolve_device
+from mtldiag.runs import train
 from mtldiag.errors import SpecError
+from mtldiag.runs.build import resolve_device
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

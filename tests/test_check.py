@@ -1,4 +1,4 @@
-"""`mtldiag.check`: metric paths, bounds and renderers on hand-written summaries.
+"""`mtldiag.analysis.check`: metric paths, bounds and renderers on hand-written summaries.
 
 The summary below has two ok seeds of `ew` (plus a failed seed whose numbers must be ignored)
 and one seed of `pcgrad`; every expected value is the mean of the two ew seeds, worked out by
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mtldiag.check import (
+from mtldiag.analysis.check import (
     Bound,
     CheckError,
     MetricPath,
@@ -27,7 +27,7 @@ from mtldiag.check import (
     rules_from_run,
     run_check,
 )
-from mtldiag.check_output import render_json, render_junit, render_markdown
+from mtldiag.report.check_output import render_json, render_junit, render_markdown
 
 Triple = tuple[float, float, float]  # (conflict_rate, cosine_mean, gms_mean)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtldiag.build import BatchCycle
-from mtldiag.compare import plan_runs, run_compare
 from mtldiag.errors import MtldiagError, UserCodeError
+from mtldiag.runs.build import BatchCycle
+from mtldiag.runs.compare import plan_runs, run_compare
+from mtldiag.runs.train import prepare
 from mtldiag.spec import MethodSpec, parse_spec
-from mtldiag.train import prepare
 
 from .conftest import SYNTHETIC
 

@@ -1,4 +1,4 @@
-from mtldiag.diagnose import diagnose
+from mtldiag.analysis.diagnose import diagnose
 
 
 def run(loss=None, norms=None, pairs=None):

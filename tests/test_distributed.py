@@ -17,12 +17,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mtldiag import distributed
-from mtldiag.build import build_model
-from mtldiag.jacobian import JacobianEngine
-from mtldiag.probe import GradientProbe
+from mtldiag.engine import distributed
+from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.probe import GradientProbe
+from mtldiag.runs.build import build_model
+from mtldiag.runs.train import compute_losses, prepare
 from mtldiag.spec import load_spec
-from mtldiag.train import compute_losses, prepare
 
 from .conftest import SYNTHETIC, write_spec
 
@@ -54,8 +54,8 @@ def _worker(rank: int, port: int, spec_path: str, out: str) -> None:
     )
     torch.set_num_threads(1)
     from mtldiag import methods
-    from mtldiag.build import BatchCycle
-    from mtldiag.train import train_run
+    from mtldiag.runs.build import BatchCycle
+    from mtldiag.runs.train import train_run
 
     dev = distributed.setup_device("cpu")
     spec = load_spec(spec_path)
@@ -234,7 +234,7 @@ def test_rank_1_error_is_printed_once_by_rank_0_and_stops_every_rank(tmp_path: P
 
 def test_one_process_runs_no_collective(tmp_path: Path, monkeypatch):
     from mtldiag import methods
-    from mtldiag.train import train_run
+    from mtldiag.runs.train import train_run
 
     def refuse(*args, **kwargs):
         raise AssertionError("a collective ran in a single-process run")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from mtldiag.jacobian import JacobianEngine, build_layout, grads_layer_gramians
-from mtldiag.metrics import stacked_gramians, stacked_gramians_from_grads
+from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
+from mtldiag.engine.jacobian import JacobianEngine, build_layout, grads_layer_gramians
 
 
 class Net(nn.Module):
@@ -85,7 +85,7 @@ def _jacobian(net: Net, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("name", ["mgda", "pcgrad", "upgrad"])
 def test_balancer_gramian_method_takes_the_j_free_path(name):
     from mtldiag import methods
-    from mtldiag.balancer import Balancer
+    from mtldiag.engine.balancer import Balancer
 
     net, x, _ = _setup(3)
     jac = _jacobian(net, x)
@@ -105,7 +105,7 @@ def test_balancer_gramian_method_takes_the_j_free_path(name):
 
 def test_balancer_graddrop_still_gets_j():
     from mtldiag import methods
-    from mtldiag.balancer import Balancer
+    from mtldiag.engine.balancer import Balancer
 
     net, x, _ = _setup(3)
     bal = Balancer(methods.create("graddrop"), net.trunk.named_parameters())
@@ -116,7 +116,7 @@ def test_balancer_graddrop_still_gets_j():
 @pytest.mark.parametrize("name", ["ew", "cagrad"])
 def test_probe_instrumented_step_takes_the_j_free_path(name):
     from mtldiag import methods
-    from mtldiag.probe import GradientProbe
+    from mtldiag.engine.probe import GradientProbe
 
     net, x, layout = _setup(5)
     jac = _jacobian(net, x)

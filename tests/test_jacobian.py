@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from mtldiag.jacobian import JacobianEngine, build_layout
+from mtldiag.engine.jacobian import JacobianEngine, build_layout
 
 
 def _model():

@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from mtldiag.jacobian import build_layout
-from mtldiag.metrics import cosines, gms, norms, stacked_gramians, step_metrics
+from mtldiag.engine.gramian import cosines, gms, norms, stacked_gramians, step_metrics
+from mtldiag.engine.jacobian import build_layout
 
 
 def test_cosine_norm_gms_match_closed_form():
@@ -58,7 +58,7 @@ def test_layer_gramians_sum_to_whole_and_match_per_layer_cosines():
 
 
 def test_small_gram_chunked_matches_float64_on_strided_wide_rows():
-    from mtldiag.metrics import small_gram
+    from mtldiag.engine.gramian import small_gram
 
     torch.manual_seed(1)
     wide = torch.randn(3, 30_011)[:, 7:20_007]  # strided rows, not a multiple of the chunk

@@ -7,8 +7,8 @@ import math
 import torch
 
 from mtldiag import methods
+from mtldiag.analysis.preview import PreviewAccumulator, preview
 from mtldiag.methods import RunContext
-from mtldiag.preview import PreviewAccumulator, preview
 
 
 def test_preview_matches_the_direction_computed_from_j():

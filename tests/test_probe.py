@@ -3,8 +3,8 @@ import math
 import torch
 from torch import nn
 
+from mtldiag.engine.probe import GradientProbe
 from mtldiag.methods.base import GradientMethod, WeightingMethod
-from mtldiag.probe import GradientProbe
 
 
 class Net(nn.Module):

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
+from mtldiag.engine.shared import select_shared
 from mtldiag.errors import SpecError, UserCodeError
-from mtldiag.shared import select_shared
 
 
 class Net(nn.Module):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mtldiag.errors import TrainingError, UserCodeError
-from mtldiag.profile import Interrupted, run_profile
+from mtldiag.runs.profile import Interrupted, run_profile
 from mtldiag.spec import parse_spec
 
 from .conftest import SYNTHETIC

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from mtldiag import distributed
+from mtldiag.engine import distributed
 from mtldiag.errors import MtldiagError, TrainingError
 
 # `--help` lists commands in the order a user meets them, not alphabetically.
@@ -81,7 +81,7 @@ def guarded(fn: F) -> F:
             raise
         except MtldiagError as exc:
             # Under torchrun rank 0 alone prints; another rank's own error reaches it by store.
-            from mtldiag.profile import Interrupted
+            from mtldiag.runs.profile import Interrupted
 
             # A non-finite global loss and Ctrl-C happen on every rank at once.
             everywhere = isinstance(exc, TrainingError | Interrupted)

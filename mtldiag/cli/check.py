@@ -12,10 +12,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from mtldiag.check import CheckReport, fmt_number, run_check
-from mtldiag.check_output import render_json, render_junit, render_markdown
+from mtldiag.analysis.check import CheckReport, fmt_number, run_check
 from mtldiag.cli.app import app, console, guarded
 from mtldiag.errors import MtldiagError
+from mtldiag.report.check_output import render_json, render_junit, render_markdown
 
 FORMATS = ("table", "json")
 

@@ -10,7 +10,7 @@ from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.profile import SPEC_HELP
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
-from mtldiag.distributed import is_main
+from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
 
 
@@ -77,7 +77,7 @@ def compare(
     ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
-    from mtldiag.compare import run_compare
+    from mtldiag.runs.compare import run_compare
     from mtldiag.spec import load_spec
 
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec

@@ -11,7 +11,7 @@ from rich.table import Table
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
-from mtldiag.distributed import is_main
+from mtldiag.engine.distributed import is_main
 
 SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
 
@@ -54,7 +54,7 @@ def profile(
     ),
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
-    from mtldiag.profile import run_profile
+    from mtldiag.runs.profile import run_profile
     from mtldiag.spec import load_spec
 
     loaded = load_spec(spec)
@@ -89,7 +89,7 @@ def validate(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
 ) -> None:
     """Check a spec without training: imports, one forward, every task's loss, shared params."""
-    from mtldiag.validate import validate_spec
+    from mtldiag.runs.validate import validate_spec
 
     report = validate_spec(spec, device=device)
     table = Table(title="Shared parameters (by layer)", title_justify="left", min_width=34)

@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mtldiag.distributed import is_main
+from mtldiag.engine.distributed import is_main
 
 
 class RichObserver:

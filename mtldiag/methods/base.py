@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from mtldiag.engine.gramian import small_gram
 from mtldiag.errors import MtldiagError
-from mtldiag.metrics import small_gram
 
 Family = Literal["weighting", "gradient"]
 

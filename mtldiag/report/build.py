@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.errors import MtldiagError
-from mtldiag.records import RunWriter
-from mtldiag.report.load import HINT, load_run
 from mtldiag.report.write import ReportPaths, write_report
+from mtldiag.rundir.load import HINT, load_run
+from mtldiag.rundir.writer import RunWriter
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
                 f"cannot rebuild summary.json in '{data.path}': steps.csv has no rows.",
                 hint=HINT,
             )
-        from mtldiag.report.rebuild import rebuild_summary
+        from mtldiag.rundir.rebuild import rebuild_summary
 
         why = "summary.json was missing or unreadable" if data.summary is None else "--rebuild"
         data.summary = rebuild_summary(data, why)

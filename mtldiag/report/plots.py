@@ -22,9 +22,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from mtldiag.metrics import ALL_LAYERS  # noqa: E402
-from mtldiag.report.load import RunData  # noqa: E402
+from mtldiag.engine.gramian import ALL_LAYERS  # noqa: E402
 from mtldiag.report.tables import layer_scores, reference_run  # noqa: E402
+from mtldiag.rundir.load import RunData  # noqa: E402
 
 MAX_POINTS = 400  # a plotted curve has at most this many points
 DPI = 100

@@ -169,7 +169,7 @@ def pair_data(summary: dict[str, Any]) -> TableData:
 
 def _conflicting(pair: dict[str, Any]) -> bool:
     """The diagnosis' directional-conflict rule (sign flips near zero cosine do not count)."""
-    from mtldiag.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
+    from mtldiag.analysis.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
 
     rate, cos, neg = (
         pair.get("conflict_rate"),

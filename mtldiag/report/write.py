@@ -9,9 +9,9 @@ from pathlib import Path
 from mtldiag.errors import MtldiagError
 from mtldiag.report.content import build_content
 from mtldiag.report.html import render_html
-from mtldiag.report.load import RunData, load_run
 from mtldiag.report.markdown import render_markdown
 from mtldiag.report.plots import make_plots
+from mtldiag.rundir.load import RunData, load_run
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@ import math
 
 import torch
 
+from mtldiag.engine.gramian import cosines, norms
 from mtldiag.examples.synthetic import build_loader, build_model, task_maps
-from mtldiag.metrics import cosines, norms
 
 
 def _first_step_gradients(cosine, scale):

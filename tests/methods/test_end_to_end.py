@@ -13,11 +13,11 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-import mtldiag.profile as profile_mod
+import mtldiag.runs.profile as profile_mod
 from mtldiag import methods
-from mtldiag.build import build_model
 from mtldiag.cli import app
-from mtldiag.profile import run_profile
+from mtldiag.runs.build import build_model
+from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
 
 from ..conftest import SYNTHETIC, write_spec

@@ -13,7 +13,7 @@ SAMPLE = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
 @pytest.fixture(scope="session")
 def profile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 20-step profile of the sample spec (its own run directory, report included)."""
-    from mtldiag.profile import run_profile
+    from mtldiag.runs.profile import run_profile
 
     out = tmp_path_factory.mktemp("profile") / "run"
     run_profile(SAMPLE, out=out, steps=20, device="cpu")

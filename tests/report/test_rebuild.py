@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from mtldiag.report.load import load_run, read_steps
-from mtldiag.report.rebuild import rebuild_summary
+from mtldiag.rundir.load import load_run, read_steps
+from mtldiag.rundir.rebuild import rebuild_summary
 
 
 def close(a, b, path=""):

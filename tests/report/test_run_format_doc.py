@@ -31,8 +31,8 @@ def doc_keys() -> set[str]:
 def real_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict, dict]:
     """(profile summary, compare summary, env.json) of two tiny real runs."""
     import mtldiag.report as report
-    from mtldiag.compare import run_compare
-    from mtldiag.profile import run_profile
+    from mtldiag.runs.compare import run_compare
+    from mtldiag.runs.profile import run_profile
 
     folder = tmp_path_factory.mktemp("format")
     with pytest.MonkeyPatch.context() as mp:  # the report files are not what this is about

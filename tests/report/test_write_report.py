@@ -108,7 +108,7 @@ def test_md_escape_keeps_tables_whole():
 @pytest.fixture(scope="module")
 def hostile_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real run whose task, spec and layer names are HTML and Markdown syntax."""
-    from mtldiag.profile import run_profile
+    from mtldiag.runs.profile import run_profile
 
     folder = tmp_path_factory.mktemp("hostile")
     names = {"<script>": "a", "x|y": "b", "&amp": "c"}
@@ -142,7 +142,7 @@ def test_user_names_are_escaped_in_markdown(hostile_run: Path):
 
 def test_compare_summary_with_comparison_renders(profile_run: Path, tmp_path: Path):
     """Two profile runs merged into one compare directory with a hand-made comparison."""
-    from mtldiag.report.load import read_steps
+    from mtldiag.rundir.load import read_steps
 
     run = tmp_path / "compare"
     shutil.copytree(profile_run, run)

@@ -1,7 +1,7 @@
 """Balancer: any balancing method inside the user's own training loop.
 
     from mtldiag import methods
-    from mtldiag.balancer import Balancer
+    from mtldiag.engine.balancer import Balancer
 
     balancer = Balancer(methods.create("pcgrad"), model.encoder.named_parameters(),
                         other_params=[*model.heads.parameters()])
@@ -11,7 +11,7 @@
         optimizer.step()
 
 Gradient methods: the Jacobian over the shared parameters is computed with one
-``torch.autograd.grad`` per task (:class:`~mtldiag.jacobian.JacobianEngine`); the same calls
+``torch.autograd.grad`` per task (:class:`~mtldiag.engine.jacobian.JacobianEngine`); the same calls
 give the heads their own (unweighted) gradients; the shared ``.grad`` is the method's
 direction.
 Weighting methods: a single backward of ``sum_i w_i L_i`` (plus, for GradNorm, one partial
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mtldiag.jacobian import JacobianEngine, build_layout
+from mtldiag.engine.gramian import stacked_gramians_from_grads
+from mtldiag.engine.jacobian import JacobianEngine, build_layout
 from mtldiag.methods.base import GramianMethod, Method, MethodError, RunContext, WeightingMethod
-from mtldiag.metrics import stacked_gramians_from_grads
 
 
 @dataclass(frozen=True)

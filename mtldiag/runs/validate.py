@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtldiag.build import resolve_device
+from mtldiag.runs.build import resolve_device
 from mtldiag.spec import Spec, load_spec
-from mtldiag.train import prepare
+from mtldiag.runs.train import prepare
 
 
 def validate_spec(

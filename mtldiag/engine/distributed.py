@@ -90,7 +90,7 @@ def setup_device(name: str = "auto") -> torch.device:
 
     On CUDA each rank gets ``cuda:LOCAL_RANK`` whatever index the spec names.
     """
-    from mtldiag.build import resolve_device
+    from mtldiag.runs.build import resolve_device
 
     dev = resolve_device(name)
     env = env_world()

@@ -1,4 +1,4 @@
-"""Renderers for a :class:`~mtldiag.check.CheckReport`: JUnit XML, markdown and JSON.
+"""Renderers for a :class:`~mtldiag.analysis.check.CheckReport`: JUnit XML, markdown and JSON.
 
 Each returns a string and never prints or writes; the CLI decides where it goes.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from mtldiag.check import CheckReport, RuleResult, fmt_number
+from mtldiag.analysis.check import CheckReport, RuleResult, fmt_number
 
 JUNIT_CLASSNAME = "mtldiag.check"
 

@@ -1,6 +1,6 @@
 """Rebuild ``summary.json`` from the CSVs of a run that a crash or Ctrl-C cut short.
 
-The CSV rows are replayed through :class:`mtldiag.summary.RunAccumulator`, the same
+The CSV rows are replayed through :class:`mtldiag.rundir.accumulate.RunAccumulator`, the same
 aggregation training uses, so a rebuilt run entry has the same numbers a finished one would
 have had for the steps done. Compare runs are evaluated on the training-loss tail (the eval
 function and the validation loader are the user's code and are not re-run).
@@ -14,11 +14,11 @@ from typing import Any
 
 import pandas as pd
 
-from mtldiag.diagnose import diagnose
-from mtldiag.metrics import ALL_LAYERS, StepMetrics, pair_indices
-from mtldiag.records import SUMMARY_SCHEMA
-from mtldiag.report.load import RunData
-from mtldiag.summary import RunAccumulator
+from mtldiag.analysis.diagnose import diagnose
+from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics, pair_indices
+from mtldiag.rundir.accumulate import RunAccumulator
+from mtldiag.rundir.load import RunData
+from mtldiag.rundir.writer import SUMMARY_SCHEMA
 
 
 def _layers(pairs: pd.DataFrame | None) -> list[str]:
@@ -230,7 +230,7 @@ def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: 
     if not any(r["status"] == "ok" for r in runs):
         return
     try:
-        from mtldiag.analysis import comparison_table
+        from mtldiag.analysis.ranking import comparison_table
     except ImportError:  # the analysis module is optional for a rebuild
         return
     summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False), "train_loss_tail")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtldiag.errors import UserCodeError
-from mtldiag.imports import resolve
+from mtldiag.runs.imports import resolve
 from mtldiag.methods.base import TaskStats
 from mtldiag.spec import Spec, TaskSpec
 

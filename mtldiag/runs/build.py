@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mtldiag.errors import SpecError, UserCodeError
-from mtldiag.imports import resolve
+from mtldiag.runs.imports import resolve
 from mtldiag.spec import FactorySpec, Spec
 
 _OPTIMIZERS = {
@@ -103,9 +103,9 @@ def build_loader(spec: Spec, seed: int, ref: FactorySpec | None = None, **extra:
 
     Under torchrun the training data (not ``data.val``, which every rank reads whole) is
     sharded: a factory that takes ``rank`` and ``world_size`` gets them, any other loader goes
-    through :func:`mtldiag.distributed.shard_loader`.
+    through :func:`mtldiag.engine.distributed.shard_loader`.
     """
-    from mtldiag import distributed
+    from mtldiag.engine import distributed
 
     ctx = distributed.context() if ref is None else None
     ref = ref or spec.data

@@ -13,17 +13,17 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from mtldiag import distributed
-from mtldiag.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
+from mtldiag.engine import distributed
+from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
 from mtldiag.errors import MtldiagError, TrainingError
-from mtldiag.losses import LossFn, build_loss_fn, check_losses, label_stats
+from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
 from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
-from mtldiag.metrics import ALL_LAYERS
-from mtldiag.probe import GradientProbe, ProbeStep
-from mtldiag.records import RunWriter
-from mtldiag.shared import SharedSelection, select_shared
+from mtldiag.engine.gramian import ALL_LAYERS
+from mtldiag.engine.probe import GradientProbe, ProbeStep
+from mtldiag.rundir.writer import RunWriter
+from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.spec import Spec
-from mtldiag.summary import RunAccumulator
+from mtldiag.rundir.accumulate import RunAccumulator
 
 
 class Observer(Protocol):
@@ -110,7 +110,7 @@ def prepare(
 
 
 def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
-    from mtldiag.jacobian import build_layout
+    from mtldiag.engine.jacobian import build_layout
 
     params = dict(model.named_parameters())
     chosen = [(n, params[n]) for n in ref.layout.names]

@@ -7,13 +7,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtldiag.diagnose import diagnose
-from mtldiag.distributed import setup_device
+from mtldiag.analysis.diagnose import diagnose
+from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import MtldiagError, TrainingError
-from mtldiag.losses import label_stats
-from mtldiag.records import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
+from mtldiag.runs.losses import label_stats
+from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
-from mtldiag.train import Observer, prepare, run_context, train_run
+from mtldiag.runs.train import Observer, prepare, run_context, train_run
 
 
 class Interrupted(MtldiagError):
@@ -53,7 +53,7 @@ def create_method(ms: MethodSpec) -> Any:
     from mtldiag import methods
 
     if not hasattr(methods, "create") and ms.name == "ew":  # TEMP until the registry lands
-        from mtldiag.probe import _EqualWeights
+        from mtldiag.engine.probe import _EqualWeights
 
         return _EqualWeights()
     return methods.create(ms.name, **ms.hparams)
@@ -147,7 +147,7 @@ def run_profile(
 
 
 def _preview_accumulator(tasks: list[str]) -> Any:
-    from mtldiag import preview
+    from mtldiag.analysis import preview
 
     return preview.PreviewAccumulator(tasks)
 

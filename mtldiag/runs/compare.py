@@ -22,16 +22,16 @@ from typing import Any
 
 import torch
 
-from mtldiag.build import build_loader
-from mtldiag.diagnose import diagnose
-from mtldiag.distributed import setup_device
+from mtldiag.runs.build import build_loader
+from mtldiag.analysis.diagnose import diagnose
+from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
-from mtldiag.imports import resolve
-from mtldiag.losses import check_losses, label_stats
-from mtldiag.profile import Interrupted, base_summary, create_method
-from mtldiag.records import RunWriter, default_run_dir, environment
+from mtldiag.runs.imports import resolve
+from mtldiag.runs.losses import check_losses, label_stats
+from mtldiag.runs.profile import Interrupted, base_summary, create_method
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
-from mtldiag.train import (
+from mtldiag.runs.train import (
     Observer,
     Prepared,
     autocast,
@@ -159,7 +159,7 @@ def run_compare(
 
     Keyword arguments override the spec's ``compare:`` section. A run that diverges is
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
-    every finished run and raises :class:`~mtldiag.profile.Interrupted`.
+    every finished run and raises :class:`~mtldiag.runs.profile.Interrupted`.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
@@ -217,7 +217,7 @@ def run_compare(
         create_method(ms).reset(run_context(first, stats, n_steps))
     sweep_w: list[list[float]] = []
     if n_sweep:
-        from mtldiag.analysis import simplex_weights
+        from mtldiag.analysis.ranking import simplex_weights
 
         sweep_w = [list(map(float, w)) for w in simplex_weights(len(tasks), n_sweep, seed_list[0])]
     plan = plan_runs(method_specs, seed_list, tasks, want_single, sweep_w)
@@ -287,7 +287,7 @@ def _finish(
     evaluation: str | None,
     status: str,
 ) -> None:
-    from mtldiag.analysis import comparison_table
+    from mtldiag.analysis.ranking import comparison_table
 
     summary["status"] = status
     summary["evaluation"] = evaluation

@@ -30,7 +30,7 @@ a generous tolerance against a baseline recorded on the same runner type
 (``{metric: step_time_ms, max_increase: 50%}``) over an absolute ``max``.
 
 The library never prints: :func:`run_check` returns a frozen :class:`CheckReport`; the
-renderers in :mod:`mtldiag.check_output` turn it into JUnit XML, markdown or JSON.
+renderers in :mod:`mtldiag.report.check_output` turn it into JUnit XML, markdown or JSON.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtldiag.jacobian import SharedLayout, grads_layer_gramians
+from mtldiag.engine.jacobian import SharedLayout, grads_layer_gramians
 
 ALL_LAYERS = "*"  # the layer label of the whole shared parameter set
 

@@ -7,7 +7,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from mtldiag.metrics import StepMetrics
+from mtldiag.engine.gramian import StepMetrics
 
 FINAL_FRACTION = 0.1  # final_loss is the mean of the last 10% of steps (at least one)
 INITIAL_STEPS = 5  # initial_loss is the mean of the first 5 steps (one batch is noisy)

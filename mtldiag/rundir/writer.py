@@ -16,8 +16,8 @@ from typing import IO, Any
 
 import torch
 
+from mtldiag.engine.gramian import StepMetrics
 from mtldiag.errors import MtldiagError
-from mtldiag.metrics import StepMetrics
 
 SUMMARY_SCHEMA = "mtldiag.summary/1"
 
@@ -60,7 +60,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "argv": sys.argv,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    from mtldiag import distributed
+    from mtldiag.engine import distributed
 
     dctx = distributed.context()
     if dctx is not None:
@@ -80,7 +80,7 @@ class RunWriter:
     """
 
     def __init__(self, path: str | Path, tasks: Sequence[str]) -> None:
-        from mtldiag.distributed import is_main
+        from mtldiag.engine.distributed import is_main
 
         self.path = Path(path)
         self.tasks = list(tasks)

@@ -24,16 +24,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mtldiag import distributed
-from mtldiag.jacobian import JacobianEngine
-from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
-from mtldiag.metrics import (
+from mtldiag.engine import distributed
+from mtldiag.engine.gramian import (
     StepMetrics,
     stacked_gramians,
     stacked_gramians_from_grads,
     step_metrics,
 )
-from mtldiag.shared import SharedSelection, select_shared
+from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.shared import SharedSelection, select_shared
+from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class GradientProbe:
     """Per-task gradient instrument for a multi-task model.
 
     ``shared``: ``"auto"`` (parameters reached by two or more tasks on the first call), glob
-    patterns over parameter names, or a ready :class:`~mtldiag.shared.SharedSelection`.
+    patterns over parameter names, or a ready :class:`~mtldiag.engine.shared.SharedSelection`.
     ``every``: instrument every K-th call (0 never). ``method``: a balancing method from
     :mod:`mtldiag.methods` (default: equal weights); the probe calls its ``reset`` on the
     first call with the task names it sees.

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from mtldiag.engine.jacobian import SharedLayout, build_layout
 from mtldiag.errors import SpecError, UserCodeError
-from mtldiag.jacobian import SharedLayout, build_layout
 
 
 @dataclass(frozen=True)

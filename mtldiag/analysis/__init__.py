@@ -1,0 +1,1 @@
+"""Analysis: pure functions of summaries — the diagnosis, the comparison, previews and checks."""
