@@ -10,9 +10,8 @@ Library API (the CLI is a thin skin over it)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from mtldiag import methods  # noqa: E402
+from mtldiag._version import __version__  # noqa: E402
 from mtldiag.analysis.check import run_check  # noqa: E402
 from mtldiag.engine.balancer import Balancer  # noqa: E402
 from mtldiag.engine.probe import GradientProbe  # noqa: E402

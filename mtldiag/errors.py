@@ -34,6 +34,12 @@ class TrainingError(MtldiagError):
     exit_code = 1
 
 
+class Interrupted(MtldiagError):
+    """Ctrl-C during a run; the records so far are kept."""
+
+    exit_code = 130
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` Did you mean 'x'?`` for the closest choice, or an empty string."""
     import difflib

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mtldiag.runs import train
 from mtldiag.errors import SpecError
-from mtldiag.runs.build import resolve_device
+from mtldiag.engine import device
+from mtldiag.engine.device import resolve_device
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
@@ -48,7 +48,7 @@ def test_cuda_index_beyond_the_gpus_present(monkeypatch):
 
 
 def test_cpu_timer_measures_wall_time():
-    timer = train.StepTimer(torch.device("cpu"))
+    timer = device.StepTimer(torch.device("cpu"))
     timer.start()
     torch.ones(1000, 1000).sum()
     assert timer.stop() > 0
@@ -72,7 +72,7 @@ def test_cuda_timer_uses_events_and_synchronises(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "Event", Event)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append("sync"))
-    timer = train.StepTimer(torch.device("cuda"))
+    timer = device.StepTimer(torch.device("cuda"))
     timer.start()
     assert timer.stop() == 7.5 and calls == ["record", "record", "sync"]
 
@@ -82,5 +82,5 @@ def test_cuda_peak_memory_reads_the_allocator(monkeypatch):
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda d: 3 * 2**20)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda d: seen.setdefault("r", d))
     dev = torch.device("cuda")
-    train.reset_peak_memory(dev)
-    assert seen["r"] == dev and train.peak_memory_mb(dev) == 3.0
+    device.reset_peak_memory(dev)
+    assert seen["r"] == dev and device.peak_memory_mb(dev) == 3.0

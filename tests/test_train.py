@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mtldiag.errors import TrainingError, UserCodeError
-from mtldiag.runs.profile import Interrupted, run_profile
+from mtldiag.errors import Interrupted
+from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
 
 from .conftest import SYNTHETIC

@@ -17,7 +17,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from mtldiag.engine import distributed
-from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 
 # `--help` lists commands in the order a user meets them, not alphabetically.
 _COMMAND_ORDER = ("profile", "validate", "compare", "report", "check", "methods")
@@ -81,8 +81,6 @@ def guarded(fn: F) -> F:
             raise
         except MtldiagError as exc:
             # Under torchrun rank 0 alone prints; another rank's own error reaches it by store.
-            from mtldiag.runs.profile import Interrupted
-
             # A non-finite global loss and Ctrl-C happen on every rank at once.
             everywhere = isinstance(exc, TrainingError | Interrupted)
             if not distributed.failure(exc.message, exc.hint, exc.exit_code, everywhere):

@@ -7,11 +7,14 @@ from pathlib import Path
 import typer
 
 from mtldiag.cli.app import app, console, err_console, fail, guarded
+from mtldiag.cli.check import check_and_render
 from mtldiag.cli.profile import SPEC_HELP
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
+from mtldiag.runs.compare import run_compare
+from mtldiag.spec import load_spec
 
 
 def parse_seeds(text: str | None) -> list[int] | None:
@@ -77,9 +80,6 @@ def compare(
     ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
-    from mtldiag.runs.compare import run_compare
-    from mtldiag.spec import load_spec
-
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
     loaded = load_spec(spec)
     with RichObserver(err_console) as obs:
@@ -108,8 +108,6 @@ def compare(
             code=1,
         )
     if check or rules is not None or baseline is not None:
-        from mtldiag.cli.check import check_and_render
-
         code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
         if code:
             raise typer.Exit(code)

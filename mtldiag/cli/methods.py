@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, guarded
+from mtldiag.errors import MtldiagError
+from mtldiag.methods import describe
 
 
 @app.command("methods")
@@ -19,9 +21,6 @@ def methods_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """List every balancing method: aliases, family, paper, hyper-parameters, state, cost."""
-    from mtldiag.errors import MtldiagError
-    from mtldiag.methods import describe
-
     if family is not None and family not in ("weighting", "gradient"):
         raise MtldiagError(f"--family should be weighting or gradient, not {family!r}.")
     rows = [r for r in describe() if family is None or r.family == family]

@@ -9,9 +9,13 @@ import typer
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, err_console, guarded
+from mtldiag.cli.check import check_and_render
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.engine.distributed import is_main
+from mtldiag.runs.profile import run_profile
+from mtldiag.runs.validate import validate_spec
+from mtldiag.spec import load_spec
 
 SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
 
@@ -54,9 +58,6 @@ def profile(
     ),
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
-    from mtldiag.runs.profile import run_profile
-    from mtldiag.spec import load_spec
-
     loaded = load_spec(spec)
     with RichObserver(err_console) as obs:
         result = run_profile(
@@ -75,8 +76,6 @@ def profile(
     render_summary(console, result.summary)  # tables, diagnosis, warnings, preview
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     if check or rules is not None or baseline is not None:
-        from mtldiag.cli.check import check_and_render
-
         code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
         if code:
             raise typer.Exit(code)
@@ -89,8 +88,6 @@ def validate(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
 ) -> None:
     """Check a spec without training: imports, one forward, every task's loss, shared params."""
-    from mtldiag.runs.validate import validate_spec
-
     report = validate_spec(spec, device=device)
     table = Table(title="Shared parameters (by layer)", title_justify="left", min_width=34)
     table.add_column("layer")

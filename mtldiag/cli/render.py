@@ -12,36 +12,31 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from mtldiag.report import tables
+from mtldiag.report.tables import run_warnings
+
 _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
     """Tables, diagnosis, run status, the runs' warnings, then the preview table if any."""
-    try:
-        from mtldiag.report import tables
-    except ImportError:  # the report package is optional for the core loop
-        tables = None
-    if tables is not None:
-        console.print(tables.task_table(summary))
-        console.print(tables.pair_table(summary))
-        if summary.get("layers") and len(summary["layers"]) > 1:
-            console.print(tables.layer_table(summary, top=5))
-        if summary.get("comparison"):
-            console.print(tables.comparison_table_rich(summary, console))
+    console.print(tables.task_table(summary))
+    console.print(tables.pair_table(summary))
+    if summary.get("layers") and len(summary["layers"]) > 1:
+        console.print(tables.layer_table(summary, top=5))
+    if summary.get("comparison"):
+        console.print(tables.comparison_table_rich(summary, console))
     render_diagnosis(console, summary.get("diagnosis") or [])
     if summary.get("status") not in (None, "complete"):
         console.print(f"[yellow]run status: {escape(str(summary['status']))}[/]")
     render_run_warnings(console, summary)
-    if tables is not None:
-        preview = tables.preview_table(summary)
-        if preview is not None:
-            console.print(preview)
+    preview = tables.preview_table(summary)
+    if preview is not None:
+        console.print(preview)
 
 
 def render_run_warnings(console: Console, summary: dict[str, Any]) -> None:
     """One yellow line per warning a run carries (``runs[i]["warnings"]``), names escaped."""
-    from mtldiag.report.tables import run_warnings  # plain Python: no optional dependency
-
     for line in run_warnings(summary):
         console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 

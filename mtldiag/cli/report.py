@@ -8,6 +8,7 @@ import typer
 
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.render import render_summary
+from mtldiag.report.build import build_report
 
 
 @app.command()
@@ -28,8 +29,6 @@ def report(
     ),
 ) -> None:
     """Write report.html, report.md and plots/ for a run directory (also one cut short)."""
-    from mtldiag.report.build import build_report
-
     result = build_report(run_dir, rebuild=rebuild)
     if result.rebuilt:
         err_console.print(

@@ -32,6 +32,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from mtldiag.engine.device import resolve_device
 from mtldiag.errors import SpecError
 
 # Collectives run on slices of at most this many bytes, so a large Jacobian does not need one
@@ -90,7 +91,6 @@ def setup_device(name: str = "auto") -> torch.device:
 
     On CUDA each rank gets ``cuda:LOCAL_RANK`` whatever index the spec names.
     """
-    from mtldiag.runs.build import resolve_device
 
     dev = resolve_device(name)
     env = env_world()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mtldiag.engine.jacobian import SharedLayout, grads_layer_gramians
+from mtldiag.engine.jacobian import SharedLayout
 
 ALL_LAYERS = "*"  # the layer label of the whole shared parameter set
 
@@ -134,3 +134,48 @@ def step_metrics(stack: torch.Tensor, layout: SharedLayout) -> StepMetrics:
         cosine=[row[t + k : t + 2 * k] for row in packed],
         gms=[row[t + 2 * k : t + 3 * k] for row in packed],
     )
+
+
+def grads_layer_gramians(
+    task_grads: Sequence[Sequence[torch.Tensor | None]], layout: SharedLayout
+) -> torch.Tensor:
+    """(L, T, T) per-layer Gramians from per-task gradient lists, without materialising ``J``.
+
+    Equal (up to rounding) to ``J[:, s] J[:, s]^T`` for each layer's slice ``s``, in the
+    gradients' dtype. One BLAS dot per parameter and task pair, all summed per layer at the
+    end: measured faster than copying into ``J`` and multiplying (a T x T GEMM output runs far
+    below memory speed), and faster than cache-sized chunks (per-call overhead dominates).
+    """
+    n = len(task_grads)
+    params = layout.params
+    pairs = [(a, b) for a in range(n) for b in range(a, n)]
+    first = next((g for row in task_grads for g in row if g is not None), None)
+    like = first if first is not None else params[0].detach()
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    vals: list[torch.Tensor] = []
+    for k in range(len(params)):
+        flat = [None if g[k] is None else g[k].reshape(-1) for g in task_grads]
+        for a, b in pairs:
+            fa, fb = flat[a], flat[b]
+            vals.append(zero if fa is None or fb is None else torch.dot(fa, fb))
+    layer_index = torch.tensor(_param_layers(layout), device=like.device)
+    per_param = torch.stack(vals).view(len(params), len(pairs))
+    per_layer = per_param.new_zeros(len(layout.layer_slices), len(pairs))
+    per_layer.index_add_(0, layer_index, per_param)
+    ia = torch.tensor([a for a, _ in pairs], device=like.device)
+    ib = torch.tensor([b for _, b in pairs], device=like.device)
+    out = per_param.new_zeros(len(layout.layer_slices), n, n)
+    out[:, ia, ib] = per_layer
+    out[:, ib, ia] = per_layer
+    return out
+
+
+def _param_layers(layout: SharedLayout) -> list[int]:
+    """The layer number of each parameter, in layout order."""
+    stops = [s.stop for s in layout.layer_slices.values()]
+    out, li = [], 0
+    for k in range(len(layout.params)):
+        while layout.offsets[k + 1] > stops[li]:
+            li += 1
+        out.append(li)
+    return out

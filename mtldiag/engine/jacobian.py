@@ -8,8 +8,8 @@ to the whole one.
 ``J`` itself is only built where something needs it (methods whose ``aggregate`` reads it, such
 as GradDrop, and the torchrun path, which averages it across ranks). Gramian methods and
 weighting steps keep the T gradient lists autograd returns (:meth:`JacobianEngine.task_grads`),
-take the Gramians by dot products (:func:`grads_layer_gramians`) and sum the update in place
-into them (:meth:`JacobianEngine.combine_into_grads`): no T x P copy.
+take the Gramians by dot products (:func:`mtldiag.engine.gramian.grads_layer_gramians`) and
+sum the update in place into them (:meth:`JacobianEngine.combine_into_grads`): no T x P copy.
 """
 
 from __future__ import annotations
@@ -224,65 +224,5 @@ class JacobianEngine:
                 p.grad.copy_(g)
 
 
-def gramian(jacobian: torch.Tensor) -> torch.Tensor:
-    """``G = J J^T`` as float64 (T x T).
-
-    The product runs in the Jacobian's dtype (a float64 copy of a T x P matrix would cost more
-    than the product itself); the small result is promoted so the T x T work downstream
-    (cosines, solvers) is exact enough at any gradient scale.
-    """
-    return (jacobian @ jacobian.T).double()
-
-
-def layer_gramians(jacobian: torch.Tensor, layout: SharedLayout) -> dict[str, torch.Tensor]:
-    """One Gramian per shared layer (they sum to :func:`gramian` of the whole)."""
-    return {name: gramian(jacobian[:, s]) for name, s in layout.layer_slices.items()}
-
-
 def _storage(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
-
-
-def grads_layer_gramians(
-    task_grads: Sequence[Sequence[torch.Tensor | None]], layout: SharedLayout
-) -> torch.Tensor:
-    """(L, T, T) per-layer Gramians from per-task gradient lists, without materialising ``J``.
-
-    Equal (up to rounding) to ``J[:, s] J[:, s]^T`` for each layer's slice ``s``, in the
-    gradients' dtype. One BLAS dot per parameter and task pair, all summed per layer at the
-    end: measured faster than copying into ``J`` and multiplying (a T x T GEMM output runs far
-    below memory speed), and faster than cache-sized chunks (per-call overhead dominates).
-    """
-    n = len(task_grads)
-    params = layout.params
-    pairs = [(a, b) for a in range(n) for b in range(a, n)]
-    first = next((g for row in task_grads for g in row if g is not None), None)
-    like = first if first is not None else params[0].detach()
-    zero = torch.zeros((), dtype=like.dtype, device=like.device)
-    vals: list[torch.Tensor] = []
-    for k in range(len(params)):
-        flat = [None if g[k] is None else g[k].reshape(-1) for g in task_grads]
-        for a, b in pairs:
-            fa, fb = flat[a], flat[b]
-            vals.append(zero if fa is None or fb is None else torch.dot(fa, fb))
-    layer_index = torch.tensor(_param_layers(layout), device=like.device)
-    per_param = torch.stack(vals).view(len(params), len(pairs))
-    per_layer = per_param.new_zeros(len(layout.layer_slices), len(pairs))
-    per_layer.index_add_(0, layer_index, per_param)
-    ia = torch.tensor([a for a, _ in pairs], device=like.device)
-    ib = torch.tensor([b for _, b in pairs], device=like.device)
-    out = per_param.new_zeros(len(layout.layer_slices), n, n)
-    out[:, ia, ib] = per_layer
-    out[:, ib, ia] = per_layer
-    return out
-
-
-def _param_layers(layout: SharedLayout) -> list[int]:
-    """The layer number of each parameter, in layout order."""
-    stops = [s.stop for s in layout.layer_slices.values()]
-    out, li = [], 0
-    for k in range(len(layout.params)):
-        while layout.offsets[k + 1] > stops[li]:
-            li += 1
-        out.append(li)
-    return out

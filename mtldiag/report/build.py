@@ -9,6 +9,7 @@ from typing import Any
 from mtldiag.errors import MtldiagError
 from mtldiag.report.write import ReportPaths, write_report
 from mtldiag.rundir.load import HINT, load_run
+from mtldiag.rundir.rebuild import rebuild_summary
 from mtldiag.rundir.writer import RunWriter
 
 
@@ -36,8 +37,6 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
                 f"cannot rebuild summary.json in '{data.path}': steps.csv has no rows.",
                 hint=HINT,
             )
-        from mtldiag.rundir.rebuild import rebuild_summary
-
         why = "summary.json was missing or unreadable" if data.summary is None else "--rebuild"
         data.summary = rebuild_summary(data, why)
         RunWriter(data.path, data.tasks).write_summary(data.summary)

@@ -19,6 +19,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
+from mtldiag.analysis.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
+
 DASH = "–"
 
 
@@ -169,8 +171,6 @@ def pair_data(summary: dict[str, Any]) -> TableData:
 
 def _conflicting(pair: dict[str, Any]) -> bool:
     """The diagnosis' directional-conflict rule (sign flips near zero cosine do not count)."""
-    from mtldiag.analysis.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
-
     rate, cos, neg = (
         pair.get("conflict_rate"),
         pair.get("cosine_mean"),

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from mtldiag.analysis.diagnose import diagnose
+from mtldiag.analysis.ranking import comparison_table
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics, pair_indices
 from mtldiag.rundir.accumulate import RunAccumulator
 from mtldiag.rundir.load import RunData
@@ -228,9 +229,5 @@ def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: 
             run["metrics"] = dict(run["final_loss"])
     summary["evaluation"] = "train_loss_tail"
     if not any(r["status"] == "ok" for r in runs):
-        return
-    try:
-        from mtldiag.analysis.ranking import comparison_table
-    except ImportError:  # the analysis module is optional for a rebuild
         return
     summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False), "train_loss_tail")

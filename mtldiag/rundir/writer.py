@@ -16,6 +16,8 @@ from typing import IO, Any
 
 import torch
 
+from mtldiag._version import __version__
+from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics
 from mtldiag.errors import MtldiagError
 
@@ -47,8 +49,6 @@ def _git_sha() -> str | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    from mtldiag import __version__
-
     env: dict[str, Any] = {
         "mtldiag": __version__,
         "python": platform.python_version(),
@@ -60,8 +60,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "argv": sys.argv,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    from mtldiag.engine import distributed
-
     dctx = distributed.context()
     if dctx is not None:
         env["world_size"] = dctx.world_size
@@ -80,11 +78,9 @@ class RunWriter:
     """
 
     def __init__(self, path: str | Path, tasks: Sequence[str]) -> None:
-        from mtldiag.engine.distributed import is_main
-
         self.path = Path(path)
         self.tasks = list(tasks)
-        self.enabled = is_main()
+        self.enabled = distributed.is_main()
         self._steps: IO[str] | None = None
         self._pairs: IO[str] | None = None
         self._steps_csv: Any = None
@@ -189,15 +185,6 @@ class RunWriter:
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False), encoding="utf-8")
         os.replace(tmp, out)
         return out
-
-    def finish(self, summary: dict[str, Any]) -> None:
-        """Write ``summary.json``, then the report built from the whole directory."""
-        self.write_summary(summary)
-        if not self.enabled:
-            return
-        from mtldiag.report import write_report  # matplotlib loads only when a run ends
-
-        write_report(self.path)
 
     def close(self) -> None:
         for f in (self._steps, self._pairs):

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtldiag.errors import SpecError, UserCodeError
+from mtldiag.engine import distributed
+from mtldiag.errors import SpecError, UserCodeError, did_you_mean
 from mtldiag.runs.imports import resolve
 from mtldiag.spec import FactorySpec, Spec
 
@@ -20,42 +21,6 @@ _OPTIMIZERS = {
     "rmsprop": torch.optim.RMSprop,
     "adagrad": torch.optim.Adagrad,
 }
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise SpecError(
-            f"device '{name}' is not a device name.", hint="use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise SpecError(
-            f"device '{name}' is not supported.", hint="use auto, cpu, cuda, cuda:N or mps"
-        )
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise SpecError(
-            f"device '{name}' was asked for but CUDA is not available here.",
-            hint="use --device auto or --device cpu",
-        )
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise SpecError(f"device '{name}' does not exist: {torch.cuda.device_count()} GPU(s).")
-    if dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise SpecError(
-                "device 'mps' was asked for but MPS is not available here.",
-                hint="use --device auto or --device cpu",
-            )
-    return dev
 
 
 def seed_everything(seed: int) -> None:
@@ -105,8 +70,6 @@ def build_loader(spec: Spec, seed: int, ref: FactorySpec | None = None, **extra:
     sharded: a factory that takes ``rank`` and ``world_size`` gets them, any other loader goes
     through :func:`mtldiag.engine.distributed.shard_loader`.
     """
-    from mtldiag.engine import distributed
-
     ctx = distributed.context() if ref is None else None
     ref = ref or spec.data
     self_sharded = False
@@ -132,8 +95,6 @@ def build_optimizer(spec: Spec, params: list[torch.Tensor]) -> torch.optim.Optim
     cfg = dict(spec.optimizer)
     name = str(cfg.pop("name")).lower()
     if name not in _OPTIMIZERS:
-        from mtldiag.errors import did_you_mean
-
         raise SpecError(
             f"optimizer '{name}' is not supported.{did_you_mean(name, tuple(_OPTIMIZERS))}",
             hint="use one of " + ", ".join(_OPTIMIZERS),

@@ -24,17 +24,18 @@ import torch
 
 from mtldiag.runs.build import build_loader
 from mtldiag.analysis.diagnose import diagnose
+from mtldiag.analysis.ranking import comparison_table, simplex_weights
+from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
-from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
+from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
-from mtldiag.runs.profile import Interrupted, base_summary, create_method
+from mtldiag.runs.profile import base_summary, close_run, create_method
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
 from mtldiag.runs.train import (
     Observer,
     Prepared,
-    autocast,
     move_to,
     prepare,
     run_context,
@@ -159,7 +160,7 @@ def run_compare(
 
     Keyword arguments override the spec's ``compare:`` section. A run that diverges is
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
-    every finished run and raises :class:`~mtldiag.runs.profile.Interrupted`.
+    every finished run and raises :class:`~mtldiag.errors.Interrupted`.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
@@ -217,8 +218,6 @@ def run_compare(
         create_method(ms).reset(run_context(first, stats, n_steps))
     sweep_w: list[list[float]] = []
     if n_sweep:
-        from mtldiag.analysis.ranking import simplex_weights
-
         sweep_w = [list(map(float, w)) for w in simplex_weights(len(tasks), n_sweep, seed_list[0])]
     plan = plan_runs(method_specs, seed_list, tasks, want_single, sweep_w)
     val_ref = spec.val
@@ -287,8 +286,6 @@ def _finish(
     evaluation: str | None,
     status: str,
 ) -> None:
-    from mtldiag.analysis.ranking import comparison_table
-
     summary["status"] = status
     summary["evaluation"] = evaluation
     ok = [r for r in summary["runs"] if r.get("status") == "ok"]
@@ -300,4 +297,4 @@ def _finish(
     hib = {t: hib.get(t, False) for t in tasks}
     if ok:
         summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
-    writer.finish(summary)
+    close_run(writer, summary)

@@ -8,18 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.analysis.diagnose import diagnose
+from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
-from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag import methods
+from mtldiag.errors import Interrupted, MtldiagError, TrainingError
+from mtldiag.methods.base import Method
+from mtldiag.report import write_report
 from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
-
-
-class Interrupted(MtldiagError):
-    """Ctrl-C during a run; the records so far are kept."""
-
-    exit_code = 130
 
 
 @dataclass(frozen=True)
@@ -49,13 +47,8 @@ def base_summary(
     }
 
 
-def create_method(ms: MethodSpec) -> Any:
-    from mtldiag import methods
-
-    if not hasattr(methods, "create") and ms.name == "ew":  # TEMP until the registry lands
-        from mtldiag.engine.probe import _EqualWeights
-
-        return _EqualWeights()
+def create_method(ms: MethodSpec) -> Method:
+    """A fresh method instance for one run (never one shared between compared runs)."""
     return methods.create(ms.name, **ms.hparams)
 
 
@@ -146,10 +139,8 @@ def run_profile(
     return ProfileResult(run_dir, summary)
 
 
-def _preview_accumulator(tasks: list[str]) -> Any:
-    from mtldiag.analysis import preview
-
-    return preview.PreviewAccumulator(tasks)
+def _preview_accumulator(tasks: list[str]) -> PreviewAccumulator:
+    return PreviewAccumulator(tasks)
 
 
 def _finish(
@@ -166,4 +157,11 @@ def _finish(
         summary["diagnosis"] = diagnose(run, layers)
     if preview_acc is not None:
         summary["preview"] = preview_acc.summary()
-    writer.finish(summary)
+    close_run(writer, summary)
+
+
+def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
+    """Write ``summary.json``, then the report built from the whole run directory."""
+    writer.write_summary(summary)
+    if writer.enabled:
+        write_report(writer.path)

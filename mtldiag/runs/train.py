@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import resource
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -14,6 +11,8 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
+from mtldiag.engine.device import StepTimer, autocast, peak_memory_mb, reset_peak_memory
+from mtldiag.engine.jacobian import build_layout
 from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
 from mtldiag.errors import MtldiagError, TrainingError
 from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
@@ -60,13 +59,6 @@ class Prepared:
     first_losses: dict[str, float]
 
 
-def autocast(device: torch.device, precision: str) -> Any:
-    if precision == "fp32":
-        return torch.autocast(device_type=device.type, enabled=False)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def compute_losses(
     loss_fn: LossFn,
     model: nn.Module,
@@ -110,8 +102,6 @@ def prepare(
 
 
 def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
-    from mtldiag.engine.jacobian import build_layout
-
     params = dict(model.named_parameters())
     chosen = [(n, params[n]) for n in ref.layout.names]
     names = set(ref.layout.names)
@@ -122,54 +112,6 @@ def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
         tuple(n for n, _ in others),
         ref.reached_by,
     )
-
-
-class StepTimer:
-    """Wall time of a step: CUDA events (with synchronisation) on GPU, perf_counter else."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.cuda = device.type == "cuda"
-        self.device = device
-
-    def start(self) -> None:
-        if self.cuda:
-            self._a = torch.cuda.Event(enable_timing=True)
-            self._b = torch.cuda.Event(enable_timing=True)
-            self._a.record()
-        else:
-            self._t0 = time.perf_counter()
-
-    def stop(self) -> float:
-        if self.cuda:
-            self._b.record()
-            torch.cuda.synchronize(self.device)
-            return float(self._a.elapsed_time(self._b))
-        return (time.perf_counter() - self._t0) * 1e3
-
-
-def reset_peak_memory(device: torch.device) -> None:
-    """Start a run's peak-memory count afresh, so compared runs do not inherit earlier peaks.
-
-    On CPU the peak is the process's resident-set high-water mark, which only grows; Linux
-    lets a process reset it (``/proc/self/clear_refs``, value 5). Elsewhere it stays
-    process-wide, which the run-format doc says.
-    """
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """CUDA allocator peak on GPU; process peak RSS otherwise (Linux reports KiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS
 
 
 def run_context(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mtldiag.runs.build import resolve_device
+from mtldiag.engine.device import resolve_device
 from mtldiag.spec import Spec, load_spec
 from mtldiag.runs.train import prepare
 
