@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from mtldiag.errors import SpecError
 from mtldiag.engine import device
 from mtldiag.engine.device import resolve_device
+from mtldiag.errors import SpecError
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

@@ -6,8 +6,11 @@ import pytest
 import torch
 from torch import nn
 
-from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
-from mtldiag.engine.gramian import grads_layer_gramians
+from mtldiag.engine.gramian import (
+    grads_layer_gramians,
+    stacked_gramians,
+    stacked_gramians_from_grads,
+)
 from mtldiag.engine.jacobian import JacobianEngine, build_layout
 
 

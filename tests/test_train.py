@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mtldiag.errors import TrainingError, UserCodeError
-from mtldiag.errors import Interrupted
+from mtldiag.errors import Interrupted, TrainingError, UserCodeError
 from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
 
