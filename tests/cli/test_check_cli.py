@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from mtldiag.cli import app
 
+from ..analysis.test_check import compare_summary, profile_summary
 from ..conftest import SYNTHETIC, write_spec
-from ..test_check import compare_summary, profile_summary
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ from mtldiag.runs.compare import plan_runs, run_compare
 from mtldiag.runs.train import prepare
 from mtldiag.spec import MethodSpec, parse_spec
 
-from .conftest import SYNTHETIC
+from ..conftest import SYNTHETIC
 
 
 def _params(model):

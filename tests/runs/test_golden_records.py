@@ -19,8 +19,8 @@ import pytest
 
 from mtldiag import run_compare
 
-ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = Path(__file__).parent / "fixtures" / "golden"
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "golden"
 SPECS = {
     "synthetic": "sample_configs/synthetic.yaml",
     "mlp": "sample_configs/mlp.yaml",

@@ -10,7 +10,7 @@ from mtldiag.errors import Interrupted, TrainingError, UserCodeError
 from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
 
-from .conftest import SYNTHETIC
+from ..conftest import SYNTHETIC
 
 USER_CODE = """
 import torch

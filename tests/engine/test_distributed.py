@@ -24,9 +24,9 @@ from mtldiag.runs.build import build_model
 from mtldiag.runs.train import compute_losses, prepare
 from mtldiag.spec import load_spec
 
-from .conftest import SYNTHETIC, write_spec
+from ..conftest import SYNTHETIC, write_spec
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 TIMEOUT_S = 120
 WORLD = 2
 # Noisy targets: each rank's batch gives a different gradient, so averaging J is observable.
