@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from mtldiag.engine.probe import _EqualWeights
+from mtldiag import methods
 from mtldiag.rundir.writer import RunWriter
 from mtldiag.runs.build import BatchCycle
 from mtldiag.runs.train import prepare, train_run
@@ -79,7 +79,7 @@ def _loop_mtldiag(prep, steps: int, every: int, out: Path) -> float:
     writer = RunWriter(out, prep.tasks)
     writer.open("{}", {})
     t0 = time.perf_counter()
-    train_run(prep, _EqualWeights(), "ew", steps, every, writer=writer, stats={})
+    train_run(prep, methods.create("ew"), "ew", steps, every, writer=writer, stats={})
     ms = (time.perf_counter() - t0) / steps * 1e3
     writer.close()
     return ms

@@ -1,7 +1,7 @@
 """Balancer: any balancing method inside the user's own training loop.
 
     from mtldiag import methods
-    from mtldiag.engine.balancer import Balancer
+    from mtldiag import Balancer
 
     balancer = Balancer(methods.create("pcgrad"), model.encoder.named_parameters(),
                         other_params=[*model.heads.parameters()])
@@ -10,12 +10,11 @@
         balancer.backward({"seg": seg_loss, "depth": depth_loss})   # fills every .grad
         optimizer.step()
 
-Gradient methods: the Jacobian over the shared parameters is computed with one
-``torch.autograd.grad`` per task (:class:`~mtldiag.engine.jacobian.JacobianEngine`); the same calls
-give the heads their own (unweighted) gradients; the shared ``.grad`` is the method's
-direction.
-Weighting methods: a single backward of ``sum_i w_i L_i`` (plus, for GradNorm, one partial
-``autograd.grad`` per task on the last shared layer for the norms).
+Both run the one step core, :func:`mtldiag.engine.step.backward_step`, as the trainer does.
+Gradient methods: one ``torch.autograd.grad`` per task over the shared parameters; the same
+calls give the heads their own (unweighted) gradients; the shared ``.grad`` is the method's
+direction. Weighting methods: a single backward of ``sum_i w_i L_i`` (plus, for GradNorm, one
+partial ``autograd.grad`` per task on the last shared layer for the norms).
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mtldiag.engine.gramian import stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, build_layout
-from mtldiag.methods.base import GramianMethod, Method, MethodError, RunContext, WeightingMethod
+from mtldiag.engine.step import backward_step, detached_losses
+from mtldiag.methods.base import Method, MethodError, RunContext
 
 
 @dataclass(frozen=True)
@@ -98,51 +97,9 @@ class Balancer:
         step = self.step
         self.step += 1
         ordered = [losses[t].reshape(()) for t in self.tasks]
-        detached = torch.stack([loss.detach().float() for loss in ordered])
-        m = self.method
-        weights: torch.Tensor | None = None
-        if isinstance(m, WeightingMethod):
-            weights = m.weights(detached, step)
-            norms = self._grad_norms(ordered, m.grad_norm_layer) if m.needs_grad_norms else None
-            total = (weights.to(ordered[0]) * torch.stack(ordered)).sum()
-            total.backward()
-            m.update(detached, step, norms)
-        else:
-            # One autograd.grad per task gives J and, in the same calls, each head its own
-            # plain gradient (as the trainer does): no second backward, no retained graph.
-            if isinstance(m, GramianMethod):
-                # No J: G from the T gradient lists (one dot per parameter and pair), the
-                # direction summed in place into them, as a plain multi-pass update would.
-                grads = self.engine.task_grads(ordered)
-                gram = stacked_gramians_from_grads(grads, self.layout)[0]
-                weights = m.weights_from_gramian(gram, detached)
-                self.engine.combine_into_grads(grads, weights)
-            else:
-                jac = self.engine.compute(ordered)
-                direction = m.aggregate(jac, detached)
-                if direction.untyped_storage().data_ptr() == jac.untyped_storage().data_ptr():
-                    direction = direction.clone()  # a view of J's buffer, reused next step
-                self.engine.write_direction(direction)
-        w_list = None if weights is None else weights.double().cpu().tolist()
-        return BalanceStep(step, detached.tolist(), w_list, tuple(m.warnings))
-
-    def _grad_norms(self, ordered: list[torch.Tensor], where: str) -> torch.Tensor:
-        """Each task's unweighted gradient norm on the last shared layer (or all shared)."""
-        layout = self.layout
-        if where == "all":
-            params = list(layout.params)
-        else:
-            last = list(layout.layer_slices.values())[-1]
-            params = [
-                p
-                for k, p in enumerate(layout.params)
-                if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
-            ]
-        out = []
-        for loss in ordered:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            norms = [torch.linalg.vector_norm(g) for g in grads if g is not None]
-            out.append(
-                torch.linalg.vector_norm(torch.stack(norms)) if norms else loss.new_zeros(())
-            )
-        return torch.stack(out).detach().float().cpu()  # one host transfer for all T
+        detached = detached_losses(ordered)
+        # A weighting method's step is one backward of sum_i w_i L_i (no per-task pass).
+        result = backward_step(self.engine, self.method, ordered, detached, step, per_task=False)
+        w = result.weights
+        w_list = None if w is None else w.double().cpu().tolist()
+        return BalanceStep(step, detached.tolist(), w_list, tuple(self.method.warnings))

@@ -25,15 +25,12 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
-from mtldiag.engine.gramian import (
-    StepMetrics,
-    stacked_gramians,
-    stacked_gramians_from_grads,
-    step_metrics,
-)
+from mtldiag.engine.gramian import StepMetrics, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
+from mtldiag.engine.step import backward_step, detached_losses
+from mtldiag.methods._scalar import EqualWeights
+from mtldiag.methods.base import Method, RunContext
 
 
 @dataclass(frozen=True)
@@ -46,13 +43,6 @@ class ProbeStep:
     weights: list[float] | None
     metrics: StepMetrics | None
     gramian: torch.Tensor | None  # (T, T) float64 of the whole shared set, when computed
-
-
-class _EqualWeights(WeightingMethod):
-    name = "ew"
-
-    def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
-        return torch.ones_like(losses)
 
 
 class GradientProbe:
@@ -79,7 +69,7 @@ class GradientProbe:
         self.model = model
         self.shared = shared
         self.every = every
-        self.method: Method = method if method is not None else _EqualWeights()
+        self.method: Method = method if method is not None else EqualWeights()
         self.seed = seed
         self.context = context
         self.tasks: list[str] | None = None
@@ -133,120 +123,28 @@ class GradientProbe:
         step = self.step_index
         self.step_index += 1
         ordered = [losses[t] for t in self.tasks]
-        detached = torch.stack([loss.detach().float().reshape(()) for loss in ordered])
-        dctx = distributed.context()
-        if dctx is not None:
+        detached = detached_losses(ordered)
+        if distributed.context() is not None:
             detached = (
                 global_losses if global_losses is not None else distributed.average_(detached)
             )
-        method = self.method
-        weighting = isinstance(method, WeightingMethod)
         inst = self.instrumented(step)
-
-        weights: torch.Tensor | None = method.weights(detached, step) if weighting else None
-        grad_norms: torch.Tensor | None = None
-        metrics: StepMetrics | None = None
-        gram: torch.Tensor | None = None
-        layout = self.engine.layout
-        if (
-            (inst or not weighting)
-            and dctx is None
-            and (weighting or isinstance(method, GramianMethod))
-        ):
-            # No J needed: Gramians from the T gradient lists, the update summed in place
-            # into them (no T x P copy, the cost of a plain multi-pass update).
-            grads = self.engine.task_grads(ordered, head_weights=weights)
-            stack = stacked_gramians_from_grads(grads, layout)  # (L+1, T, T)
-            gram = stack[0]
-            if weighting:
-                assert weights is not None
-                if method.needs_grad_norms:
-                    where = stack[0] if method.grad_norm_layer == "all" else stack[-1]
-                    grad_norms = torch.diagonal(where).clamp_min(0).sqrt().float()
-            else:
-                weights = method.weights_from_gramian(gram, detached)  # type: ignore[attr-defined]
-            assert weights is not None
-            self.engine.combine_into_grads(grads, weights)
-            if inst:
-                metrics = step_metrics(stack, layout)
-        elif inst or not weighting:
-            jac = self.engine.compute(ordered, head_weights=weights)
-            if dctx is not None:
-                distributed.average_(jac)  # T x P floats: the one large collective
-                distributed.average_grads(self.engine.others)
-            stack = stacked_gramians(jac, layout)  # (L+1, T, T)
-            gram = stack[0]
-            if weighting:
-                assert weights is not None
-                direction = weights.to(jac) @ jac
-                if method.needs_grad_norms:
-                    where = stack[0] if method.grad_norm_layer == "all" else stack[-1]
-                    grad_norms = torch.diagonal(where).clamp_min(0).sqrt().float()
-            elif isinstance(method, GramianMethod):
-                weights = method.weights_from_gramian(gram, detached)
-                direction = weights.to(jac) @ jac
-            else:
-                direction = method.aggregate(jac, detached)  # type: ignore[attr-defined]
-            self.engine.write_direction(direction)
-            if inst:
-                metrics = step_metrics(stack, layout)
-        else:
-            assert weights is not None
-            if method.needs_grad_norms:
-                grad_norms = self._last_layer_norms(ordered, method.grad_norm_layer == "all")
-            total = (weights.to(ordered[0].dtype) * torch.stack(ordered).reshape(-1)).sum()
-            total.backward()
-            if dctx is not None and not self.ddp_syncs_plain_steps:
-                distributed.average_grads([*layout.params, *self.engine.others])
-        if weighting:
-            method.update(detached, step, grad_norms)
+        result = backward_step(
+            self.engine,
+            self.method,
+            ordered,
+            detached,
+            step,
+            per_task=inst,
+            ddp_syncs_plain_steps=self.ddp_syncs_plain_steps,
+        )
+        stack = result.gramians
+        weights = result.weights
         return ProbeStep(
             step=step,
             instrumented=inst,
             losses=detached.tolist(),
             weights=None if weights is None else weights.detach().float().cpu().tolist(),
-            metrics=metrics,
-            gramian=gram,
+            metrics=step_metrics(stack, self.engine.layout) if inst and stack is not None else None,
+            gramian=None if stack is None else stack[0],
         )
-
-    def _last_layer_norms(
-        self, ordered: list[torch.Tensor], every_layer: bool = False
-    ) -> torch.Tensor:
-        """Each task's gradient norm on the last shared layer (GradNorm's W), or on all."""
-        assert self.engine is not None
-        layout = self.engine.layout
-        last = list(layout.layer_slices.values())[-1]
-        params = (
-            list(layout.params)
-            if every_layer
-            else [
-                p
-                for k, p in enumerate(layout.params)
-                if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
-            ]
-        )
-        if distributed.context() is not None:
-            return self._global_norms(ordered, params)
-        out = []
-        for loss in ordered:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            sq = sum(float((g.float() ** 2).sum()) for g in grads if g is not None)
-            out.append(sq**0.5)
-        return torch.tensor(out)
-
-    @staticmethod
-    def _global_norms(ordered: list[torch.Tensor], params: list[torch.Tensor]) -> torch.Tensor:
-        """Norms of the rank-averaged gradients (a mean of per-rank norms would be larger)."""
-        rows = []
-        for loss in ordered:
-            grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-            rows.append(
-                torch.cat(
-                    [
-                        (torch.zeros_like(p) if g is None else g).reshape(-1).float()
-                        for p, g in zip(params, grads, strict=True)
-                    ]
-                )
-            )
-        block = distributed.average_(torch.stack(rows))
-        return block.double().pow(2).sum(dim=1).sqrt().float().cpu()
