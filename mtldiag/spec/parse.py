@@ -1,12 +1,9 @@
-"""The YAML spec: parsed with ``yaml.safe_load`` into typed, validated dataclasses.
-
-Every error names the file, the key and the fix; unknown keys suggest the closest valid one.
-"""
+"""Reading the YAML spec: ``yaml.safe_load``, then each section checked into the dataclasses
+of :mod:`mtldiag.spec.model` (every error names the file, the key and the fix)."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +12,18 @@ import yaml
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 from mtldiag.methods.registry import lookup
 from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
-
-DEFAULT_SPEC = "mtldiag.yaml"
-BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("fp32", "bf16", "fp16")
+from mtldiag.spec.model import (
+    BUILTIN_LOSSES,
+    DEFAULT_SPEC,
+    DEVICES,
+    PRECISIONS,
+    CompareSpec,
+    FactorySpec,
+    ProfileSpec,
+    Spec,
+    TaskSpec,
+)
+from mtldiag.spec.values import Where, whole
 
 _TOP_KEYS = (
     "name",
@@ -44,104 +48,6 @@ _DATA_KEYS = ("factory", "kwargs", "val")
 _TASK_KEYS = ("output", "target", "loss", "weight", "higher_is_better", "loss_kwargs")
 _PROFILE_KEYS = ("steps", "every", "method")
 _COMPARE_KEYS = ("methods", "steps", "seeds", "every", "single_task", "sweep", "hyperparams")
-
-
-@dataclass(frozen=True)
-class FactorySpec:
-    """A user callable and its keyword arguments."""
-
-    factory: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One task of the ``tasks:`` map. ``output``/``target``/``loss`` are ``None`` when the
-    spec computes losses with a ``losses:`` function."""
-
-    name: str
-    output: str | int | None = None
-    target: str | int | None = None
-    loss: str | None = None
-    weight: float = 1.0
-    higher_is_better: bool = False
-    loss_kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ProfileSpec:
-    steps: int = 200
-    every: int = 1
-    method: MethodSpec = field(default_factory=lambda: MethodSpec("ew"))
-
-
-@dataclass(frozen=True)
-class CompareSpec:
-    methods: tuple[MethodSpec, ...] = ()
-    steps: int | None = None
-    seeds: tuple[int, ...] = (0,)
-    every: int = 10
-    single_task: bool = False
-    sweep: int = 0
-
-
-@dataclass(frozen=True)
-class Spec:
-    """A validated spec. ``base_dir`` is where relative paths in it are resolved."""
-
-    name: str
-    seed: int
-    device: str
-    precision: str
-    model: FactorySpec
-    data: FactorySpec
-    val: FactorySpec | None
-    tasks: tuple[TaskSpec, ...]
-    losses: str | None
-    shared: str | tuple[str, ...]
-    optimizer: dict[str, Any]
-    profile: ProfileSpec
-    compare: CompareSpec
-    checks: tuple[dict[str, Any], ...]
-    eval: str | None
-    method_hparams: dict[str, dict[str, Any]]
-    raw: dict[str, Any]
-    path: Path | None = None
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent if self.path is not None else Path.cwd()
-
-    @property
-    def task_names(self) -> list[str]:
-        return [t.name for t in self.tasks]
-
-    def task(self, name: str) -> TaskSpec:
-        for t in self.tasks:
-            if t.name == name:
-                return t
-        raise KeyError(name)
-
-
-class _Ctx:
-    """Where we are in the file, for messages."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def err(self, key: str, problem: str, hint: str | None = None) -> SpecError:
-        where = f"{self.source}: '{key}'" if key else self.source
-        return SpecError(f"{where}: {problem}", hint)
-
-    def check_keys(self, section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        for key in section:
-            if key not in allowed:
-                prefix = f"{where}." if where else ""
-                raise self.err(
-                    f"{prefix}{key}",
-                    f"unknown key.{did_you_mean(str(key), allowed)}",
-                    "valid keys here: " + ", ".join(allowed),
-                )
 
 
 def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Spec:
@@ -197,7 +103,7 @@ def parse_spec(
     overrides: dict[str, Any] | None = None,
 ) -> Spec:
     """Validate an already-loaded mapping (see :func:`load_spec`)."""
-    ctx = _Ctx(source)
+    ctx = Where(source)
     if data is None:
         raise ctx.err("", "the spec is empty.", "see sample_configs/synthetic.yaml for a start")
     if not isinstance(data, dict):
@@ -216,7 +122,7 @@ def parse_spec(
         )
 
     name = str(data.get("name") or (path.stem if path else "run"))
-    seed = _int(ctx, "seed", data.get("seed", 0), minimum=0)
+    seed = whole(ctx, "seed", data.get("seed", 0), minimum=0)
     device = str(data.get("device", "auto"))
     if device.split(":")[0] not in DEVICES:
         raise ctx.err(
@@ -304,13 +210,7 @@ def parse_spec(
     )
 
 
-def _int(ctx: _Ctx, key: str, value: Any, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ctx.err(key, f"must be a whole number >= {minimum}, not {value!r}.")
-    return value
-
-
-def _factory(ctx: _Ctx, key: str, value: Any, allowed: tuple[str, ...]) -> FactorySpec:
+def _factory(ctx: Where, key: str, value: Any, allowed: tuple[str, ...]) -> FactorySpec:
     if isinstance(value, str):
         return FactorySpec(value)
     if not isinstance(value, dict):
@@ -324,7 +224,7 @@ def _factory(ctx: _Ctx, key: str, value: Any, allowed: tuple[str, ...]) -> Facto
     return FactorySpec(value["factory"], dict(kwargs))
 
 
-def _tasks(ctx: _Ctx, value: Any, general: bool) -> tuple[TaskSpec, ...]:
+def _tasks(ctx: Where, value: Any, general: bool) -> tuple[TaskSpec, ...]:
     if value is None:
         return ()  # names come from the losses function's output
     if isinstance(value, list) and general and all(isinstance(v, str) for v in value):
@@ -367,12 +267,12 @@ def _tasks(ctx: _Ctx, value: Any, general: bool) -> tuple[TaskSpec, ...]:
     return tuple(out)
 
 
-def _profile(ctx: _Ctx, section: Any, method: Any, hp: dict[str, Any]) -> ProfileSpec:
+def _profile(ctx: Where, section: Any, method: Any, hp: dict[str, Any]) -> ProfileSpec:
     if not isinstance(section, dict):
         raise ctx.err("profile", "must be a mapping like '{steps: 200, every: 1}'.")
     ctx.check_keys(section, _PROFILE_KEYS, "profile")
-    steps = _int(ctx, "profile.steps", section.get("steps", 200), minimum=1)
-    every = _int(ctx, "profile.every", section.get("every", 1), minimum=1)
+    steps = whole(ctx, "profile.steps", section.get("steps", 200), minimum=1)
+    every = whole(ctx, "profile.every", section.get("every", 1), minimum=1)
     m = section.get("method", method) or "ew"
     try:
         ms = parse_method(m, hp)
@@ -381,7 +281,7 @@ def _profile(ctx: _Ctx, section: Any, method: Any, hp: dict[str, Any]) -> Profil
     return ProfileSpec(steps, every, ms)
 
 
-def _compare(ctx: _Ctx, section: Any, hp: dict[str, Any]) -> CompareSpec:
+def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
     if not isinstance(section, dict):
         raise ctx.err("compare", "must be a mapping like '{methods: [ew, pcgrad], steps: 500}'.")
     ctx.check_keys(section, _COMPARE_KEYS, "compare")
@@ -397,7 +297,7 @@ def _compare(ctx: _Ctx, section: Any, hp: dict[str, Any]) -> CompareSpec:
             raise ctx.err("compare.methods", exc.message, exc.hint) from None
     steps = section.get("steps")
     if steps is not None:
-        steps = _int(ctx, "compare.steps", steps, minimum=1)
+        steps = whole(ctx, "compare.steps", steps, minimum=1)
     seeds = section.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -407,8 +307,8 @@ def _compare(ctx: _Ctx, section: Any, hp: dict[str, Any]) -> CompareSpec:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
-    every = _int(ctx, "compare.every", section.get("every", 10), minimum=1)
-    sweep = _int(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
+    every = whole(ctx, "compare.every", section.get("every", 10), minimum=1)
+    sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
     return CompareSpec(
         methods, steps, tuple(seeds), every, bool(section.get("single_task", False)), sweep
     )

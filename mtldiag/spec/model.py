@@ -1,0 +1,91 @@
+"""The validated spec as typed, frozen dataclasses (what every run reads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mtldiag.methods.syntax import MethodSpec
+
+DEFAULT_SPEC = "mtldiag.yaml"
+BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class FactorySpec:
+    """A user callable and its keyword arguments."""
+
+    factory: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of the ``tasks:`` map. ``output``/``target``/``loss`` are ``None`` when the
+    spec computes losses with a ``losses:`` function."""
+
+    name: str
+    output: str | int | None = None
+    target: str | int | None = None
+    loss: str | None = None
+    weight: float = 1.0
+    higher_is_better: bool = False
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    steps: int = 200
+    every: int = 1
+    method: MethodSpec = field(default_factory=lambda: MethodSpec("ew"))
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    methods: tuple[MethodSpec, ...] = ()
+    steps: int | None = None
+    seeds: tuple[int, ...] = (0,)
+    every: int = 10
+    single_task: bool = False
+    sweep: int = 0
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec. ``base_dir`` is where relative paths in it are resolved."""
+
+    name: str
+    seed: int
+    device: str
+    precision: str
+    model: FactorySpec
+    data: FactorySpec
+    val: FactorySpec | None
+    tasks: tuple[TaskSpec, ...]
+    losses: str | None
+    shared: str | tuple[str, ...]
+    optimizer: dict[str, Any]
+    profile: ProfileSpec
+    compare: CompareSpec
+    checks: tuple[dict[str, Any], ...]
+    eval: str | None
+    method_hparams: dict[str, dict[str, Any]]
+    raw: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> TaskSpec:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
