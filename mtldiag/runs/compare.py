@@ -24,7 +24,8 @@ import torch
 
 from mtldiag.runs.build import build_loader
 from mtldiag.analysis.diagnose import diagnose
-from mtldiag.analysis.ranking import comparison_table, simplex_weights
+from mtldiag.analysis.ranking import comparison_table
+from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
