@@ -15,6 +15,7 @@ import yaml
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 from mtldiag.methods.registry import lookup
 from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
+from mtldiag.trackers.factory import parse_sink_names
 
 DEFAULT_SPEC = "mtldiag.yaml"
 BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
@@ -38,6 +39,7 @@ _TOP_KEYS = (
     "eval",
     "method",
     "methods",
+    "log",
 )
 _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
@@ -107,6 +109,7 @@ class Spec:
     method_hparams: dict[str, dict[str, Any]]
     raw: dict[str, Any]
     path: Path | None = None
+    log: tuple[str, ...] = ()  # trackers: tensorboard, mlflow, wandb
 
     @property
     def base_dir(self) -> Path:
@@ -282,6 +285,10 @@ def parse_spec(
     ev = data.get("eval")
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")
+    try:
+        log = parse_sink_names(data.get("log"))
+    except MtldiagError as exc:
+        raise ctx.err("log", exc.message, exc.hint) from None
     return Spec(
         name=name,
         seed=seed,
@@ -301,6 +308,7 @@ def parse_spec(
         method_hparams={k: dict(v) for k, v in method_hparams.items()},
         raw=data,
         path=path,
+        log=log,
     )
 
 

@@ -34,6 +34,7 @@ from mtldiag.engine.gramian import (
 from mtldiag.engine.jacobian import JacobianEngine
 from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.methods.base import GramianMethod, Method, RunContext, WeightingMethod
+from mtldiag.trackers.base import ConflictCounter, step_scalars
 
 
 @dataclass(frozen=True)
@@ -250,3 +251,14 @@ class GradientProbe:
             )
         block = distributed.average_(torch.stack(rows))
         return block.double().pow(2).sum(dim=1).sqrt().float().cpu()
+
+    def scalars(self, step: ProbeStep) -> dict[str, float]:
+        """``step`` (what :meth:`backward` returned) as one flat ``{key: number}`` dict for any
+        logger, in the trackers' key scheme (``loss/<task>``, ``cosine/<a>-vs-<b>``, running
+        ``conflict_rate/...``; :mod:`mtldiag.trackers.base`): ``wandb.log(probe.scalars(step))``.
+
+        The running conflict rate counts the instrumented steps passed here.
+        """
+        # The counter lives on first use so that this method stays one self-contained addition.
+        counter = self.__dict__.setdefault("_scalar_conflicts", ConflictCounter())
+        return step_scalars(step, self.tasks or [], counter)

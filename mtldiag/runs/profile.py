@@ -18,6 +18,9 @@ from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
+from mtldiag.trackers.base import TrackerSetup, flat_params
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,12 @@ def base_summary(
     }
 
 
+def tracker_setup(spec: Spec, run_dir: Path, kind: str, resolved: dict[str, Any]) -> TrackerSetup:
+    """What the trackers of one command are told: names, group, the resolved spec as params."""
+    params = flat_params({**spec.raw, kind: resolved})
+    return TrackerSetup(run_dir, spec.name, f"{spec.name}-{run_dir.name}", kind, params)
+
+
 def create_method(ms: MethodSpec) -> Method:
     """A fresh method instance for one run (never one shared between compared runs)."""
     return methods.create(ms.name, **ms.hparams)
@@ -63,10 +72,12 @@ def run_profile(
     method: str | MethodSpec | None = None,
     observer: Observer | None = None,
     preview: bool = False,
+    log: str | list[str] | None = None,
 ) -> ProfileResult:
     """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
 
-    Keyword arguments override the spec. On a NaN loss raises :class:`TrainingError`, on
+    Keyword arguments override the spec (``log``: trackers, e.g. ``"tensorboard,mlflow"``,
+    else the spec's ``log:``). On a NaN loss raises :class:`TrainingError`, on
     Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
     first and the message names the run directory.
     """
@@ -94,10 +105,13 @@ def run_profile(
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
+    resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
+    names = parse_sink_names(log) if log is not None else spec.log
+    trackers = open_trackers(names, tracker_setup(spec, run_dir, "profile", resolved))
     writer = RunWriter(run_dir, prep.tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
-    summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
+    summary["profile"] = resolved
 
     preview_acc = _preview_accumulator(prep.tasks) if preview else None
     on_probe = None
@@ -110,6 +124,7 @@ def run_profile(
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
+        trackers.start_run(ms.label, spec.seed, prep.tasks)
         run = train_run(
             prep,
             method_obj,
@@ -120,14 +135,15 @@ def run_profile(
             observer,
             on_probe=on_probe,
             stats=stats,
+            trackers=trackers,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc, trackers)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        _finish(writer, summary, result, layers, "interrupted", preview_acc, trackers)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -135,7 +151,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, layers, "complete", preview_acc)
+    _finish(writer, summary, run, layers, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
 
 
@@ -150,18 +166,27 @@ def _finish(
     layers: list[str],
     status: str,
     preview_acc: Any = None,
+    trackers: Trackers | None = None,
 ) -> None:
     summary["status"] = status
+    if trackers is not None:
+        trackers.end_run(run)
     if run is not None:
         summary["runs"] = [run]
         summary["diagnosis"] = diagnose(run, layers)
     if preview_acc is not None:
         summary["preview"] = preview_acc.summary()
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)
 
 
-def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
-    """Write ``summary.json``, then the report built from the whole run directory."""
+def close_run(
+    writer: RunWriter, summary: dict[str, Any], trackers: Trackers | None = None
+) -> None:
+    """Write ``summary.json``, then the report built from the whole run directory; then hand
+    both to the trackers and close them."""
     writer.write_summary(summary)
     if writer.enabled:
         write_report(writer.path)
+    if trackers is not None:
+        trackers.finish(summary, writer.path)
+        trackers.close()
