@@ -22,19 +22,16 @@ from typing import Any
 
 import torch
 
-from mtldiag.runs.build import build_loader
 from mtldiag.analysis.diagnose import diagnose
 from mtldiag.analysis.ranking import comparison_table, simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
+from mtldiag.runs.build import build_loader
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
 from mtldiag.runs.profile import base_summary, close_run, create_method, tracker_setup
-from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
-from mtldiag.trackers.factory import open_trackers, parse_sink_names
-from mtldiag.trackers.hub import Trackers
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -43,6 +40,9 @@ from mtldiag.runs.train import (
     run_context,
     train_run,
 )
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 

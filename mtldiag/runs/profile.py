@@ -7,17 +7,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mtldiag import methods
 from mtldiag.analysis.diagnose import diagnose
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
-from mtldiag import methods
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
-from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.runs.losses import label_stats
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
 from mtldiag.trackers.base import TrackerSetup, flat_params
 from mtldiag.trackers.factory import open_trackers, parse_sink_names
 from mtldiag.trackers.hub import Trackers
@@ -179,9 +179,7 @@ def _finish(
     close_run(writer, summary, trackers)
 
 
-def close_run(
-    writer: RunWriter, summary: dict[str, Any], trackers: Trackers | None = None
-) -> None:
+def close_run(writer: RunWriter, summary: dict[str, Any], trackers: Trackers | None = None) -> None:
     """Write ``summary.json``, then the report built from the whole run directory; then hand
     both to the trackers and close them."""
     writer.write_summary(summary)
