@@ -22,18 +22,17 @@ from typing import Any
 
 import torch
 
-from mtldiag.runs.build import build_loader
 from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.rundir.schema import single_label, sweep_label
+from mtldiag.rundir.summary import conclude_compare
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
+from mtldiag.runs.build import build_loader
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
-from mtldiag.runs.profile import base_summary, close_run, create_method
-from mtldiag.rundir.summary import conclude_compare
-from mtldiag.rundir.schema import single_label, sweep_label
-from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.runs.profile import base_summary, close_run, create_method, tracker_setup
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -42,6 +41,9 @@ from mtldiag.runs.train import (
     run_context,
     train_run,
 )
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
@@ -156,10 +158,12 @@ def run_compare(
     out: str | Path | None = None,
     device: str | None = None,
     observer: Observer | None = None,
+    log: str | list[str] | None = None,
 ) -> CompareResult:
     """Train with each method (and baselines) and write a comparison run directory.
 
-    Keyword arguments override the spec's ``compare:`` section. A run that diverges is
+    Keyword arguments override the spec's ``compare:`` section (``log``: trackers, else the
+    spec's ``log:``). A run that diverges is
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
     every finished run and raises :class:`~mtldiag.errors.Interrupted`.
     """
@@ -224,10 +228,7 @@ def run_compare(
     val_ref = spec.val
 
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    writer = RunWriter(run_dir, tasks)
-    writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "compare", tasks, layers, str(dev))
-    summary["compare"] = {
+    resolved = {
         "methods": [m.label for m in method_specs],
         "seeds": seed_list,
         "steps": n_steps,
@@ -235,6 +236,12 @@ def run_compare(
         "single_task": want_single,
         "sweep": n_sweep,
     }
+    names = parse_sink_names(log) if log is not None else spec.log
+    trackers = open_trackers(names, tracker_setup(spec, run_dir, "compare", resolved))
+    writer = RunWriter(run_dir, tasks)
+    writer.open(spec_to_yaml(spec), environment(dev))
+    summary = base_summary(spec, "compare", tasks, layers, str(dev))
+    summary["compare"] = resolved
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]
@@ -243,6 +250,7 @@ def run_compare(
             prep = first if (pr is plan[0]) else prepare(spec, pr.seed, dev, shared=first.selection)
             method = create_method(pr.method)
             run_tasks = list(pr.tasks) if pr.tasks else tasks
+            trackers.start_run(pr.label, pr.seed, run_tasks)
             try:
                 run = train_run(
                     prep,
@@ -254,27 +262,31 @@ def run_compare(
                     observer,
                     tasks=pr.tasks,
                     stats=stats,
+                    trackers=trackers,
                 )
             except TrainingError as exc:
                 run = exc.run_result  # type: ignore[attr-defined]
                 summary["runs"].append(run)
+                trackers.end_run(run)
                 continue
             val_loader = build_loader(spec, pr.seed, val_ref) if val_ref is not None else None
             metrics, evaluation = evaluate(spec, prep, run_tasks, val_loader, run)
             run["metrics"] = metrics
             summary["runs"].append(run)
+            trackers.end_run(run)
     except KeyboardInterrupt as exc:
         partial = getattr(exc, "run_result", None)
         if partial is not None:
             summary["runs"].append(partial)
-        _finish(writer, summary, spec, tasks, evaluation, "interrupted")
+        trackers.end_run(partial)
+        _finish(writer, summary, spec, tasks, evaluation, "interrupted", trackers)
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
             hint=f"mtldiag report {run_dir} rebuilds the report from them",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, tasks, evaluation, "complete")
+    _finish(writer, summary, spec, tasks, evaluation, "complete", trackers)
     return CompareResult(run_dir, summary)
 
 
@@ -285,8 +297,9 @@ def _finish(
     tasks: list[str],
     evaluation: str | None,
     status: str,
+    trackers: Trackers | None = None,
 ) -> None:
     # Higher-is-better comes with the spec's eval function; losses are lower-is-better.
     hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
     conclude_compare(summary, status, evaluation, {t: hib.get(t, False) for t in tasks})
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)

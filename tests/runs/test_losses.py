@@ -39,10 +39,11 @@ def test_split_batch_forms():
     assert split_batch((x, y))[0] is x
     inputs, targets = split_batch({"inputs": x, "a": y["a"]})
     assert inputs is x and targets["a"] is y["a"]
-    with pytest.raises(UserCodeError, match="needs an 'inputs' key"):
-        split_batch({"a": x})
+    # A flat (x, y1, y2): the targets by index.
+    inputs, targets = split_batch((x, y["a"], y["a"] * 2))
+    assert inputs is x and len(targets) == 2 and torch.equal(targets[1], y["a"] * 2)
     with pytest.raises(UserCodeError, match="the tasks: form needs"):
-        split_batch((x, y, y))
+        split_batch((x,))
 
 
 def test_built_in_losses_equal_torch_and_regression_targets_are_adapted():
