@@ -40,7 +40,7 @@ class UPGrad(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         w = project_rows(g).sum(axis=0)
         if self.reduction == "mean":
             w = w / len(w)
