@@ -34,8 +34,20 @@ def test_every_method_is_listed_with_paper_and_defaults():
         "aligned_mtl",
         "upgrad",
         "famo",
+        # issue 16
+        "gls",
+        "stch",
+        "dualproj",
+        "config",
+        "fairgrad",
+        "sdmgrad",
+        "modo",
+        "moco",
+        "db_mtl",
+        "excess_mtl",
+        "rgw",
     }
-    assert set(rows) == expected
+    assert set(rows) == expected and len(rows) == 32
     assert all(r.paper for r in rows.values())
     assert {h.name: h.default for h in rows["cagrad"].hyperparams}["c"] == 0.4
     assert {h.name: h.default for h in rows["gradnorm"].hyperparams}["alpha"] == 1.5
