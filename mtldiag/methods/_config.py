@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, rank_floor, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, ZERO_ROW, rank_floor, to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -27,9 +27,10 @@ class ConFIG(GramianMethod):
     Non-conflicting (``J d > 0``) whenever the task gradients are linearly independent; with
     dependent ones ``U⁺1`` only matches ``1`` on the range of U. ``C⁺`` drops eigenvalues
     below ``1e-12`` of the largest (``10·T·eps`` of a coarser precision); a zero gradient gets
-    weight 0 (``conflictfree`` maps its unit vector to 0 too). The package's least-squares
-    solve on the P-wide matrix gives the same ``x``; its momentum variant (M-ConFIG) and
-    custom weight / length models are not implemented.
+    weight 0 (``conflictfree`` maps its unit vector to 0 too); when ``1`` is orthogonal to the
+    span of the unit gradients' Gramian (``x = 0``, e.g. opposite pairs) the direction is 0.
+    The package's least-squares solve on the P-wide matrix gives the same ``x``; its
+    momentum variant (M-ConFIG) and custom weight / length models are not implemented.
     """
 
     name = "config"
@@ -48,7 +49,7 @@ class ConFIG(GramianMethod):
         n = len(g)
         diag = np.clip(np.diag(g), 0.0, None)
         top = float(diag.max()) if n else 0.0
-        live = diag > 1e-30 * top if top > 0 else np.zeros(n, dtype=bool)
+        live = diag > ZERO_ROW * top if top > 0 else np.zeros(n, dtype=bool)
         v = np.zeros(n)
         if np.any(live):
             norms = np.sqrt(diag[live])
@@ -56,7 +57,12 @@ class ConFIG(GramianMethod):
             lam, vec = np.linalg.eigh(0.5 * (cos + cos.T))
             cut = max(1e-12, rank_floor(self.precision(gramian), n)) * max(float(lam[-1]), 0.0)
             keep = lam > cut
-            c = (vec[:, keep] / lam[keep]) @ (vec[:, keep].T @ np.ones(int(live.sum())))
+            coef = vec[:, keep].T @ np.ones(int(live.sum()))
+            # 1 (nearly) orthogonal to the range of the unit gradients: x = U⁺1 vanishes and
+            # its direction is rounding (e.g. rows ±u with as many of each sign): d = 0.
+            if float(coef @ coef) <= max(1e-20, rank_floor(self.precision(gramian), n)) * n:
+                return to_torch(np.zeros(n), gramian)
+            c = (vec[:, keep] / lam[keep]) @ coef
             v[live] = c / norms
         sq = float(v @ g @ v)  # ||x||²
         if not np.isfinite(sq) or sq <= 0.0:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import to_numpy, to_torch
+from mtldiag.methods._utils.convert import ZERO_ROW, to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam, RunContext
 
 RESIDUAL = 1e-8
@@ -27,7 +27,7 @@ def fair_weights(
     """
     n = len(g)
     w_out = np.zeros(n)
-    live = np.diag(g) > 1e-30 * max(float(np.max(np.diag(g))), 0.0) if n else np.zeros(0, bool)
+    live = np.diag(g) > ZERO_ROW * max(float(np.max(np.diag(g))), 0.0) if n else np.zeros(0, bool)
     if not np.any(live):
         return w_out, True
     gl = g[np.ix_(live, live)]
@@ -46,13 +46,15 @@ def fair_weights(
     w = np.clip(np.diag(q), 1e-12, None) ** (-alpha / (alpha + 1.0))  # the diagonal's solution
     fw = f(w)
     scale = s ** (-alpha / (alpha + 1.0))
-    ok = False
+
+    def residual(x: np.ndarray) -> float:
+        return float(np.max(np.abs(x**p * (q @ x) - 1.0)))
+
+    res = residual(w)
     for _ in range(max_iter):
-        qw = q @ w
-        if np.max(np.abs(w**p * qw - 1.0)) < tol:
-            ok = True
+        if res < tol:
             break
-        grad = qw - w ** (-p)
+        grad = q @ w - w ** (-p)
         hess = q + np.diag(p * w ** (-p - 1.0))
         try:
             step = -np.linalg.solve(hess, grad)
@@ -64,20 +66,24 @@ def fair_weights(
         neg = step < 0
         if np.any(neg):  # stay strictly inside w > 0
             t = min(1.0, 0.99 * float(np.min(-w[neg] / step[neg])))
-        slope = float(grad @ step)
-        while True:
-            cand = w + t * step
-            fc = f(cand)
-            if fc <= fw + 1e-4 * t * slope or t < 1e-14:
+        cand = w + t * step
+        fc = f(cand)
+        res_c = residual(cand)
+        if not (np.isfinite(res_c) and res_c < res):
+            # Not a plain Newton contraction: backtrack on f (Armijo). Near the solution f
+            # is flat to rounding, which is why the residual test above comes first.
+            slope = float(grad @ step)
+            while not (fc <= fw + 1e-4 * t * slope) and t >= 1e-14:
+                t *= 0.5
+                cand = w + t * step
+                fc = f(cand)
+            if not np.isfinite(fc) or t < 1e-14:
                 break
-            t *= 0.5
-        if not np.isfinite(fc) or t < 1e-14:
-            # The line search cannot improve: accept the point if it already solves.
-            ok = bool(np.max(np.abs(w**p * (q @ w) - 1.0)) < tol)
-            break
-        w, fw = cand, fc
+            res_c = residual(cand)
+        w, fw, res = cand, fc, res_c
         if np.max(w) > 1e15 or np.min(w) < 1e-15:  # running off: unbounded below
             break
+    ok = bool(res < tol)
     w_out[live] = w * scale
     return w_out, ok
 

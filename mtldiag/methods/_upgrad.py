@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, ZERO_ROW, to_numpy, to_torch
 from mtldiag.methods._utils.lsq import factor, nnls, nnls_gram
 from mtldiag.methods._utils.qp import nonneg_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
@@ -71,7 +71,7 @@ class DualConeProjector:
         top = float(diag.max()) if n else 0.0
         # Equilibrate (unit diagonal) so the fast T-space solve works at every gradient
         # scale; a zero gradient (zero row) is left out of every cone constraint's solution.
-        self.live = diag > 1e-30 * top if top > 0 else np.zeros(n, dtype=bool)
+        self.live = diag > ZERO_ROW * top if top > 0 else np.zeros(n, dtype=bool)
         self.norms = np.sqrt(np.where(self.live, diag, 1.0))
         self.gs = g / np.outer(self.norms, self.norms)
         self._pts: np.ndarray | None = None

@@ -3,9 +3,9 @@
 Precision: every T x T solve runs in float64, but a Gramian is only as good as the numbers it
 was formed from. One formed from float32 gradients (directly, or per layer and summed in
 float64 as the trainer does) carries rounding eigenvalues of a few ``eps32 · λmax`` where
-the true Gramian has a zero one (linearly dependent tasks, T > P). Rank decisions must treat
-those as zero: :func:`to_numpy` zeroes every eigenvalue below :func:`rank_floor` when the
-precision is coarser than float64.
+the true Gramian has a zero one (linearly dependent tasks, T > P). Rank decisions (the
+pseudo-inverses of IMTL-G, Aligned-MTL and ConFIG, CAGrad's stationarity test) must treat
+those as zero: they cut at :func:`rank_floor` of the precision.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ import torch
 
 REDUCTION_HELP = "sum (EW scale: weights sum to T) | mean (the paper's: weights sum to 1)"
 _EPS64 = float(np.finfo(np.float64).eps)
+# A task gradient with squared norm below ZERO_ROW of the largest (norm ratio 1e-12) is a
+# zero gradient: what a cancellation that should give 0 leaves in floating point. Treating
+# it as a real (tiny) constraint would make the cone methods jump with the row's rounding.
+ZERO_ROW = 1e-24
 
 
 def rank_floor(precision: torch.dtype | None, n: int) -> float:
@@ -30,23 +34,17 @@ def rank_floor(precision: torch.dtype | None, n: int) -> float:
 
 
 def to_numpy(gramian: torch.Tensor, precision: torch.dtype | None = None) -> np.ndarray:
-    """The Gramian as a symmetric float64 NumPy array (CPU), cleaned to its precision.
+    """The Gramian as a symmetric float64 NumPy array (CPU).
 
-    ``precision``: the dtype the gradients behind ``gramian`` were in (default: the Gramian's
-    own dtype). Coarser than float64: eigenvalues below :func:`rank_floor` (and negative ones)
-    are set to zero, so dependent task gradients stay exactly dependent.
+    ``precision`` (the dtype the gradients behind it were in) is accepted for symmetry with
+    the methods' rank decisions but changes nothing here: the QP-based methods need G as it
+    is (zeroing its rounding eigenvalues would make their weights non-unique, and a solver
+    could then return huge null-space components that the float32 J does not cancel);
+    the pseudo-inverse methods cut at :func:`rank_floor` themselves.
     """
+    del precision
     g = gramian.detach().to("cpu", torch.float64).numpy()
-    g = 0.5 * (g + g.T)
-    floor = rank_floor(precision if precision is not None else gramian.dtype, len(g))
-    if floor > 0.0 and len(g) and np.all(np.isfinite(g)):
-        lam, vec = np.linalg.eigh(g)
-        top = max(float(lam[-1]), 0.0)
-        if np.any(lam < floor * top):
-            lam = np.where(lam < floor * top, 0.0, lam)
-            g = (vec * lam) @ vec.T
-            g = 0.5 * (g + g.T)
-    return g
+    return 0.5 * (g + g.T)
 
 
 def to_torch(w: np.ndarray, like: torch.Tensor) -> torch.Tensor:
