@@ -48,7 +48,8 @@ class SmoothTchebycheff(WeightingMethod):
     def weights(self, losses: torch.Tensor, step: int) -> torch.Tensor:
         ls = losses.detach().double().cpu().clamp_min(1e-20)
         if self.nadir is None and step >= self.warmup:
-            self.nadir = ls.clone() if self._acc is None else self._acc / self._count
+            nadir = ls.clone() if self._acc is None else self._acc / self._count
+            self.nadir = nadir.clamp_min(1e-20)  # a zero mean loss would divide by 0
         if self.nadir is None:
             return (1.0 / ls).to(losses)
         z = torch.log(ls / self.nadir)
