@@ -149,3 +149,22 @@ def test_package_docstring_example_runs():
 
     result = doctest.testmod(pkg, raise_on_error=False, verbose=False)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_docs_and_readme_list_every_method():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    docs = (root / "docs" / "methods.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| `(\w+)` \|", docs, flags=re.M))
+    assert table == set(methods.names())
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Balancing methods", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        ln
+        for ln in section.splitlines()
+        if ln.startswith("| loss weighting") or ln.startswith("| gradient")
+    ]
+    listed = set(re.findall(r"`(\w+)`", " ".join(rows)))
+    assert set(methods.names()) <= listed
