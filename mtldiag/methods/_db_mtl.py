@@ -55,9 +55,9 @@ class DBMTL(GradientMethod):
             self._buf = torch.zeros_like(j)
         self._k += 1
         beta_k = self.beta / self._k**self.beta_sigma
-        scale = 1.0 / (losses.detach().to(j.device, torch.float64) + 1e-8)
-        g = j * scale.to(j)[:, None]  # ∇ log(L_i + ε)
-        self._buf.mul_(beta_k).add_(g, alpha=1.0 - beta_k)
+        scale = 1.0 / (losses.detach().to(j.device, torch.float64) + 1e-8)  # ∇log(L+ε) = g/(L+ε)
+        # ĝ <- β_k ĝ + (1 - β_k) g / (L + ε), in place (no T x P copy).
+        self._buf.mul_(beta_k).addcmul_(j, ((1.0 - beta_k) * scale).to(j)[:, None])
         norms = self._buf.norm(dim=1).double()
         top = norms.max()
         alpha = torch.where(norms > 0, top / norms.clamp_min(1e-300), 0.0)

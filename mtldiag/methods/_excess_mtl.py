@@ -58,7 +58,8 @@ class ExcessMTL(GradientMethod):
             self._w = torch.ones(t, dtype=torch.float64)
         assert self._w is not None
         self._sq.addcmul_(j, j)
-        e = (j * j / torch.sqrt(self._sq + 1e-7)).sum(dim=1).double().cpu()
+        h_inv = self._sq.add(1e-7).rsqrt_()  # 1 / h_i, one T x P buffer
+        e = h_inv.mul_(j).mul_(j).sum(dim=1).double().cpu()  # g_iᵀ diag(1/h_i) g_i
         if self._e0 is None:
             self._e0 = e
         else:

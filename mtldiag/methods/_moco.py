@@ -92,13 +92,14 @@ class MoCo(GradientMethod):
         beta_k = self.beta / self._k**self.beta_sigma
         gamma_k = self.gamma / self._k**self.gamma_sigma
         if self.normalize:
-            norms = j.norm(dim=1).double()
-            ls = torch.ones(t, dtype=torch.float64) if losses is None else losses.double()
-            scale = torch.where(norms > 0, ls.cpu() / norms.cpu().clamp_min(1e-300), 0.0)
-            target = j * scale.to(j)[:, None]
+            norms = j.norm(dim=1).double().cpu()
+            ls = torch.ones(t, dtype=torch.float64) if losses is None else losses.double().cpu()
+            scale = torch.where(norms > 0, ls / norms.clamp_min(1e-300), 0.0)
         else:
-            target = j
-        self._y.add_(target - self._y, alpha=beta_k)  # y -= β_k (y - target)
+            scale = torch.ones(t, dtype=torch.float64)
+        # y <- y - β_k (y - scale ∘ g) = (1 - β_k) y + β_k scale ∘ g, in place (no T x P copy).
+        coef = (beta_k * scale).to(j)[:, None]
+        self._y.mul_(1.0 - beta_k).addcmul_(j, coef)
         yy = (self._y @ self._y.T).double().cpu()
         step = self._lam - gamma_k * (
             (yy + self.rho * torch.eye(t, dtype=torch.float64)) @ self._lam
