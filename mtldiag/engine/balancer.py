@@ -81,6 +81,7 @@ class Balancer:
             total_steps=self.total_steps,
             device=first.device,
             layer_sizes=tuple(self.layout.layer_sizes),
+            dtype=self.layout.params[0].dtype,
         )
         self.method.reset(ctx)
 

@@ -102,6 +102,7 @@ class GradientProbe:
             seed=self.seed,
             device=first.device,
             layer_sizes=tuple(self.selection.layout.layer_sizes),
+            dtype=self.selection.layout.params[0].dtype,
         )
         self.method.reset(ctx)
 

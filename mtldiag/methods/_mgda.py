@@ -63,7 +63,7 @@ class MGDA(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         scale = self._normalizers(g, losses)
         scale = np.where(np.abs(scale) > 0, scale, 1.0)
         gn = g / np.outer(scale, scale)

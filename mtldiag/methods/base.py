@@ -68,6 +68,10 @@ class RunContext:
     # Sizes of the shared-parameter layers in the flattened order of the Jacobian's columns;
     # layer-wise methods (GradVac, GradDrop options) may use it. Empty means "one block".
     layer_sizes: Sequence[int] = ()
+    # The dtype the task gradients are computed in (the model's parameters). Gramian methods
+    # take their rank decisions at this precision even when handed a float64 Gramian formed
+    # from float32 gradients; ``None``: the Gramian's own dtype.
+    dtype: torch.dtype | None = None
     # Hyper-parameter values given by the user per task (e.g. ``fixed`` weights, ``anneal``
     # schedules) are passed to the method's constructor, not here.
 
@@ -184,6 +188,16 @@ class GramianMethod(GradientMethod):
     ) -> torch.Tensor:
         """Return the (T,) weights ``w`` such that the direction is ``w @ J``."""
         raise NotImplementedError
+
+    def precision(self, gramian: torch.Tensor) -> torch.dtype:
+        """The precision ``gramian`` was formed in: the coarser of its dtype and the run's."""
+        ctx = getattr(self, "ctx", None)
+        run = getattr(ctx, "dtype", None)
+        if run is None or not run.is_floating_point:
+            return gramian.dtype
+        if torch.finfo(run).eps > torch.finfo(gramian.dtype).eps:
+            return run
+        return gramian.dtype
 
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         gramian = small_gram(jacobian)  # chunked: faster than a plain T x P GEMM

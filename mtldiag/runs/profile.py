@@ -109,7 +109,11 @@ def run_profile(
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
     summary["profile"] = resolved
 
-    preview_acc = _preview_accumulator(prep.tasks) if preview else None
+    preview_acc = (
+        PreviewAccumulator(prep.tasks, dtype=prep.selection.layout.params[0].dtype)
+        if preview
+        else None
+    )
     on_probe = None
     if preview_acc is not None:
 
@@ -147,10 +151,6 @@ def run_profile(
         writer.close()
     _finish(writer, summary, run, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
-
-
-def _preview_accumulator(tasks: list[str]) -> PreviewAccumulator:
-    return PreviewAccumulator(tasks)
 
 
 def _finish(

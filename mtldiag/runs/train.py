@@ -125,6 +125,7 @@ def run_context(
         device=prep.device,
         task_stats=stats,
         layer_sizes=tuple(prep.selection.layout.layer_sizes),
+        dtype=prep.selection.layout.params[0].dtype,
     )
 
 
