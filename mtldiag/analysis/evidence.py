@@ -18,9 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mtldiag.analysis.numbers import interval, is_number, sig
 from mtldiag.analysis.paired import PairedDifference, TaskDiff
 from mtldiag.analysis.stats import excludes, seeds_needed
-from mtldiag.numbers import interval, is_number, sig
 
 MIN_SEEDS = 3  # paired seeds below which the verdict says "too few seeds"
 DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtldiag.numbers import interval, sig, yes_no
+from mtldiag.analysis.numbers import interval, sig, yes_no
 
 
 @pytest.mark.parametrize(
