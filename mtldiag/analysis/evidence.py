@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mtldiag.analysis.numbers import interval, is_number, sig
-from mtldiag.analysis.paired import PairedDifference, TaskDiff
 from mtldiag.analysis.stats import excludes, seeds_needed
+from mtldiag.rundir.schema import PairedDifference, TaskDiff, VerdictKind
 
 MIN_SEEDS = 3  # paired seeds below which the verdict says "too few seeds"
 DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking
 SATURATION = 0.98  # a higher-is-better score in [0.98, 1]: at its ceiling, can barely rise
 LARGE_CHANGE = 50.0  # percent: a task's mean relative change this large has a small reference
-
-VerdictKind = Literal["significant", "within_noise", "too_few_seeds", "single_method"]
 
 
 def verdict_kind(ranked_rows: int, first_vs_second: PairedDifference | None) -> VerdictKind:

@@ -17,15 +17,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from mtldiag.analysis.stats import Interval, mean_ci95, mean_std
+from mtldiag.rundir.schema import PairedDifference, TaskDiff
 
 Values = Mapping[str, "float | None"]  # task -> metric value
-
-
-class TaskDiff(TypedDict):
-    """A task's paired relative difference against the reference, in percent (+ is worse)."""
-
-    diff_mean: float | None
-    diff_ci95: list[float] | None
 
 
 class PairedRow(TypedDict):
@@ -37,15 +31,6 @@ class PairedRow(TypedDict):
     delta_m_ci95: list[float] | None
     per_task: dict[str, TaskDiff]
     worse_on: list[str]
-
-
-class PairedDifference(TypedDict):
-    """The paired difference of two rows' Δm% over the seeds both have (first − second)."""
-
-    diff_mean: float | None
-    diff_std: float | None
-    diff_ci95: list[float] | None
-    seeds: int
 
 
 def _finite(x: Any) -> bool:
