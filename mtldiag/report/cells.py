@@ -41,6 +41,18 @@ def pct(x: Any) -> str:
     return f"{100 * x:.0f}%" if is_number(x) else DASH
 
 
+def count(x: Any) -> str:
+    """A whole number with thousands separators ("1,024")."""
+    return f"{int(x):,}" if is_number(x) else DASH
+
+
+def pct_interval(ci: Any) -> str:
+    """A rate's interval ``[lo, hi]`` as "15–85%"."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(map(is_number, ci)):
+        return DASH
+    return f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
+
+
 def signed(x: Any) -> str:
     return f"{x:+.2f}" if is_number(x) else DASH
 

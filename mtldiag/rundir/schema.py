@@ -237,6 +237,7 @@ class _SummaryRequired(TypedDict):
 class Summary(_SummaryRequired, total=False):
     """``summary.json``; the optional keys belong to one kind of run (see run-format.md)."""
 
+    layer_params: dict[str, int]  # parameters per shared layer (absent when rebuilt)
     profile: ProfileAsked
     preview: Preview
     compare: CompareAsked
@@ -278,9 +279,13 @@ def new_summary(
     layers: Sequence[str],
     device: str,
     created: str | None = None,
+    layer_params: Mapping[str, int] | None = None,
 ) -> Summary:
-    """A summary with no run yet (status ``complete`` until a run says otherwise)."""
-    return Summary(
+    """A summary with no run yet (status ``complete`` until a run says otherwise).
+
+    ``layer_params`` (parameter count per shared layer) is known to a run, not to a rebuild.
+    """
+    summary = Summary(
         schema=SUMMARY_SCHEMA,
         kind=kind,
         name=name,
@@ -292,6 +297,9 @@ def new_summary(
         runs=[],
         diagnosis=[],
     )
+    if layer_params is not None:
+        summary["layer_params"] = {k: int(v) for k, v in layer_params.items()}
+    return summary
 
 
 # --------------------------------------------------------------------------- the reference run

@@ -225,7 +225,7 @@ def run_compare(
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "compare", tasks, layers, str(dev))
+    summary = base_summary(spec, "compare", tasks, first.selection.layout, str(dev))
     summary["compare"] = {
         "methods": [m.label for m in method_specs],
         "seeds": seed_list,

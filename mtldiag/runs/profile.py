@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
+from mtldiag.engine.jacobian import SharedLayout
 from mtldiag import methods
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
@@ -31,10 +32,15 @@ def _as_spec(spec: Spec | str | Path | None) -> Spec:
 
 
 def base_summary(
-    spec: Spec, kind: Literal["profile", "compare"], tasks: list[str], layers: list[str], device: str
+    spec: Spec,
+    kind: Literal["profile", "compare"],
+    tasks: list[str],
+    layout: SharedLayout,
+    device: str,
 ) -> Summary:
     """The summary of a run directory of ``spec`` before any run ended."""
-    return new_summary(kind, spec.name, tasks, layers, device)
+    sizes = dict(zip(layout.layers, layout.layer_sizes, strict=True))
+    return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
 
 
 def create_method(ms: MethodSpec) -> Method:
@@ -86,7 +92,7 @@ def run_profile(
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, prep.tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
+    summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev))
     summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
 
     preview_acc = _preview_accumulator(prep.tasks) if preview else None
