@@ -25,7 +25,7 @@ from mtldiag.rundir.schema import PairedDifference, TaskDiff, VerdictKind
 MIN_SEEDS = 3  # paired seeds below which the verdict says "too few seeds"
 DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking
 SATURATION = 0.98  # a higher-is-better score in [0.98, 1]: at its ceiling, can barely rise
-LARGE_CHANGE = 50.0  # percent: a task's mean relative change this large has a small reference
+LARGE_CHANGE = 50.0  # percent: a task's mean relative change this large swamps the others
 
 
 def verdict_kind(ranked_rows: int, first_vs_second: PairedDifference | None) -> VerdictKind:
@@ -101,7 +101,7 @@ class Caution:
 
     task: str  # the task whose relative changes make up ``share`` of all of them
     share: float
-    cause: Literal["small_reference", "saturated", "others_flat"]
+    cause: Literal["saturated", "large_changes", "others_flat"]
     saturated: tuple[str, ...] = ()  # the tasks at their ceiling (cause "saturated")
     reference: float | None = None  # the dominant task's reference value
     mean_change: float | None = None  # its mean |relative change| over the rows, percent
@@ -114,10 +114,12 @@ def caution(
 ) -> Caution | None:
     """The task that drives Δm% (``DOMINANT_SHARE`` of the rows' |relative changes|), and why.
 
-    Δm% averages relative changes, so one task swamps the others either because its own are
-    large (a reference value near 0: a loss driven to ~0) or because theirs are tiny (a score
-    near its ceiling of 1: accuracy 0.999 can rise by 0.1% at most). The saturated cause is
-    named first, since it is what the note used to get wrong.
+    Δm% averages relative changes, so one task swamps the others either because theirs are
+    tiny (``saturated``: a score near its ceiling of 1, accuracy 0.999 can rise by 0.1% at
+    most), or because its own are large (``large_changes``, mean ≥ 50 %: a reference value
+    near 0, a loss driven to ~0, inflates them; so does a large real effect), or because the
+    others barely moved (``others_flat``). The saturated cause is checked first: it is the one
+    a note blaming "a small reference" used to hide.
     """
     if len(higher_is_better) < 2:
         return None
@@ -143,9 +145,9 @@ def caution(
         if t != task and hib and is_number(reference.get(t)) and SATURATION <= reference[t] <= 1
     )
     if saturated:
-        cause: Literal["small_reference", "saturated", "others_flat"] = "saturated"
+        cause: Literal["saturated", "large_changes", "others_flat"] = "saturated"
     elif mean_change >= LARGE_CHANGE:
-        cause = "small_reference"
+        cause = "large_changes"
     else:
         cause = "others_flat"
     return Caution(task, share, cause, saturated, ref, mean_change)
@@ -160,10 +162,10 @@ def caution_sentence(c: Caution) -> str:
             f"because {names} {'is' if len(c.saturated) == 1 else 'are'} saturated (a score "
             "near its ceiling of 1, whose relative changes are tiny)"
         )
-    elif c.cause == "small_reference":
+    elif c.cause == "large_changes":
         why = (
-            f"because its reference value ({sig(c.reference)}) is small, so its relative "
-            f"changes are large (mean {sig(c.mean_change)}%)"
+            f"because its relative changes are large (mean {sig(c.mean_change)}% of its "
+            f"reference value {sig(c.reference)}; a reference near 0 inflates them)"
         )
     else:
         why = "because the other tasks barely moved"

@@ -42,6 +42,8 @@ def verdict(table: Mapping[str, Any], by_delta: bool, note: Caution | None = Non
         how = "by mean per-task rank"
         if by_delta:
             how = f"by Δm%, {delta_m_text(best)} against {REFERENCE_TEXT.get(ref, '')}"
+        if by_delta and ref == "ew" and best["label"] == "ew":
+            how = "by Δm%: it is the reference, and every other row is worse than it"
         parts.append(f"{best['label']} ranks first {how}.")
         second = rows[1]["label"] if len(rows) > 1 else ""
         parts.append(

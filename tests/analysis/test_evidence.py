@@ -78,11 +78,11 @@ def test_caution_saturated_task():
     assert "small" not in caution_sentence(c)
 
 
-def test_caution_small_reference():
+def test_caution_large_changes():
     hib = {"a": False, "b": False}
     c = caution(rows(a=300.0, b=2.0), {"a": 0.001, "b": 1.0}, hib)
-    assert c == Caution("a", pytest.approx(300 / 302), "small_reference", (), 0.001, 300.0)
-    assert "reference value (0.00100) is small" in caution_sentence(c)
+    assert c == Caution("a", pytest.approx(300 / 302), "large_changes", (), 0.001, 300.0)
+    assert "(mean 300% of its reference value 0.00100;" in caution_sentence(c)
 
 
 def test_caution_others_flat_and_none():
