@@ -37,3 +37,17 @@ def interval(ci: Any, digits: int = 3) -> str:
 def yes_no(x: Any) -> str:
     """A boolean as a word."""
     return "yes" if x is True else "no" if x is False else DASH
+
+
+def rounded(obj: Any, digits: int = 3) -> Any:
+    """``obj`` with every float at ``digits`` significant digits and every boolean a word:
+    evidence as a person reads it (``0.123456789`` → ``0.123``, ``True`` → ``"yes"``)."""
+    if isinstance(obj, bool):
+        return yes_no(obj)
+    if isinstance(obj, float):
+        return float(sig(obj, digits)) if is_number(obj) else None
+    if isinstance(obj, dict):
+        return {k: rounded(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [rounded(v, digits) for v in obj]
+    return obj
