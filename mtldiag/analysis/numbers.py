@@ -51,3 +51,12 @@ def rounded(obj: Any, digits: int = 3) -> Any:
     if isinstance(obj, (list, tuple)):
         return [rounded(v, digits) for v in obj]
     return obj
+
+
+def plain(x: Any, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits like ``:g`` (trailing zeros dropped), but never
+    in e-notation: 3512.4 → "3512", not "3.51e+03"; 1e-5 → "0.0000100"."""
+    if not is_number(x):
+        return DASH
+    text = f"{x:.{digits}g}"
+    return sig(x, digits) if "e" in text else text

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtldiag.analysis.numbers import plain
+
 DASH = "–"
 
 
@@ -30,7 +32,8 @@ def is_number(x: Any) -> bool:
 
 
 def num(x: Any, digits: int = 4) -> str:
-    return f"{x:.{digits}g}" if is_number(x) else DASH
+    """``digits`` significant digits, never e-notation (a step of 3512 ms is "3512")."""
+    return plain(x, digits)
 
 
 def ratio(x: Any) -> str:
@@ -61,5 +64,5 @@ def mean_std(cell: Any, seeds: int = 2, std_digits: int = 2, sep: str = " ± ") 
     if not isinstance(cell, dict) or not is_number(cell.get("mean")):
         return DASH
     if seeds > 1 and is_number(cell.get("std")):
-        return f"{cell['mean']:.4g}{sep}{cell['std']:.{std_digits}g}"
-    return f"{cell['mean']:.4g}"
+        return f"{plain(cell['mean'])}{sep}{plain(cell['std'], std_digits)}"
+    return plain(cell["mean"])

@@ -29,3 +29,11 @@ def test_sig_sign_interval_and_words():
     assert interval([-66.0186, 55.1986]) == "-66.0 to 55.2"
     assert interval(None) == "–"
     assert (yes_no(True), yes_no(False), yes_no(None)) == ("yes", "no", "–")
+
+
+def test_plain_is_g_without_e_notation():
+    from mtldiag.analysis.numbers import plain
+
+    assert plain(3512.4, 3) == "3512"  # a step time: not 3.51e+03
+    assert plain(0.1234, 3) == "0.123" and plain(2.0, 3) == "2"
+    assert plain(1e-5, 3) == "0.0000100"
