@@ -22,17 +22,17 @@ from typing import Any
 
 import torch
 
-from mtldiag.runs.build import build_loader
 from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.rundir.schema import single_label, sweep_label
+from mtldiag.rundir.summary import conclude_compare
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
+from mtldiag.runs.build import build_loader
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
 from mtldiag.runs.profile import base_summary, close_run, create_method
-from mtldiag.rundir.summary import conclude_compare
-from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -41,6 +41,7 @@ from mtldiag.runs.train import (
     run_context,
     train_run,
 )
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
@@ -73,13 +74,13 @@ def plan_runs(
         for m in methods:
             runs.append(PlannedRun(m.label, seed, m))
         for w in sweep_weights:
-            label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
+            label = sweep_label(w)
             scaled = [float(x) * n for x in w]
             fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
             runs.append(PlannedRun(label, seed, fixed))
         if single_task:
             for t in tasks:
-                runs.append(PlannedRun(f"single:{t}", seed, MethodSpec("ew"), (t,)))
+                runs.append(PlannedRun(single_label(t), seed, MethodSpec("ew"), (t,)))
     return runs
 
 
@@ -210,7 +211,6 @@ def run_compare(
 
     first = prepare(spec, seed_list[0], dev)
     tasks = first.tasks
-    layers = first.selection.layout.layers
     stats = label_stats(spec, first.loader)
     for ms in method_specs:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -266,14 +266,14 @@ def run_compare(
         partial = getattr(exc, "run_result", None)
         if partial is not None:
             summary["runs"].append(partial)
-        _finish(writer, summary, spec, tasks, layers, evaluation, "interrupted")
+        _finish(writer, summary, spec, tasks, evaluation, "interrupted")
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
             hint=f"mtldiag report {run_dir} rebuilds the report from them",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, tasks, layers, evaluation, "complete")
+    _finish(writer, summary, spec, tasks, evaluation, "complete")
     return CompareResult(run_dir, summary)
 
 
@@ -282,7 +282,6 @@ def _finish(
     summary: dict[str, Any],
     spec: Spec,
     tasks: list[str],
-    layers: list[str],
     evaluation: str | None,
     status: str,
 ) -> None:

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtldiag.errors import UserCodeError
-from mtldiag.runs.imports import resolve
 from mtldiag.methods.base import TaskStats
+from mtldiag.runs.imports import resolve
 from mtldiag.spec import Spec, TaskSpec
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]

@@ -6,19 +6,21 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
+from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.jacobian import SharedLayout
-from mtldiag import methods
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
-from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.schema import Summary, new_summary
 from mtldiag.rundir.summary import conclude_profile
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.runs.losses import label_stats
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,6 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
-    layers = prep.selection.layout.layers
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
@@ -101,8 +102,6 @@ def run_profile(
 
         def on_probe(step: Any) -> None:
             if step.gramian is not None:
-                import torch
-
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
@@ -118,12 +117,12 @@ def run_profile(
             stats=stats,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, "failed", preview_acc)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        _finish(writer, summary, result, "interrupted", preview_acc)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -131,7 +130,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, layers, "complete", preview_acc)
+    _finish(writer, summary, run, "complete", preview_acc)
     return ProfileResult(run_dir, summary)
 
 
@@ -143,7 +142,6 @@ def _finish(
     writer: RunWriter,
     summary: dict[str, Any],
     run: dict[str, Any] | None,
-    layers: list[str],
     status: str,
     preview_acc: Any = None,
 ) -> None:
