@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from mtldiag.analysis.stats import wilson_ci95
 from mtldiag.engine.gramian import StepMetrics
 from mtldiag.rundir.schema import PairEntry, PairStats, RunEntry
 
@@ -84,9 +85,13 @@ class RunAccumulator:
     def _pair_stats(self, li: int, pi: int) -> PairStats:
         """Pair ``pi``'s statistics over layer ``li`` (0: all shared parameters)."""
         k, n = self.n_inst, self.neg[li][pi]
+        ci = wilson_ci95(n, k)
         return PairStats(
             cosine_mean=finite(self.cos_sum[li][pi] / k) if k else None,
             conflict_rate=n / k if k else None,
+            # The rate is a count over k steps: with 4 steps it can only be 0, 25, ..., 100 %.
+            conflict_rate_n=k,
+            conflict_rate_ci95=[ci[0], ci[1]] if ci is not None else None,
             gms_mean=finite(self.gms_sum[li][pi] / k) if k else None,
             # Mean cosine over the conflicting steps only: how hard they conflict.
             conflict_cosine_mean=finite(self.neg_cos_sum[li][pi] / n) if n else None,

@@ -215,7 +215,6 @@ def run_compare(
 
     first = prepare(spec, seed_list[0], dev)
     tasks = first.tasks
-    layers = first.selection.layout.layers
     stats = label_stats(spec, first.loader)
     for ms in method_specs:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -240,7 +239,7 @@ def run_compare(
     trackers = open_trackers(names, tracker_setup(spec, run_dir, "compare", resolved))
     writer = RunWriter(run_dir, tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "compare", tasks, layers, str(dev))
+    summary = base_summary(spec, "compare", tasks, first.selection.layout, str(dev))
     summary["compare"] = resolved
     evaluation = None
     if hasattr(observer, "set_total"):

@@ -11,6 +11,7 @@ import torch
 from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
+from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
@@ -39,11 +40,12 @@ def base_summary(
     spec: Spec,
     kind: Literal["profile", "compare"],
     tasks: list[str],
-    layers: list[str],
+    layout: SharedLayout,
     device: str,
 ) -> Summary:
     """The summary of a run directory of ``spec`` before any run ended."""
-    return new_summary(kind, spec.name, tasks, layers, device)
+    sizes = dict(zip(layout.layers, layout.layer_sizes, strict=True))
+    return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
 
 
 def tracker_setup(spec: Spec, run_dir: Path, kind: str, resolved: dict[str, Any]) -> TrackerSetup:
@@ -96,7 +98,6 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
-    layers = prep.selection.layout.layers
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
@@ -106,7 +107,7 @@ def run_profile(
     trackers = open_trackers(names, tracker_setup(spec, run_dir, "profile", resolved))
     writer = RunWriter(run_dir, prep.tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
+    summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev))
     summary["profile"] = resolved
 
     preview_acc = (

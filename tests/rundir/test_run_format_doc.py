@@ -83,6 +83,9 @@ def keys_of(
         add("comparison row", row)
         for cell in row["metric"].values():
             add("mean ± std", cell)
+        for diff in row["per_task"].values():
+            add("task difference", diff)
+    add("first vs second", comp["first_vs_second"])
     for cell in comp["single_task"].values():
         add("mean ± std", cell)
     for f in comp["failed_runs"]:
