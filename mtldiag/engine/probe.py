@@ -27,8 +27,9 @@ from torch import nn
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.micro import MicroBatches
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.engine.step import backward_step, detached_losses
+from mtldiag.engine.step import backward_step, detached_losses, scale_losses
 from mtldiag.methods._scalar import EqualWeights
 from mtldiag.methods.base import Method, RunContext
 
@@ -43,6 +44,8 @@ class ProbeStep:
     weights: list[float] | None
     metrics: StepMetrics | None
     gramian: torch.Tensor | None  # (T, T) float64 of the whole shared set, when computed
+    complete: bool = True  # False: a micro-batch was added; do not step the optimizer yet
+    finite: bool = True  # False: inf/NaN gradients under a GradScaler; its step() skips
 
 
 class GradientProbe:
@@ -53,6 +56,15 @@ class GradientProbe:
     ``every``: instrument every K-th call (0 never). ``method``: a balancing method from
     :mod:`mtldiag.methods` (default: equal weights); the probe calls its ``reset`` on the
     first call with the task names it sees.
+
+    ``accumulate``: K micro-batches per optimizer step. Call :meth:`backward` once per
+    micro-batch (with its mean losses) and step the optimizer when the returned step is
+    ``complete``: the per-task gradients, metrics and the method's input are those of the
+    K micro-batches together; ``.grad`` holds the update after the K-th call only.
+    ``scaler``: a ``torch.amp.GradScaler`` (fp16). The probe scales the losses itself, unscales
+    the per-task gradients before metrics and method, and leaves a scaled ``.grad``: then call
+    ``scaler.step(optimizer)`` and ``scaler.update()`` as usual (``scaler.unscale_(optimizer)``
+    first to clip). Clipping is left to the loop.
     """
 
     def __init__(
@@ -63,9 +75,14 @@ class GradientProbe:
         method: Method | None = None,
         seed: int = 0,
         context: RunContext | None = None,
+        *,
+        accumulate: int = 1,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if every < 0:
             raise ValueError(f"Parameter `every` should be >= 0. Found `every = {every}`.")
+        self.micro = MicroBatches(accumulate) if accumulate != 1 else None
+        self.scaler = scaler
         self.model = model
         self.shared = shared
         self.every = every
@@ -121,7 +138,6 @@ class GradientProbe:
             self._setup(losses)
         assert self.engine is not None and self.tasks is not None
         step = self.step_index
-        self.step_index += 1
         ordered = [losses[t] for t in self.tasks]
         detached = detached_losses(ordered)
         if distributed.context() is not None:
@@ -129,6 +145,7 @@ class GradientProbe:
                 global_losses if global_losses is not None else distributed.average_(detached)
             )
         inst = self.instrumented(step)
+        ordered, loss_scale = scale_losses(self.scaler, ordered)
         result = backward_step(
             self.engine,
             self.method,
@@ -137,14 +154,21 @@ class GradientProbe:
             step,
             per_task=inst,
             ddp_syncs_plain_steps=self.ddp_syncs_plain_steps,
+            loss_scale=loss_scale,
+            micro=self.micro,
         )
-        stack = result.gramians
+        if not result.complete:
+            return ProbeStep(step, inst, detached.tolist(), None, None, None, complete=False)
+        self.step_index += 1
+        stack = result.gramians if result.finite else None
         weights = result.weights
+        assert result.losses is not None
         return ProbeStep(
             step=step,
             instrumented=inst,
-            losses=detached.tolist(),
+            losses=result.losses.tolist(),
             weights=None if weights is None else weights.detach().float().cpu().tolist(),
             metrics=step_metrics(stack, self.engine.layout) if inst and stack is not None else None,
             gramian=None if stack is None else stack[0],
+            finite=result.finite,
         )

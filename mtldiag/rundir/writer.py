@@ -111,6 +111,7 @@ class RunWriter:
             + [f"loss/{x}" for x in t]
             + [f"grad_norm/{x}" for x in t]
             + [f"weight/{x}" for x in t]
+            + ["lr"]
         )
         self._pairs_csv.writerow(
             ["method", "seed", "step", "a", "b", "layer", "dot", "cosine", "gms"]
@@ -129,11 +130,13 @@ class RunWriter:
         weights: Sequence[float] | None,
         metrics: StepMetrics | None,
         tasks: Sequence[str] | None = None,
+        lr: float | None = None,
     ) -> None:
         """One steps.csv row (and the pairs.csv rows of an instrumented step), flushed.
 
         ``tasks`` names the tasks ``losses`` refer to when a run trains a subset of the
-        directory's tasks (single-task baselines); the other columns stay empty.
+        directory's tasks (single-task baselines); the other columns stay empty. ``lr``: the
+        learning rate the step was taken with (the first parameter group's).
         """
         if not self.enabled:
             return
@@ -152,6 +155,7 @@ class RunWriter:
             + col(losses)
             + col(grad)
             + col(weights)
+            + ["" if lr is None else _fmt(lr)]
         )
         if metrics is not None:
             rows = []
