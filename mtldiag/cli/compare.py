@@ -8,7 +8,13 @@ import typer
 
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.profile import SPEC_HELP
+from mtldiag.cli.profile import (
+    ACCUMULATE,
+    CLIP_NORM,
+    PRECISION,
+    SPEC_HELP,
+    training_overrides,
+)
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.engine.distributed import is_main
@@ -78,10 +84,13 @@ def compare(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    accumulate: int | None = ACCUMULATE,
+    precision: str | None = PRECISION,
+    clip_grad_norm: float | None = CLIP_NORM,
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, overrides=training_overrides(accumulate, precision, clip_grad_norm))
     with RichObserver(err_console) as obs:
         result = run_compare(
             loaded,

@@ -157,9 +157,20 @@ class BatchCycle:
         self.loader = loader
         self.seed = seed
         self.epoch = 0
+        self.drawn = 0  # batches drawn in this pass
         self._it: Iterator[Any] | None = None
 
+    def passes_done(self) -> int:
+        """Loader passes finished: a pass ends with its last batch when the loader has a
+        length, else when the next batch is asked for."""
+        try:
+            ended = self.drawn == len(self.loader)
+        except TypeError:  # no __len__
+            ended = False
+        return self.epoch + int(ended)
+
     def _new_iter(self) -> Iterator[Any]:
+        self.drawn = 0
         torch.manual_seed(self.seed * 1_000_003 + self.epoch)
         sampler = getattr(self.loader, "sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
@@ -170,17 +181,19 @@ class BatchCycle:
         if self._it is None:
             self._it = self._new_iter()
         try:
-            return next(self._it)
+            batch = next(self._it)
         except StopIteration:
             self.epoch += 1
             self._it = self._new_iter()
             try:
-                return next(self._it)
+                batch = next(self._it)
             except StopIteration:
                 raise UserCodeError(
                     "the data loader is empty: it yielded no batch.",
                     hint="check the data factory (and drop_last with a small data set)",
                 ) from None
+        self.drawn += 1
+        return batch
 
     def __iter__(self) -> BatchCycle:
         return self

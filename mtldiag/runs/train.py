@@ -280,7 +280,7 @@ def _schedule(loop: _Loop) -> None:
     if sspec.interval == "step":
         sched.step()
     else:
-        while loop.epoch < loop.batches.epoch:  # a pass ended during this step
+        while loop.epoch < loop.batches.passes_done():  # a pass ended with this step
             loop.epoch += 1
             sched.step()
 
