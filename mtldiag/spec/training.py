@@ -197,7 +197,7 @@ def _kwargs(
                 f"{cls.__name__} takes no argument '{name}'.{did_you_mean(name, accepted)}",
                 f"{cls.__name__} takes: {', '.join(accepted)}",
             )
-        out[name] = _typed(ctx, where, sig[name].default, value)
+        out[name] = _typed(ctx, where, sig[name], value)
     for name in accepted:
         p = sig[name]
         if p.default is inspect.Parameter.empty and p.kind.name != "VAR_POSITIONAL":
@@ -206,13 +206,30 @@ def _kwargs(
     return out
 
 
-def _typed(ctx: Where, where: str, default: Any, value: Any) -> Any:
-    """``value`` checked against (and converted like) the argument's default."""
+_NUMERIC = {"int", "float", "Tensor", "torch.Tensor"}
+
+
+def _numeric(param: inspect.Parameter) -> str | None:
+    """``"int"``/``"float"`` when the annotation says a number (or None) goes here."""
+    ann = param.annotation
+    text = ann if isinstance(ann, str) else getattr(ann, "__name__", str(ann))
+    parts = {p.strip() for p in text.split("|")} - {"None"}
+    if parts and parts <= _NUMERIC and parts & {"int", "float"}:
+        return "float" if "float" in parts else "int"
+    return None
+
+
+def _typed(ctx: Where, where: str, param: inspect.Parameter, value: Any) -> Any:
+    """``value`` checked against (and converted like) the argument's default or annotation."""
+    default, kind = param.default, _numeric(param)
     if isinstance(default, bool):
         return boolean(ctx, where, value)
-    if is_number(default) or (isinstance(default, torch.Tensor) and default.numel() == 1):
+    if value is None and default is None:
+        return None
+    if kind or is_number(default) or isinstance(default, torch.Tensor):
         x = number(ctx, where, value)
-        return int(x) if isinstance(default, int) and x.is_integer() else x
+        whole = kind == "int" or (kind is None and isinstance(default, int))
+        return int(x) if whole and x.is_integer() else x
     if isinstance(default, tuple):
         if not isinstance(value, list | tuple):
             raise ctx.err(where, f"must be a list like {list(default)!r}, not {value!r}.")
