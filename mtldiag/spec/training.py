@@ -19,7 +19,9 @@ from mtldiag.spec.model import INTERVALS, MISSING, OptimizerSpec, SchedulerSpec,
 from mtldiag.spec.values import Where, as_number, boolean, is_number, number, whole
 
 _LR = torch.optim.lr_scheduler
-# Needs a validation metric in step(): not a schedule a training loop can drive alone.
+# Not steppable by a plain loop: LBFGS's step needs a closure that re-evaluates the loss,
+# ReduceLROnPlateau's step a validation metric.
+_NOT_OPTIMIZERS = ("LBFGS",)
 _NOT_SCHEDULES = ("ReduceLROnPlateau",)
 _OPTIMIZER_KEYS = ("name", "factory", "kwargs")
 _SCHEDULER_KEYS = ("name", "factory", "kwargs", "interval")
@@ -31,7 +33,11 @@ def optimizer_classes() -> dict[str, type[torch.optim.Optimizer]]:
     return {
         n: c
         for n, c in vars(torch.optim).items()
-        if isinstance(c, type) and issubclass(c, base) and c is not base and n[0] != "_"
+        if isinstance(c, type)
+        and issubclass(c, base)
+        and c is not base
+        and n[0] != "_"
+        and n not in _NOT_OPTIMIZERS
     }
 
 
