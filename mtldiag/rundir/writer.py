@@ -148,7 +148,11 @@ class RunWriter:
         def col(values: Sequence[float] | None) -> list[Any]:
             if values is None:
                 return [""] * len(self.tasks)
-            return [_fmt(values[idx[x]]) if x in idx else "" for x in self.tasks]
+            # None: a task without labels that step
+            return [
+                _fmt(values[idx[x]]) if x in idx and values[idx[x]] is not None else ""
+                for x in self.tasks
+            ]
 
         grad = metrics.grad_norm if metrics is not None else None
         self._steps_csv.writerow(
@@ -162,6 +166,8 @@ class RunWriter:
             rows = []
             for li, layer in enumerate(metrics.layers):
                 for pi, (i, j) in enumerate(metrics.pairs):
+                    if metrics.cosine[li][pi] is None:
+                        continue  # a task of the pair had no labels this step
                     rows.append(
                         [
                             method,

@@ -16,7 +16,7 @@ from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, peak_memory_mb, reset_peak_memory
 from mtldiag.engine.gramian import ALL_LAYERS
 from mtldiag.engine.probe import GradientProbe, ProbeStep
-from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
 from mtldiag.methods.base import Method, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
 from mtldiag.rundir.writer import RunWriter
@@ -210,12 +210,20 @@ def _micro_batch(loop: _Loop, step: int, last: bool, writer: RunWriter | None) -
             prep.loss_fn, loop.forward_model, batch, loop.tasks, prep.device, spec.precision
         )
     # One host transfer for all T losses (a sync per task would stall a GPU T times).
-    values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
+    given = [v for v in losses.values() if v is not None]  # None: no labels in this batch
+    if not given:
+        raise UserCodeError(
+            f"step {step}: the batch has labels for none of the tasks (every loss is None).",
+            hint="give every batch at least one task's labels",
+        )
+    values = torch.stack([v.detach().float().reshape(()) for v in given])
     if loop.distributed:
         # The losses of the global batch: what is logged, what the methods see, and a
         # NaN on any rank stops every rank at the same step.
         distributed.average_(values)
-    _stop_on_bad_loss(loop, step, values.tolist(), writer)
+    present = iter(values.tolist())
+    logged = [None if v is None else next(present) for v in losses.values()]
+    _stop_on_bad_loss(loop, step, logged, writer)
     try:
         return loop.probe.backward(losses, global_losses=values if loop.distributed else None)
     except (MtldiagError, KeyboardInterrupt):
@@ -223,7 +231,7 @@ def _micro_batch(loop: _Loop, step: int, last: bool, writer: RunWriter | None) -
     except Exception as exc:
         # A method that breaks (a solver error, a bad state) fails its run alone: in a
         # comparison the other methods go on, as they do after a NaN.
-        loop.acc.add(values.tolist(), loop.timer.stop(), peak_memory_mb(prep.device), None, None)
+        loop.acc.add(logged, loop.timer.stop(), peak_memory_mb(prep.device), None, None)
         raise TrainingError(
             f"{loop.label} (seed {prep.seed}): the method's backward raised "
             f"{type(exc).__name__} at step {step}: {exc}",
@@ -233,10 +241,12 @@ def _micro_batch(loop: _Loop, step: int, last: bool, writer: RunWriter | None) -
 
 
 def _stop_on_bad_loss(
-    loop: _Loop, step: int, values: list[float], writer: RunWriter | None
+    loop: _Loop, step: int, values: list[float | None], writer: RunWriter | None
 ) -> None:
     """Record the step and raise :class:`TrainingError` when a loss is NaN/Inf."""
-    bad = [t for t, v in zip(loop.tasks, values, strict=True) if not math.isfinite(v)]
+    bad = [
+        t for t, v in zip(loop.tasks, values, strict=True) if v is not None and not math.isfinite(v)
+    ]
     if not bad:
         return
     prep = loop.prep

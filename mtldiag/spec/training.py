@@ -112,6 +112,10 @@ def parse_training(ctx: Where, data: dict[str, Any]) -> tuple[Any, ...]:
             "cannot be read that way.",
             "drop 'missing:' and return None for an absent task from the losses function",
         )
+    if missing == "skip" and accumulate > 1:
+        raise ctx.err(
+            "missing", "'skip' does not combine with accumulate > 1 yet.", "drop one of them"
+        )
     return optimizer, scheduler, TrainSpec(accumulate, missing=missing, **clips)
 
 
