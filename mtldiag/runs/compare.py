@@ -31,6 +31,7 @@ from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
 from mtldiag.runs.profile import base_summary, close_run, create_method
 from mtldiag.rundir.summary import conclude_compare
+from mtldiag.rundir.schema import single_label, sweep_label
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
 from mtldiag.runs.train import (
@@ -73,13 +74,13 @@ def plan_runs(
         for m in methods:
             runs.append(PlannedRun(m.label, seed, m))
         for w in sweep_weights:
-            label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
+            label = sweep_label(w)
             scaled = [float(x) * n for x in w]
             fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
             runs.append(PlannedRun(label, seed, fixed))
         if single_task:
             for t in tasks:
-                runs.append(PlannedRun(f"single:{t}", seed, MethodSpec("ew"), (t,)))
+                runs.append(PlannedRun(single_label(t), seed, MethodSpec("ew"), (t,)))
     return runs
 
 
@@ -266,14 +267,14 @@ def run_compare(
         partial = getattr(exc, "run_result", None)
         if partial is not None:
             summary["runs"].append(partial)
-        _finish(writer, summary, spec, tasks, layers, evaluation, "interrupted")
+        _finish(writer, summary, spec, tasks, evaluation, "interrupted")
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
             hint=f"mtldiag report {run_dir} rebuilds the report from them",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, tasks, layers, evaluation, "complete")
+    _finish(writer, summary, spec, tasks, evaluation, "complete")
     return CompareResult(run_dir, summary)
 
 
@@ -282,7 +283,6 @@ def _finish(
     summary: dict[str, Any],
     spec: Spec,
     tasks: list[str],
-    layers: list[str],
     evaluation: str | None,
     status: str,
 ) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag import methods
@@ -95,8 +97,6 @@ def run_profile(
 
         def on_probe(step: Any) -> None:
             if step.gramian is not None:
-                import torch
-
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
@@ -112,12 +112,12 @@ def run_profile(
             stats=stats,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, "failed", preview_acc)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        _finish(writer, summary, result, "interrupted", preview_acc)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -125,7 +125,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, layers, "complete", preview_acc)
+    _finish(writer, summary, run, "complete", preview_acc)
     return ProfileResult(run_dir, summary)
 
 
@@ -137,7 +137,6 @@ def _finish(
     writer: RunWriter,
     summary: dict[str, Any],
     run: dict[str, Any] | None,
-    layers: list[str],
     status: str,
     preview_acc: Any = None,
 ) -> None:
