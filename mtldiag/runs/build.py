@@ -15,6 +15,7 @@ from mtldiag.runs.imports import resolve
 from mtldiag.spec import FactorySpec, Spec
 from mtldiag.spec.training import construct_optimizer, construct_scheduler
 
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)

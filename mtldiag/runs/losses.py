@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtldiag.errors import UserCodeError
-from mtldiag.runs.imports import resolve
 from mtldiag.methods.base import TaskStats
+from mtldiag.runs.imports import resolve
 from mtldiag.spec import Spec, TaskSpec
 
 # A loss of None: the task has no labels in that batch (left out of the step).
