@@ -11,6 +11,8 @@ import torch
 
 from mtldiag import GradientProbe, methods
 from mtldiag.errors import TrainingError
+from mtldiag.rundir.load import load_run
+from mtldiag.rundir.rebuild import rebuild_summary
 from mtldiag.runs.profile import run_profile
 
 from ..conftest import write_spec
@@ -134,3 +136,12 @@ def test_method_with_per_task_state_refuses_an_absent_task() -> None:
     out = net(torch.randn(4, 3))
     with pytest.raises(TrainingError, match="per-task state"):
         probe.backward({"a": out[:, 0].mean(), "b": None})
+
+
+def test_rebuilt_summary_reads_empty_cells_as_absent_tasks(tmp_path: Path) -> None:
+    res = run_profile(spec(tmp_path), steps=6, every=1, out=tmp_path / "r")
+    live = res.summary["runs"][0]
+    rebuilt = rebuild_summary(load_run(res.run_dir))["runs"][0]
+    assert rebuilt["status"] != "failed"  # an empty loss cell is no divergence
+    assert rebuilt["present_steps"] == live["present_steps"] == {"a": 6, "b": 6, "c": 3}
+    assert rebuilt["loss_mean"] == pytest.approx(live["loss_mean"])
