@@ -186,22 +186,24 @@ def _start(
 
 def _train_step(loop: _Loop, step: int, writer: RunWriter | None) -> _StepRecord:
     """One optimizer step: K micro-batches through the probe, then clip, step, schedule."""
+    k = loop.prep.spec.train.accumulate
+    batches = [next(loop.batches) for _ in range(k)]  # drawn first: step time excludes loading
     loop.timer.start()
     loop.optimizer.zero_grad(set_to_none=True)
     lr = float(loop.optimizer.param_groups[0]["lr"])
-    k = loop.prep.spec.train.accumulate
-    for micro in range(k):
-        result = _micro_batch(loop, step, last=micro == k - 1, writer=writer)
+    for micro, batch in enumerate(batches):
+        result = _micro_batch(loop, step, batch, last=micro == k - 1, writer=writer)
     assert result.complete
     skipped = _optimizer_step(loop)
     _schedule(loop)
     return _StepRecord(result, loop.timer.stop(), peak_memory_mb(loop.prep.device), lr, skipped)
 
 
-def _micro_batch(loop: _Loop, step: int, last: bool, writer: RunWriter | None) -> ProbeStep:
+def _micro_batch(
+    loop: _Loop, step: int, batch: Any, last: bool, writer: RunWriter | None
+) -> ProbeStep:
     """Forward one batch, stop on a non-finite loss, back-propagate it through the method."""
     prep, spec = loop.prep, loop.prep.spec
-    batch = next(loop.batches)
     # DDP all-reduces on a synced backward: only a weighting method's plain step, and only
     # its last micro-batch (the .grad of the others accumulate locally, as DDP intends).
     sync = loop.weighting and not loop.probe.instrumented(step) and last
