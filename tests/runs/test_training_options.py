@@ -124,6 +124,14 @@ def test_clip_grad_norm_bounds_the_update_and_keeps_raw_norms(tmp_path: Path) ->
     assert min(run["grad_norm_mean"].values()) > 0.1  # recorded norms are the raw ones
 
 
+def test_fp16_clipping_acts_on_the_unscaled_update(tmp_path: Path) -> None:
+    sgd = {"name": "sgd", "lr": 1.0}
+    path = spec_file(tmp_path, optimizer=sgd, clip_grad_norm=1e-3, precision="fp16")
+    delta, run = _one_step(path)
+    assert run["skipped_steps"] == 0
+    assert float(delta.norm()) == pytest.approx(1e-3, rel=1e-3)  # not 1e-3 / 65536
+
+
 def test_clip_grad_value_bounds_every_coordinate(tmp_path: Path) -> None:
     sgd = {"name": "sgd", "lr": 1.0}
     delta, _ = _one_step(spec_file(tmp_path, optimizer=sgd, clip_grad_value=1e-4))
