@@ -102,6 +102,7 @@ class NashMTL(GramianMethod):
     aliases = ("nashmtl", "nash")
     paper = "Navon et al., ICML 2022 (Alg. 1)"
     stateful = True
+    keeps_task_state = True
     cost = "T"
     params = (
         HyperParam("max_norm", 1.0, "clip the direction's norm (0: off)"),

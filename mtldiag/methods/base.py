@@ -102,6 +102,9 @@ class Method:
     family: ClassVar[Family]
     paper: ClassVar[str] = ""
     stateful: ClassVar[bool] = False
+    # A gradient method whose state is indexed by task or pair (GradVac's targets, Nash-MTL's
+    # last weights) cannot run a step on a subset of the tasks (a task without labels).
+    keeps_task_state: ClassVar[bool] = False
     # Backward passes per training step: "1" for weighting, "T" for Jacobian methods, ...
     cost: ClassVar[str] = "1"
     # The hyper-parameters ``__init__`` takes, with their defaults (listed by `mtldiag methods`;

@@ -104,6 +104,8 @@ class RunEntry(_RunRequired, total=False):
 
     metrics: dict[str, float | None]  # compare only, ok runs: the evaluation per task
     warnings: list[str]  # only when the method reported something
+    skipped_steps: int  # fp16 only: steps the GradScaler skipped (inf/NaN gradients)
+    present_steps: dict[str, int]  # only when a task had no labels on some steps
 
 
 class Finding(TypedDict):

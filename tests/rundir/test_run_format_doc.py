@@ -18,8 +18,12 @@ DOC = Path(__file__).parents[2] / "docs" / "run-format.md"
 SAMPLE = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
 
 # Keys the doc shows that these two runs cannot hold: a method's warnings, a rebuilt
-# summary, torchrun, CUDA; and the example task names of the task-keyed dicts.
-OPTIONAL = {"warnings", "rebuilt", "world_size", "backend", "cuda", "gpu"}
+# summary, torchrun, CUDA, an fp16 scaler, missing labels; and the example task names of the
+# task-keyed dicts.
+OPTIONAL = {"warnings", "rebuilt", "world_size", "backend", "cuda", "gpu"} | {
+    "skipped_steps",
+    "present_steps",
+}
 EXAMPLE_NAMES = {"a", "b", "c"}
 
 
