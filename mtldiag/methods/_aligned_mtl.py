@@ -30,7 +30,6 @@ class AlignedMTL(GramianMethod):
     name = "aligned_mtl"
     aliases = ("alignedmtl", "aligned")
     paper = "Senushkin et al., CVPR 2023 (Alg. 1)"
-    cost = "T"
     params = (
         HyperParam("scale_mode", "min", "min | median | rmse"),
         HyperParam("reduction", "sum", REDUCTION_HELP),

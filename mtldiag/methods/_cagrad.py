@@ -126,7 +126,6 @@ class CAGrad(GramianMethod):
     name = "cagrad"
     aliases = ("ca_grad", "conflict_averse")
     paper = "Liu et al., NeurIPS 2021 (Alg. 1)"
-    cost = "T"
     params = (
         HyperParam("c", 0.4, "radius of the ball around the mean gradient (x ||g0||)"),
         HyperParam("rescale", 1, "0 none | 1 divide by 1+c² | 2 divide by 1+c"),

@@ -36,7 +36,6 @@ class ConFIG(GramianMethod):
     name = "config"
     aliases = ("con_fig", "conflictfree")
     paper = "Liu, Chu & Thuerey, ICLR 2025 (ConFIG, eq. 2-3)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:

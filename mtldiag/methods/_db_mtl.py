@@ -30,7 +30,6 @@ class DBMTL(GradientMethod):
     aliases = ("dbmtl", "dual_balancing")
     paper = "Lin et al. 2023, arXiv:2308.12029 (DB-MTL, Alg. 1)"
     stateful = True
-    cost = "T"
     params = (
         HyperParam("beta", 0.9, "EMA rate of the log-loss gradients"),
         HyperParam("beta_sigma", 0.0, "decay exponent of beta"),

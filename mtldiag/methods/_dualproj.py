@@ -31,7 +31,6 @@ class DualProj(GramianMethod):
     name = "dualproj"
     aliases = ("dual_proj", "gem_projection")
     paper = "Quinton & Rey 2024, arXiv:2406.16232 (TorchJD DualProj; GEM eq. 11)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:

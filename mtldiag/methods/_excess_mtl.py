@@ -29,7 +29,6 @@ class ExcessMTL(GradientMethod):
     aliases = ("excessmtl", "excess")
     paper = "He et al., ICML 2024 (ExcessMTL, Alg. 1)"
     stateful = True
-    cost = "T"
     params = (HyperParam("robust_step_size", 1e-2, "step size η of the weights"),)
 
     def __init__(self, robust_step_size: float = 1e-2) -> None:

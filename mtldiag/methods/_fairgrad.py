@@ -117,7 +117,6 @@ class FairGrad(GramianMethod):
     aliases = ("fair_grad",)
     paper = "Ban & Ji, ICML 2024 (Alg. 1)"
     stateful = True  # the last solution, kept when a step has none
-    cost = "T"
     params = (HyperParam("alpha", 1.0, "fairness exponent α > 0 (1: Nash-MTL's equation)"),)
 
     def __init__(self, alpha: float = 1.0) -> None:

@@ -35,7 +35,6 @@ class GradVac(GramianMethod):
     paper = "Wang et al., ICLR 2021 (Alg. 1)"
     stateful = True
     keeps_task_state = True
-    cost = "T"
     params = (
         HyperParam("beta", 0.01, "EMA rate of the target cosines, in [0, 1]"),
         HyperParam("eps", 1e-8, "added to denominators"),

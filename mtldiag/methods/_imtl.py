@@ -31,7 +31,6 @@ class IMTLG(GramianMethod):
     name = "imtl"
     aliases = ("imtl_g", "imtlg", "impartial")
     paper = "Liu et al., ICLR 2021 (IMTL-G)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:

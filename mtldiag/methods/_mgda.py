@@ -38,7 +38,6 @@ class MGDA(GramianMethod):
     name = "mgda"
     aliases = ("mgda_ub", "min_norm")
     paper = "Sener & Koltun, NeurIPS 2018 (Alg. 2)"
-    cost = "T"
     params = (
         HyperParam("normalization", "none", "none | l2 | loss | loss+"),
         HyperParam("reduction", "sum", REDUCTION_HELP),

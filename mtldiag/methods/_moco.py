@@ -38,7 +38,6 @@ class MoCo(GradientMethod):
     aliases = ("mo_co",)
     paper = "Fernando et al., ICLR 2023 (MoCo, Alg. 1)"
     stateful = True
-    cost = "T"
     params = (
         HyperParam("beta", 0.5, "tracking rate of the gradient estimates"),
         HyperParam("beta_sigma", 0.5, "decay exponent of beta"),

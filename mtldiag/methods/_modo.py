@@ -33,7 +33,6 @@ class MoDo(GramianMethod):
     aliases = ("mo_do", "double_sampling")
     paper = "Chen et al., NeurIPS 2023 (MoDo, Alg. 1)"
     stateful = True
-    cost = "T"
     params = (
         HyperParam("gamma", 1e-3, "step size of the weights λ"),
         HyperParam("rho", 0.1, "l2 regularisation of λ's update"),

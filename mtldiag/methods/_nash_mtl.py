@@ -103,7 +103,6 @@ class NashMTL(GramianMethod):
     paper = "Navon et al., ICML 2022 (Alg. 1)"
     stateful = True
     keeps_task_state = True
-    cost = "T"
     params = (
         HyperParam("max_norm", 1.0, "clip the direction's norm (0: off)"),
         HyperParam("update_weights_every", 1, "recompute the weights every k steps"),

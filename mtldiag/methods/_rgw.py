@@ -29,7 +29,6 @@ class RandomGradientWeighting(GradientMethod):
     aliases = ("random_gradient", "random_grad_weighting")
     paper = "Lin et al., TMLR 2022 (arXiv:2111.10603, RGW)"
     stateful = True  # the random generator
-    cost = "T"
     params = (HyperParam("normalize", False, "weight unit gradients (x mean norm)"),)
 
     def __init__(self, normalize: bool = False) -> None:

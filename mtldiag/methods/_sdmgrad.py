@@ -36,7 +36,6 @@ class SDMGrad(GramianMethod):
     aliases = ("sdm_grad",)
     paper = "Xiao, Ban & Ji, NeurIPS 2023 (SDMGrad, Alg. 1)"
     stateful = True  # the warm start of solver=sgd
-    cost = "T"
     params = (
         HyperParam("lamda", 0.3, "pull towards the mean gradient (0: MGDA)"),
         HyperParam("solver", "exact", "exact (simplex QP) | sgd (LibMTL's inner loop)"),

@@ -31,7 +31,6 @@ class UPGrad(GramianMethod):
     name = "upgrad"
     aliases = ("up_grad", "jd", "jacobian_descent")
     paper = "Quinton & Rey 2024, arXiv:2406.16232 (TorchJD UPGrad)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:

@@ -105,8 +105,6 @@ class Method:
     # A gradient method whose state is indexed by task or pair (GradVac's targets, Nash-MTL's
     # last weights) cannot run a step on a subset of the tasks (a task without labels).
     keeps_task_state: ClassVar[bool] = False
-    # Backward passes per training step: "1" for weighting, "T" for Jacobian methods, ...
-    cost: ClassVar[str] = "1"
     # The hyper-parameters ``__init__`` takes, with their defaults (listed by `mtldiag methods`;
     # ``hyperparams()`` reads the current values from the attributes of the same names).
     params: ClassVar[tuple[HyperParam, ...]] = ()
@@ -143,7 +141,6 @@ class WeightingMethod(Method):
     """Weights from the losses: the trainer back-propagates ``sum_i w_i L_i``."""
 
     family: ClassVar[Family] = "weighting"
-    cost: ClassVar[str] = "1"
     # GradNorm needs each task's gradient norm on the last shared layer every step; the
     # trainer computes them (T extra partial backward passes) only when this is True.
     needs_grad_norms: ClassVar[bool] = False
@@ -172,7 +169,6 @@ class GradientMethod(Method):
     """An update direction for the shared parameters from the Jacobian ``J`` (T x P)."""
 
     family: ClassVar[Family] = "gradient"
-    cost: ClassVar[str] = "T"
 
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         """Return the (P,) update direction (sum convention) for ``jacobian`` (T x P)."""

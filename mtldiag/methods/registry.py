@@ -157,7 +157,7 @@ def describe() -> list[MethodInfo]:
     rows = []
     for cls in METHODS:
         doc = (cls.__doc__ or "").strip().split("\n\n")[0]
-        cost = cls.cost
+        # The cost follows from the family (what the step core runs), not from a per-class note.
         if issubclass(cls, WeightingMethod):
             cost = "1 backward" + (
                 " + T partial (last shared layer)" if cls.needs_grad_norms else ""
