@@ -14,6 +14,7 @@ from mtldiag.cli.render import render_summary
 from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
 from mtldiag.runs.compare import run_compare
+from mtldiag.runs.resume import resume_compare
 from mtldiag.spec import load_spec
 
 
@@ -78,23 +79,44 @@ def compare(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", help="Worker processes, one device each [spec: compare.jobs, 1]."
+    ),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Finish a stopped comparison in RUN_DIR with its recorded spec and options.",
+    ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (this machine, --jobs workers) | ray (one Ray task per run).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to submit to (host:port) [a local Ray]."
+    ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
-    loaded = load_spec(spec)
+    if jobs is not None and jobs < 1:
+        raise MtldiagError(f"--jobs must be at least 1, not {jobs}.", hint="for example --jobs 4")
+    options = {
+        "methods": methods,
+        "seeds": seed_list,
+        "steps": steps,
+        "every": every,
+        "single_task": single_task,
+        "sweep": sweep,
+        "device": device,
+    }
+    how = {"jobs": jobs, "executor": executor, "ray_address": ray_address}
     with RichObserver(err_console) as obs:
-        result = run_compare(
-            loaded,
-            methods=methods,
-            seeds=seed_list,
-            steps=steps,
-            every=every,
-            single_task=single_task,
-            sweep=sweep,
-            out=out,
-            device=device,
-            observer=obs,
-        )
+        if resume is not None:
+            if out is not None:
+                raise MtldiagError("--resume continues RUN_DIR: it takes no --out.")
+            result = resume_compare(resume, spec, observer=obs, **how, **options)
+        else:
+            result = run_compare(load_spec(spec), out=out, observer=obs, **how, **options)
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)

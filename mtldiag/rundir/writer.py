@@ -86,7 +86,12 @@ class RunWriter:
         self._steps_csv: Any = None
         self._pairs_csv: Any = None
 
-    def open(self, spec_yaml: str, env: dict[str, Any]) -> None:
+    def open(self, spec_yaml: str, env: dict[str, Any], append: bool = False) -> None:
+        """Create the directory, write spec and environment, start the CSVs with their headers.
+
+        ``append``: continue a run directory (``compare --resume``): its spec, environment and
+        CSV rows stay, new rows are appended.
+        """
         if not self.enabled:
             return
         try:
@@ -99,12 +104,15 @@ class RunWriter:
                 f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
                 hint="choose another place with --out DIR",
             ) from exc
-        (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
-        (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
-        self._steps = open(self.path / "steps.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._pairs = open(self.path / "pairs.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
+        mode = "a" if append else "w"
+        self._steps = open(self.path / "steps.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
+        self._pairs = open(self.path / "pairs.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
         self._steps_csv = csv.writer(self._steps)
         self._pairs_csv = csv.writer(self._pairs)
+        if append:
+            return
+        (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
+        (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
         t = self.tasks
         self._steps_csv.writerow(
             ["method", "seed", "step", "instrumented", "time_ms", "peak_memory_mb"]

@@ -51,6 +51,7 @@ class CompareSpec:
     every: int = 10
     single_task: bool = False
     sweep: int = 0
+    jobs: int = 1  # worker processes for the (method, seed) runs (how, not what: not recorded)
 
 
 @dataclass(frozen=True)

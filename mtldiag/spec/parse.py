@@ -47,7 +47,16 @@ _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
 _TASK_KEYS = ("output", "target", "loss", "weight", "higher_is_better", "loss_kwargs")
 _PROFILE_KEYS = ("steps", "every", "method")
-_COMPARE_KEYS = ("methods", "steps", "seeds", "every", "single_task", "sweep", "hyperparams")
+_COMPARE_KEYS = (
+    "methods",
+    "steps",
+    "seeds",
+    "every",
+    "single_task",
+    "sweep",
+    "hyperparams",
+    "jobs",
+)
 
 
 def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Spec:
@@ -309,9 +318,9 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
         raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
     every = whole(ctx, "compare.every", section.get("every", 10), minimum=1)
     sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
-    return CompareSpec(
-        methods, steps, tuple(seeds), every, bool(section.get("single_task", False)), sweep
-    )
+    jobs = whole(ctx, "compare.jobs", section.get("jobs", 1), minimum=1)
+    single = bool(section.get("single_task", False))
+    return CompareSpec(methods, steps, tuple(seeds), every, single, sweep, jobs)
 
 
 def spec_to_yaml(spec: Spec) -> str:
