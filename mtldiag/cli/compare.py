@@ -98,8 +98,6 @@ def compare(
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
-    if jobs is not None and jobs < 1:
-        raise MtldiagError(f"--jobs must be at least 1, not {jobs}.", hint="for example --jobs 4")
     options = {
         "methods": methods,
         "seeds": seed_list,

@@ -188,19 +188,21 @@ def prepare_compare(spec: Spec, options: CompareOptions) -> CompareSetup:
 
 
 def make_executor(
-    setup: CompareSetup, jobs: int = 1, executor: str = "local", ray_address: str | None = None
+    spec: Spec, jobs: int = 1, executor: str = "local", ray_address: str | None = None
 ) -> Executor:
-    """``local`` with one job: in this process; with N: N worker processes; ``ray``: Ray tasks."""
+    """``local`` with one job: in this process; with N: N worker processes; ``ray``: Ray tasks.
+
+    Called before anything is built, so that bad execution options (``--jobs 0``, more jobs
+    than a pinned device, an unreachable Ray cluster) cost nothing.
+    """
     if executor == "ray":
-        return RayExecutor(ray_address)
-    if executor != "local":
-        raise MtldiagError(
-            f"--executor '{executor}' is not an executor.", hint="use local or ray"
-        )
-    devices = worker_devices(setup.spec.device, jobs)
-    if jobs == 1:
-        return SerialExecutor(setup.first)
-    return PoolExecutor(devices)
+        ray = RayExecutor(ray_address)
+        ray.connect()
+        return ray
+    if executor not in EXECUTORS:
+        raise MtldiagError(f"--executor '{executor}' is not an executor.", hint="use local or ray")
+    devices = worker_devices(spec.device, jobs)
+    return SerialExecutor() if jobs == 1 else PoolExecutor(devices)
 
 
 def open_compare_dir(
@@ -292,10 +294,10 @@ def run_compare(
         spec = replace(spec, device=device, raw={**spec.raw, "device": device})
     options = compare_options(spec, methods, seeds, steps, every, single_task, sweep)
     n_jobs = jobs if jobs is not None else spec.compare.jobs
-    if n_jobs < 1:  # before building anything
-        raise MtldiagError(f"--jobs must be at least 1, not {n_jobs}.", hint="for example --jobs 4")
+    runner = make_executor(spec, n_jobs, executor, ray_address)
     setup = prepare_compare(spec, options)
-    runner = make_executor(setup, n_jobs, executor, ray_address)
+    if isinstance(runner, SerialExecutor):
+        runner.first = setup.first  # the model built to plan is the first run's: reuse it
     writer, summary = open_compare_dir(setup, out)
     return execute_compare(setup, runner, writer, summary, observer)
 
