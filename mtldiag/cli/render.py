@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from mtldiag.report import tables
+from mtldiag.cli import tables
 from mtldiag.report.tables import run_warnings
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}

@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,11 +20,11 @@ from mtldiag._version import __version__
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics
 from mtldiag.errors import MtldiagError
-
-SUMMARY_SCHEMA = "mtldiag.summary/1"
+from mtldiag.rundir.schema import Env, Summary, utc_now
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """``<root>/<name>/<YYYYmmdd-HHMMSS>``, suffixed ``-2``, ``-3``... when it exists."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / _safe(name) / stamp
     path, k = base, 1
@@ -48,8 +48,9 @@ def _git_sha() -> str | None:
         return None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    env: dict[str, Any] = {
+def environment(device: torch.device) -> Env:
+    """``env.json``: versions, device, threads, git sha and command line of this process."""
+    env: Env = {
         "mtldiag": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -58,7 +59,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "git_sha": _git_sha(),
         "argv": sys.argv,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
     }
     dctx = distributed.context()
     if dctx is not None:
@@ -86,11 +87,14 @@ class RunWriter:
         self._steps_csv: Any = None
         self._pairs_csv: Any = None
 
-    def open(self, spec_yaml: str, env: dict[str, Any], append: bool = False) -> None:
+    def open(
+        self, spec_yaml: str, env: Env, keep: Collection[tuple[str, int]] | None = None
+    ) -> None:
         """Create the directory, write spec and environment, start the CSVs with their headers.
 
-        ``append``: continue a run directory (``compare --resume``): its spec, environment and
-        CSV rows stay, new rows are appended.
+        ``keep``: continue this run directory (``compare --resume``): its spec and environment
+        stay, the CSV rows of the ``(method, seed)`` runs in ``keep`` stay and every other row
+        goes (atomically), new rows are appended.
         """
         if not self.enabled:
             return
@@ -104,6 +108,9 @@ class RunWriter:
                 f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
                 hint="choose another place with --out DIR",
             ) from exc
+        append = keep is not None
+        if keep is not None:
+            self._keep_rows({(str(m), str(seed)) for m, seed in keep})
         mode = "a" if append else "w"
         self._steps = open(self.path / "steps.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
         self._pairs = open(self.path / "pairs.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
@@ -125,6 +132,19 @@ class RunWriter:
         )
         self._steps.flush()
         self._pairs.flush()
+
+    def _keep_rows(self, keys: set[tuple[str, str]]) -> None:
+        for name in ("steps.csv", "pairs.csv"):
+            path = self.path / name
+            if not path.exists():
+                continue
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                kept = [r for r in rows[1:] if len(r) > 1 and (r[0], r[1]) in keys]
+                csv.writer(f).writerows(rows[:1] + kept)
+            os.replace(tmp, path)
 
     def write_step(
         self,
@@ -184,7 +204,7 @@ class RunWriter:
         assert self._steps is not None
         self._steps.flush()
 
-    def write_summary(self, summary: dict[str, Any]) -> Path:
+    def write_summary(self, summary: Summary) -> Path:
         """Write ``summary.json`` atomically (a reader never sees half a file)."""
         out = self.path / "summary.json"
         if not self.enabled:

@@ -20,11 +20,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from mtldiag.analysis.diagnose import diagnose
-from mtldiag.analysis.ranking import comparison_table, simplex_weights
+from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError
 from mtldiag.methods.base import TaskStats
+from mtldiag.rundir.schema import single_label, sweep_label
+from mtldiag.rundir.summary import conclude_compare
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.executors import Executor, PoolExecutor, RayExecutor, SerialExecutor
 from mtldiag.runs.executors import worker_devices
@@ -99,13 +100,13 @@ def plan_runs(
         for m in methods:
             runs.append(PlannedRun(m.label, seed, m))
         for w in sweep_weights:
-            label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
+            label = sweep_label(w)
             scaled = [float(x) * n for x in w]
             fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
             runs.append(PlannedRun(label, seed, fixed))
         if single_task:
             for t in tasks:
-                runs.append(PlannedRun(f"single:{t}", seed, MethodSpec("ew"), (t,)))
+                runs.append(PlannedRun(single_label(t), seed, MethodSpec("ew"), (t,)))
     return runs
 
 
@@ -206,13 +207,17 @@ def make_executor(
 
 
 def open_compare_dir(
-    setup: CompareSetup, out: str | Path | None, kept: Sequence[dict[str, Any]] = ()
+    setup: CompareSetup,
+    out: str | Path | None,
+    kept: Sequence[dict[str, Any]] = (),
+    resume: bool = False,
 ) -> tuple[RunWriter, dict[str, Any]]:
-    """Step 3a: the run directory (a new one, or ``kept`` runs of one being resumed)."""
+    """Step 3a: the run directory: a new one, or (``resume``) one whose ``kept`` runs stay."""
     spec = setup.spec
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, setup.tasks)
-    writer.open(spec_to_yaml(spec), environment(setup.first.device), append=bool(kept))
+    keep = [(r["method"], r["seed"]) for r in kept] if resume else None
+    writer.open(spec_to_yaml(spec), environment(setup.first.device), keep)
     summary = base_summary(spec, "compare", setup.tasks, setup.layers, str(setup.first.device))
     summary["compare"] = {
         **setup.options.record(),
@@ -254,14 +259,14 @@ def execute_compare(
     try:
         executor.execute(todo, writer, observer, on_done)
     except KeyboardInterrupt:
-        _finish(writer, summary, spec, setup.tasks, setup.layers, evaluation[0], "interrupted")
+        _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted")
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {writer.path}.",
             hint=f"mtldiag compare --resume {writer.path} runs the others",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, setup.tasks, setup.layers, evaluation[0], "complete")
+    _finish(writer, summary, spec, setup.tasks, evaluation[0], "complete")
     return CompareResult(writer.path, summary)
 
 
@@ -307,19 +312,10 @@ def _finish(
     summary: dict[str, Any],
     spec: Spec,
     tasks: list[str],
-    layers: list[str],
     evaluation: str | None,
     status: str,
 ) -> None:
-    summary["status"] = status
-    summary["evaluation"] = evaluation
-    ok = [r for r in summary["runs"] if r.get("status") == "ok"]
-    # The diagnosis reads the raw task gradients under plain equal weighting when there is one.
-    ref = next((r for r in ok if r["method"] == "ew"), ok[0] if ok else None)
-    if ref is not None:
-        summary["diagnosis"] = diagnose(ref, layers)
+    # Higher-is-better comes with the spec's eval function; losses are lower-is-better.
     hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
-    hib = {t: hib.get(t, False) for t in tasks}
-    if ok:
-        summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
+    conclude_compare(summary, status, evaluation, {t: hib.get(t, False) for t in tasks})
     close_run(writer, summary)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from mtldiag.analysis.diagnose import diagnose
+import torch
+
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag import methods
@@ -15,7 +15,9 @@ from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
 from mtldiag.runs.losses import label_stats
-from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
+from mtldiag.rundir.schema import Summary, new_summary
+from mtldiag.rundir.summary import conclude_profile
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
 
@@ -31,20 +33,10 @@ def _as_spec(spec: Spec | str | Path | None) -> Spec:
 
 
 def base_summary(
-    spec: Spec, kind: str, tasks: list[str], layers: list[str], device: str
-) -> dict[str, Any]:
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "kind": kind,
-        "name": spec.name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "status": "complete",
-        "tasks": tasks,
-        "layers": layers,
-        "device": device,
-        "runs": [],
-        "diagnosis": [],
-    }
+    spec: Spec, kind: Literal["profile", "compare"], tasks: list[str], layers: list[str], device: str
+) -> Summary:
+    """The summary of a run directory of ``spec`` before any run ended."""
+    return new_summary(kind, spec.name, tasks, layers, device)
 
 
 def create_method(ms: MethodSpec) -> Method:
@@ -105,8 +97,6 @@ def run_profile(
 
         def on_probe(step: Any) -> None:
             if step.gramian is not None:
-                import torch
-
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
@@ -122,12 +112,12 @@ def run_profile(
             stats=stats,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, "failed", preview_acc)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        _finish(writer, summary, result, "interrupted", preview_acc)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -135,7 +125,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, layers, "complete", preview_acc)
+    _finish(writer, summary, run, "complete", preview_acc)
     return ProfileResult(run_dir, summary)
 
 
@@ -147,16 +137,11 @@ def _finish(
     writer: RunWriter,
     summary: dict[str, Any],
     run: dict[str, Any] | None,
-    layers: list[str],
     status: str,
     preview_acc: Any = None,
 ) -> None:
-    summary["status"] = status
-    if run is not None:
-        summary["runs"] = [run]
-        summary["diagnosis"] = diagnose(run, layers)
-    if preview_acc is not None:
-        summary["preview"] = preview_acc.summary()
+    preview = preview_acc.summary() if preview_acc is not None else None
+    conclude_profile(summary, run, status, preview)
     close_run(writer, summary)
 
 

@@ -6,7 +6,8 @@ import copy
 
 from rich.console import Console
 
-from mtldiag.report import tables
+from mtldiag.cli import tables as terminal
+from mtldiag.report import comparison, tables
 
 SUMMARY = {
     "kind": "profile",
@@ -140,17 +141,9 @@ def test_layer_table_ranks_by_worst_pair():
     assert data.title.endswith("(top 2 of 3)")
 
 
-def test_reference_run_prefers_ew_among_ok_runs():
-    s = copy.deepcopy(SUMMARY)
-    pc = {**copy.deepcopy(s["runs"][0]), "method": "pcgrad"}
-    s["runs"] = [pc, {**s["runs"][0], "status": "failed"}, {**s["runs"][0]}]
-    s["runs"][2]["seed"] = 7
-    assert tables.reference_run(s)["seed"] == 7
-
-
 def test_rich_tables_show_the_numbers():
-    text = render(tables.task_table(SUMMARY)) + render(tables.pair_table(SUMMARY))
-    text += render(tables.layer_table(SUMMARY, top=5))
+    text = render(terminal.task_table(SUMMARY)) + render(terminal.pair_table(SUMMARY))
+    text += render(terminal.layer_table(SUMMARY, top=5))
     assert "100.0×" in text and "-0.55" in text and "l3" in text
 
 
@@ -158,12 +151,12 @@ def test_names_are_never_read_as_rich_markup():
     s = copy.deepcopy(SUMMARY)
     s["tasks"] = ["[bold]x[/bold]", "b", "c"]
     s["runs"][0]["loss_mean"]["[bold]x[/bold]"] = s["runs"][0]["loss_mean"].pop("a")
-    assert "[bold]x[/bold]" in render(tables.task_table(s))
+    assert "[bold]x[/bold]" in render(terminal.task_table(s))
 
 
 def test_comparison_table_full_and_compact():
     s = {**copy.deepcopy(SUMMARY), "kind": "compare", "comparison": COMPARISON}
-    full = tables.comparison_data(s, level=0)
+    full = comparison.comparison_data(s, level=0)
     assert full.headers[:5] == ["#", "method", "a ↓", "b ↓", "c ↑"]
     assert full.rows[0][2:6] == ["0.1234 ± 0.01", "2 ± 0.5", "0.9 ± 0", "-3.20 ± 0.4"]
     assert full.rows[1][1] == "ew †" and full.marked == {1}
@@ -171,7 +164,7 @@ def test_comparison_table_full_and_compact():
     notes = " ".join(full.notes)
     assert "equal weighting (ew)" in notes and "val_loss" in notes
     assert "mgda seed 1: NaN loss in task 'a' at step 12" in notes
-    text = render(tables.comparison_table_rich(s))
+    text = render(terminal.comparison_table_rich(s))
     assert "pcgrad" in text and "-3.20 ± 0.4" in text
     assert "† ew is dominated by sweep:0.25,0.25,0.5" in text  # compact: marks in the notes
     assert "Verdict: pcgrad ranks first" in text
@@ -180,7 +173,7 @@ def test_comparison_table_full_and_compact():
 def test_comparison_table_fits_a_narrow_terminal():
     s = {**copy.deepcopy(SUMMARY), "kind": "compare", "comparison": COMPARISON}
     console = Console(width=60, record=True, color_system=None)
-    console.print(tables.comparison_table_rich(s, console))
+    console.print(terminal.comparison_table_rich(s, console))
     lines = console.export_text().splitlines()
     assert max(len(x.rstrip()) for x in lines) <= 60
     assert any("pcgrad" in x for x in lines) and any("0.1234" in x for x in lines)
@@ -192,5 +185,5 @@ def test_single_task_row_is_the_reference():
         "reference": "single_task",
         "single_task": {t: {"mean": 1.0, "std": 0.0} for t in "abc"},
     }
-    data = tables.comparison_data({**SUMMARY, "comparison": comp})
+    data = comparison.comparison_data({**SUMMARY, "comparison": comp})
     assert data.rows[-1][1] == "single-task" and data.rows[-1][5] == "ref."
