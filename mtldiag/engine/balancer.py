@@ -84,8 +84,15 @@ class Balancer:
         )
         self.method.reset(ctx)
 
-    def backward(self, losses: Mapping[str, torch.Tensor]) -> BalanceStep:
-        """Back-propagate ``losses`` ({task: scalar}) through the method; fill ``.grad``."""
+    def backward(
+        self, losses: Mapping[str, torch.Tensor], features: torch.Tensor | None = None
+    ) -> BalanceStep:
+        """Back-propagate ``losses`` ({task: scalar}) through the method; fill ``.grad``.
+
+        ``features``: the shared representation ``z`` the heads read (the trunk's output, not
+        detached). A gradient method then works on the T gradients w.r.t. ``z`` (T backward
+        passes through the heads, one through the trunk: MGDA-UB, LibMTL's ``rep_grad``).
+        """
         if self.tasks is None:
             self._setup(losses)
         assert self.tasks is not None
@@ -99,7 +106,9 @@ class Balancer:
         ordered = [losses[t].reshape(()) for t in self.tasks]
         detached = detached_losses(ordered)
         # A weighting method's step is one backward of sum_i w_i L_i (no per-task pass).
-        result = backward_step(self.engine, self.method, ordered, detached, step, per_task=False)
+        result = backward_step(
+            self.engine, self.method, ordered, detached, step, per_task=False, features=features
+        )
         w = result.weights
         w_list = None if w is None else w.double().cpu().tolist()
         return BalanceStep(step, detached.tolist(), w_list, tuple(self.method.warnings))

@@ -108,14 +108,19 @@ class GradientProbe:
         return self.every > 0 and step % self.every == 0
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], global_losses: torch.Tensor | None = None
+        self,
+        losses: Mapping[str, torch.Tensor],
+        global_losses: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> ProbeStep:
         """Back-propagate the task losses through the method; fill every ``.grad``.
 
         Under torchrun (a process group mtldiag started) the per-task gradients are averaged
         across ranks before anything is derived from them, so metrics and update are those of
         the global batch and the same on every rank. ``global_losses``: the losses already
-        averaged across ranks, in task order (else the probe averages them).
+        averaged across ranks, in task order (else the probe averages them). ``features``: the
+        shared representation ``z`` of this forward: per-task gradients, Gramians and metrics are
+        then taken w.r.t. ``z`` (representation mode, see :mod:`mtldiag.engine.representation`).
         """
         if self.engine is None:
             self._setup(losses)
@@ -137,6 +142,7 @@ class GradientProbe:
             step,
             per_task=inst,
             ddp_syncs_plain_steps=self.ddp_syncs_plain_steps,
+            features=features,
         )
         stack = result.gramians
         weights = result.weights
@@ -145,6 +151,8 @@ class GradientProbe:
             instrumented=inst,
             losses=detached.tolist(),
             weights=None if weights is None else weights.detach().float().cpu().tolist(),
-            metrics=step_metrics(stack, self.engine.layout) if inst and stack is not None else None,
+            metrics=step_metrics(stack, result.layout or self.engine.layout)
+            if inst and stack is not None
+            else None,
             gramian=None if stack is None else stack[0],
         )

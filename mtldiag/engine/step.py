@@ -23,7 +23,8 @@ import torch
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
-from mtldiag.methods.base import GramianMethod, Method, WeightingMethod
+from mtldiag.engine.representation import RepresentationEngine
+from mtldiag.methods.base import GramianMethod, Method, MethodError, WeightingMethod
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class StepResult:
     weights: torch.Tensor | None  # (T,) the method's weights; None for GradDrop-like methods
     gramians: torch.Tensor | None  # (L+1, T, T): whole shared set, then each layer; if taken
     grad_norms: torch.Tensor | None  # (T,) what a GradNorm-like method was given
+    layout: SharedLayout | None = None  # the columns the Gramians are of, if not the engine's
 
 
 def detached_losses(ordered: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -110,6 +112,7 @@ def backward_step(
     *,
     per_task: bool,
     ddp_syncs_plain_steps: bool = False,
+    features: torch.Tensor | None = None,
 ) -> StepResult:
     """Back-propagate the T task losses ``ordered`` through ``method``; fill every ``.grad``.
 
@@ -117,11 +120,19 @@ def backward_step(
     torchrun). ``per_task``: take the per-task gradients even for a weighting method (an
     instrumented step); a gradient method always takes them. ``ddp_syncs_plain_steps``: DDP
     already averages a plain backward's ``.grad`` (the trainer wraps the model), so a weighting
-    method's plain step needs no average of its own.
+    method's plain step needs no average of its own. ``features``: the shared representation
+    ``z``: representation mode (:mod:`mtldiag.engine.representation`), where the per-task
+    gradients are taken w.r.t. ``z`` and the direction ``dz`` back-propagated once through the
+    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`.
     """
     weighting = isinstance(method, WeightingMethod)
     weights = method.weights(losses, step) if weighting else None
     dist = distributed.context() is not None
+    rep = None
+    if features is not None and (per_task or not weighting):
+        if dist:
+            raise MethodError("representation gradients are not supported under torchrun.")
+        rep = RepresentationEngine(features, engine.others)
     norms: torch.Tensor | None = None
     stack: torch.Tensor | None = None
     if not per_task and weighting:
@@ -132,7 +143,7 @@ def backward_step(
         total.backward()
         if dist and not ddp_syncs_plain_steps:
             distributed.average_grads([*engine.layout.params, *engine.others])
-    elif not dist and (weighting or isinstance(method, GramianMethod)):
+    elif rep is None and not dist and (weighting or isinstance(method, GramianMethod)):
         grads = engine.task_grads(list(ordered), head_weights=weights)
         stack = stacked_gramians_from_grads(grads, engine.layout)  # (L+1, T, T)
         if weighting and method.needs_grad_norms:
@@ -142,11 +153,12 @@ def backward_step(
         assert weights is not None
         engine.combine_into_grads(grads, weights)
     else:
-        jac = engine.compute(list(ordered), head_weights=weights)
+        used = engine if rep is None else rep
+        jac = used.compute(list(ordered), head_weights=weights)
         if dist:
             distributed.average_(jac)  # T x P floats: the one large collective
             distributed.average_grads(engine.others)
-        stack = stacked_gramians(jac, engine.layout)  # (L+1, T, T)
+        stack = stacked_gramians(jac, used.layout)  # (L+1, T, T)
         if weighting and method.needs_grad_norms:
             norms = _norms_from_gramians(stack, method.grad_norm_layer)
         if isinstance(method, GramianMethod):
@@ -155,7 +167,7 @@ def backward_step(
             direction = weights.to(jac) @ jac
         else:
             direction = own_storage(method.aggregate(jac, losses), jac)  # type: ignore[attr-defined]
-        engine.write_direction(direction)
+        used.write_direction(direction)
     if weighting:
         method.update(losses, step, norms)
-    return StepResult(weights, stack, norms)
+    return StepResult(weights, stack, norms, None if rep is None else rep.layout)
