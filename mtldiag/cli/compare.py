@@ -8,7 +8,7 @@ import typer
 
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.profile import SPEC_HELP
+from mtldiag.cli.profile import SPEC_HELP, print_space
 from mtldiag.cli.progress import RichObserver
 from mtldiag.cli.render import render_summary
 from mtldiag.engine.distributed import is_main
@@ -95,6 +95,11 @@ def compare(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to submit to (host:port) [a local Ray]."
     ),
+    wrt: str | None = typer.Option(
+        None,
+        "--wrt",
+        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
+    ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
@@ -106,6 +111,7 @@ def compare(
         "single_task": single_task,
         "sweep": sweep,
         "device": device,
+        "wrt": wrt,
     }
     how = {"jobs": jobs, "executor": executor, "ray_address": ray_address}
     with RichObserver(err_console) as obs:
@@ -118,6 +124,7 @@ def compare(
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)
+    print_space(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     runs = result.summary.get("runs") or []
     if runs and not any(r.get("status") == "ok" for r in runs):

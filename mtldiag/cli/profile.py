@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from mtldiag.cli.app import app, console, err_console, guarded
@@ -56,6 +57,11 @@ def profile(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    wrt: str | None = typer.Option(
+        None,
+        "--wrt",
+        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
+    ),
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
     loaded = load_spec(spec)
@@ -70,15 +76,26 @@ def profile(
             method=method,
             observer=obs,
             preview=preview,
+            wrt=wrt,
         )
     if not is_main():  # torchrun: rank 0 reports
         return
     render_summary(console, result.summary)  # tables, diagnosis, warnings, preview
+    print_space(console, result.summary)
     console.print(f"\n[dim]run directory:[/] {result.run_dir}")
     if check or rules is not None or baseline is not None:
         code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
         if code:
             raise typer.Exit(code)
+
+
+def print_space(out: Console, summary: Any) -> None:
+    """Say so when every gradient number is a representation-space one (never mixed)."""
+    if summary.get("jacobian") == "representation":
+        out.print(
+            "[yellow]gradients w.r.t. the shared representation (--wrt representation): norms, "
+            "cosines, conflicts and updates are representation-space numbers[/]"
+        )
 
 
 @app.command()

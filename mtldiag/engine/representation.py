@@ -29,12 +29,18 @@ from torch import nn
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
 from mtldiag.errors import SpecError
 
+REPRESENTATION_LAYER = "representation"  # the one "layer" of representation-space metrics
+WRT = ("parameters", "representation")
+
 
 class RepresentationEngine:
     """Per-task gradients with respect to ``features`` (``z``), heads' gradients on the way."""
 
     def __init__(
-        self, features: torch.Tensor, others: Sequence[torch.Tensor] = (), name: str = "z"
+        self,
+        features: torch.Tensor,
+        others: Sequence[torch.Tensor] = (),
+        name: str = REPRESENTATION_LAYER,
     ) -> None:
         if not features.requires_grad:
             raise ValueError("Parameter `features` should require grad (the trunk's output).")
@@ -100,6 +106,31 @@ class RepresentationHook:
             self._handle.remove()
             self._handle = None
         self.output = None
+
+
+def choose_representation(
+    model: nn.Module, shared_names: Sequence[str], setting: str | None, wrt: str | None
+) -> str | None:
+    """The module whose output is ``z``, or ``None`` for parameter mode.
+
+    ``setting``: the spec's ``representation:`` (a module name, ``auto`` or ``None``); ``wrt``:
+    ``--wrt`` (``parameters`` overrides the spec, ``representation`` without a spec setting
+    means ``auto``).
+    """
+    if wrt is not None and wrt not in WRT:
+        raise SpecError(f"--wrt '{wrt}' is not one of: {', '.join(WRT)}.")
+    if wrt == "parameters" or (wrt is None and setting is None):
+        return None
+    name = setting or "auto"
+    if name == "auto":
+        return auto_representation(model, shared_names)
+    find_module(model, name)
+    return name
+
+
+def metric_layers(representation: str | None, parameter_layers: Sequence[str]) -> list[str]:
+    """The layers a run's metrics have: the shared layers, or the one representation."""
+    return [REPRESENTATION_LAYER] if representation else list(parameter_layers)
 
 
 def find_module(model: nn.Module, name: str) -> nn.Module:

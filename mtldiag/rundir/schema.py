@@ -217,6 +217,7 @@ class Summary(_SummaryRequired, total=False):
     evaluation: str | None
     comparison: Comparison
     rebuilt: str
+    jacobian: Literal["parameters", "representation"]  # what the per-task gradients are over
 
 
 class _EnvRequired(TypedDict):

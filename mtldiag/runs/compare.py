@@ -22,6 +22,7 @@ from typing import Any
 
 from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.distributed import setup_device
+from mtldiag.engine.representation import choose_representation, metric_layers
 from mtldiag.errors import Interrupted, MtldiagError
 from mtldiag.methods.base import TaskStats
 from mtldiag.rundir.schema import single_label, sweep_label
@@ -76,6 +77,7 @@ class CompareSetup:
     first: Prepared
     stats: dict[str, TaskStats]
     jobs: list[RunJob]
+    representation: str | None = None  # representation mode: the module whose output is z
 
     @property
     def tasks(self) -> list[str]:
@@ -83,7 +85,7 @@ class CompareSetup:
 
     @property
     def layers(self) -> list[str]:
-        return self.first.selection.layout.layers
+        return metric_layers(self.representation, self.first.selection.layout.layers)
 
 
 def plan_runs(
@@ -164,10 +166,15 @@ def compare_options(
     return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
 
 
-def prepare_compare(spec: Spec, options: CompareOptions) -> CompareSetup:
-    """Step 2, prepare: build the first run's model, check every method against it, plan jobs."""
+def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None) -> CompareSetup:
+    """Step 2, prepare: build the first run's model, check every method against it, plan jobs.
+
+    ``wrt``: ``representation`` | ``parameters`` (default: the spec's ``representation:``).
+    """
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
     first = prepare(spec, options.seeds[0], dev)
+    names = first.selection.layout.names
+    rep = choose_representation(first.model, names, spec.representation, wrt)
     stats = label_stats(spec, first.loader)
     for ms in options.methods:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -179,13 +186,12 @@ def prepare_compare(spec: Spec, options: CompareOptions) -> CompareSetup:
         sweep_w = [list(map(float, w)) for w in weights]
     plan = plan_runs(options.methods, options.seeds, first.tasks, options.single_task, sweep_w)
     shared = names_only(first.selection)
+    tasks = tuple(first.tasks)
     jobs = [
-        RunJob(
-            i, pr, spec, options.steps, options.every, stats, shared, tuple(first.tasks), str(dev)
-        )
+        RunJob(i, pr, spec, options.steps, options.every, stats, shared, tasks, str(dev), None, rep)
         for i, pr in enumerate(plan)
     ]
-    return CompareSetup(spec, options, first, stats, jobs)
+    return CompareSetup(spec, options, first, stats, jobs, rep)
 
 
 def make_executor(
@@ -223,6 +229,7 @@ def open_compare_dir(
         **setup.options.record(),
         "spec_path": str(spec.path) if spec.path is not None else None,
     }
+    summary["jacobian"] = "representation" if setup.representation else "parameters"
     summary["runs"] = list(kept)
     return writer, summary
 
@@ -285,6 +292,7 @@ def run_compare(
     jobs: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,
+    wrt: str | None = None,
 ) -> CompareResult:
     """Train with each method (and baselines) and write a comparison run directory.
 
@@ -292,7 +300,9 @@ def run_compare(
     this machine (spec ``compare.jobs``, default 1: in this process); ``executor="ray"``: Ray
     tasks on the cluster at ``ray_address`` (default: a local Ray). A run that diverges is
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps every
-    finished run and raises :class:`~mtldiag.errors.Interrupted`.
+    finished run and raises :class:`~mtldiag.errors.Interrupted`. ``wrt``: ``representation``
+    runs every method on the gradients w.r.t. the spec's ``representation:`` module (default
+    ``auto``), ``parameters`` on the shared parameters.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
@@ -300,7 +310,7 @@ def run_compare(
     options = compare_options(spec, methods, seeds, steps, every, single_task, sweep)
     n_jobs = jobs if jobs is not None else spec.compare.jobs
     runner = make_executor(spec, n_jobs, executor, ray_address)
-    setup = prepare_compare(spec, options)
+    setup = prepare_compare(spec, options, wrt)
     if isinstance(runner, SerialExecutor):
         runner.first = setup.first  # the model built to plan is the first run's: reuse it
     writer, summary = open_compare_dir(setup, out)

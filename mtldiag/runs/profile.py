@@ -10,6 +10,7 @@ import torch
 
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
+from mtldiag.engine.representation import choose_representation, metric_layers
 from mtldiag import methods
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
@@ -55,12 +56,14 @@ def run_profile(
     method: str | MethodSpec | None = None,
     observer: Observer | None = None,
     preview: bool = False,
+    wrt: str | None = None,
 ) -> ProfileResult:
     """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
 
     Keyword arguments override the spec. On a NaN loss raises :class:`TrainingError`, on
     Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
-    first and the message names the run directory.
+    first and the message names the run directory. ``wrt``: ``representation`` or
+    ``parameters`` (default: the spec's ``representation:``, else parameters).
     """
     spec = _as_spec(spec)
     raw_over: dict[str, Any] = {}
@@ -81,7 +84,8 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
-    layers = prep.selection.layout.layers
+    rep = choose_representation(prep.model, prep.selection.layout.names, spec.representation, wrt)
+    layers = metric_layers(rep, prep.selection.layout.layers)
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
@@ -90,6 +94,7 @@ def run_profile(
     writer.open(spec_to_yaml(spec), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
     summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
+    summary["jacobian"] = "representation" if rep else "parameters"
 
     preview_acc = _preview_accumulator(prep.tasks) if preview else None
     on_probe = None
@@ -110,6 +115,7 @@ def run_profile(
             observer,
             on_probe=on_probe,
             stats=stats,
+            representation=rep,
         )
     except TrainingError as exc:
         _finish(writer, summary, exc.run_result, "failed", preview_acc)  # type: ignore[attr-defined]

@@ -19,6 +19,7 @@ from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
 from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.engine.gramian import ALL_LAYERS
 from mtldiag.engine.probe import GradientProbe, ProbeStep
+from mtldiag.engine.representation import RepresentationHook, metric_layers
 from mtldiag.rundir.writer import RunWriter
 from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.spec import Spec
@@ -138,13 +139,15 @@ def train_run(
     tasks: Sequence[str] | None = None,
     stats: dict[str, TaskStats] | None = None,
     on_probe: Callable[[ProbeStep], None] | None = None,
+    representation: str | None = None,
 ) -> dict[str, Any]:
     """Train ``prep.model`` for ``steps`` steps with ``method``; return the run's summary entry.
 
     ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
     :class:`TrainingError` after recording the step; Ctrl-C propagates. In both cases the
     rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
-    the summary entry of the steps done.
+    the summary entry of the steps done. ``representation``: the module whose output is the
+    shared representation ``z`` (representation mode; its metrics have one layer).
     """
     observer = observer or NullObserver()
     spec, device = prep.spec, prep.device
@@ -170,12 +173,16 @@ def train_run(
     # every .grad); the other steps forward under no_sync and the probe averages J itself.
     probe.ddp_syncs_plain_steps = dctx is not None
     weighting = isinstance(method, WeightingMethod)
-    acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *prep.selection.layout.layers])
+    layers = metric_layers(representation, prep.selection.layout.layers)
+    acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *layers])
+    hook = RepresentationHook(prep.model, representation) if representation else None
     batches = BatchCycle(prep.loader, prep.seed)
     timer = StepTimer(device)
     reset_peak_memory(device)
     prep.model.train()
     observer.run_started(label, prep.seed, steps)
+    if hook is not None:
+        hook.__enter__()
     try:
         for step in range(steps):
             batch = next(batches)
@@ -217,7 +224,11 @@ def train_run(
                     "the records of the steps before it are kept",
                 )
             try:
-                result = probe.backward(losses, global_losses=values if dctx is not None else None)
+                result = probe.backward(
+                    losses,
+                    global_losses=values if dctx is not None else None,
+                    features=hook.output if hook is not None else None,
+                )
             except (MtldiagError, KeyboardInterrupt):
                 raise
             except Exception as exc:
@@ -259,6 +270,9 @@ def train_run(
         acc.fail("interrupted", "interrupted by the user (Ctrl-C)")
         exc.run_result = acc.result()  # type: ignore[attr-defined]
         raise
+    finally:
+        if hook is not None:
+            hook.__exit__(None, None, None)  # a forward hook must not outlive its run
     out = acc.result()
     if method.warnings:  # e.g. Nash-MTL steps whose solve failed and kept the last weights
         out["warnings"] = list(method.warnings)

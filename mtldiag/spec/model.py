@@ -76,6 +76,9 @@ class Spec:
     method_hparams: dict[str, dict[str, Any]]
     raw: dict[str, Any]
     path: Path | None = None
+    # The module whose output is the shared representation z (or "auto"): gradient methods and
+    # the diagnostics then work on dL_i/dz (mtldiag.engine.representation). None: parameters.
+    representation: str | None = None
 
     @property
     def base_dir(self) -> Path:

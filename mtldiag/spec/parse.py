@@ -40,6 +40,7 @@ _TOP_KEYS = (
     "compare",
     "checks",
     "eval",
+    "representation",
     "method",
     "methods",
 )
@@ -197,6 +198,9 @@ def parse_spec(
     ev = data.get("eval")
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")
+    rep = data.get("representation")
+    if rep is not None and (not isinstance(rep, str) or not rep):
+        raise ctx.err("representation", "must be a module name (e.g. 'trunk') or 'auto'.")
     return Spec(
         name=name,
         seed=seed,
@@ -216,6 +220,7 @@ def parse_spec(
         method_hparams={k: dict(v) for k, v in method_hparams.items()},
         raw=data,
         path=path,
+        representation=rep,
     )
 
 

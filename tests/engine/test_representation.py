@@ -71,7 +71,7 @@ def test_representation_probe_gives_the_gramian_of_the_representation_gradients(
     z, losses = _losses(net, x, y)
     step = probe.backward(losses, features=z)
     torch.testing.assert_close(step.gramian, zs @ zs.T, rtol=1e-5, atol=1e-9)
-    assert step.metrics is not None and step.metrics.layers == ["*", "z"]
+    assert step.metrics is not None and step.metrics.layers == ["*", "representation"]
     torch.testing.assert_close(
         torch.tensor(step.metrics.grad_norm, dtype=torch.float64), zs.norm(dim=1), rtol=1e-5, atol=0
     )
