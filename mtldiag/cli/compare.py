@@ -9,8 +9,8 @@ import typer
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
 from mtldiag.cli.profile import SPEC_HELP, print_space
-from mtldiag.cli.progress import RichObserver
-from mtldiag.cli.render import render_summary
+from mtldiag.cli.progress import make_observer
+from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
 from mtldiag.runs.compare import run_compare
@@ -100,6 +100,15 @@ def compare(
         "--wrt",
         help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
     ),
+    log: str | None = typer.Option(
+        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
+    ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
@@ -113,8 +122,8 @@ def compare(
         "device": device,
         "wrt": wrt,
     }
-    how = {"jobs": jobs, "executor": executor, "ray_address": ray_address}
-    with RichObserver(err_console) as obs:
+    how = {"jobs": jobs, "executor": executor, "ray_address": ray_address, "log": log}
+    with make_observer(err_console, quiet or as_json) as obs:
         if resume is not None:
             if out is not None:
                 raise MtldiagError("--resume continues RUN_DIR: it takes no --out.")
@@ -123,9 +132,9 @@ def compare(
             result = run_compare(load_spec(spec), out=out, observer=obs, **how, **options)
     if not is_main():  # torchrun: rank 0 reports
         return
-    render_summary(console, result.summary)
-    print_space(console, result.summary)
-    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    if not (as_json or quiet):
+        print_space(err_console, result.summary)
+    render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     runs = result.summary.get("runs") or []
     if runs and not any(r.get("status") == "ok" for r in runs):
         first = next((r.get("error") for r in runs if r.get("error")), "")
@@ -135,6 +144,7 @@ def compare(
             code=1,
         )
     if check or rules is not None or baseline is not None:
-        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        to = err_console if as_json else console
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table", to)
         if code:
             raise typer.Exit(code)

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.progress import RichObserver
-from mtldiag.cli.render import render_summary
+from mtldiag.cli.progress import make_observer
+from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.runs.profile import run_profile
 from mtldiag.runs.validate import validate_spec
@@ -62,10 +62,19 @@ def profile(
         "--wrt",
         help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
     ),
+    log: str | None = typer.Option(
+        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
+    ),
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
     loaded = load_spec(spec)
-    with RichObserver(err_console) as obs:
+    with make_observer(err_console, quiet or as_json) as obs:
         result = run_profile(
             loaded,
             out=out,
@@ -77,14 +86,16 @@ def profile(
             observer=obs,
             preview=preview,
             wrt=wrt,
+            log=log,
         )
     if not is_main():  # torchrun: rank 0 reports
         return
-    render_summary(console, result.summary)  # tables, diagnosis, warnings, preview
-    print_space(console, result.summary)
-    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    if not (as_json or quiet):
+        print_space(err_console, result.summary)
+    render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     if check or rules is not None or baseline is not None:
-        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        to = err_console if as_json else console
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table", to)
         if code:
             raise typer.Exit(code)
 

@@ -28,13 +28,20 @@ from mtldiag.methods.base import TaskStats
 from mtldiag.rundir.schema import single_label, sweep_label
 from mtldiag.rundir.summary import conclude_compare
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.runs.executors import Executor, PoolExecutor, RayExecutor, SerialExecutor
-from mtldiag.runs.executors import worker_devices
+from mtldiag.runs.executors import (
+    Executor,
+    PoolExecutor,
+    RayExecutor,
+    SerialExecutor,
+    worker_devices,
+)
 from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
 from mtldiag.runs.losses import label_stats
-from mtldiag.runs.profile import base_summary, close_run, create_method
+from mtldiag.runs.profile import base_summary, close_run, create_method, tracker_setup
 from mtldiag.runs.train import Observer, Prepared, prepare, run_context
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 EXECUTORS = ("local", "ray")
 
@@ -217,10 +224,14 @@ def open_compare_dir(
     out: str | Path | None,
     kept: Sequence[dict[str, Any]] = (),
     resume: bool = False,
-) -> tuple[RunWriter, dict[str, Any]]:
-    """Step 3a: the run directory: a new one, or (``resume``) one whose ``kept`` runs stay."""
+    log: str | list[str] | None = None,
+) -> tuple[RunWriter, dict[str, Any], Trackers]:
+    """Step 3a: the run directory (a new one, or, ``resume``, one whose ``kept`` runs stay)
+    and the trackers (``log``, else the spec's ``log:``)."""
     spec = setup.spec
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
+    names = parse_sink_names(log) if log is not None else spec.log
+    trackers = open_trackers(names, tracker_setup(spec, run_dir, "compare", setup.options.record()))
     writer = RunWriter(run_dir, setup.tasks)
     keep = [(r["method"], r["seed"]) for r in kept] if resume else None
     writer.open(spec_to_yaml(spec), environment(setup.first.device), keep)
@@ -231,7 +242,7 @@ def open_compare_dir(
     }
     summary["jacobian"] = "representation" if setup.representation else "parameters"
     summary["runs"] = list(kept)
-    return writer, summary
+    return writer, summary, trackers
 
 
 def execute_compare(
@@ -240,20 +251,30 @@ def execute_compare(
     writer: RunWriter,
     summary: dict[str, Any],
     observer: Observer | None = None,
+    trackers: Trackers | None = None,
 ) -> CompareResult:
     """Step 3b-4, execute and finish: run every job whose run is not in ``summary`` yet.
 
     Runs land in ``summary["runs"]`` in plan order whatever order they finish in, and
     ``summary.json`` is rewritten (status ``interrupted``) after each, so a killed comparison
     keeps its finished runs for ``--resume``. Ctrl-C keeps them too and raises
-    :class:`~mtldiag.errors.Interrupted`.
+    :class:`~mtldiag.errors.Interrupted`. ``trackers`` get every step of an in-process run;
+    from worker processes or Ray tasks, each run's summary entry as it comes back.
     """
+    trackers = trackers or Trackers()
+    in_process = isinstance(executor, SerialExecutor)
+    if in_process:
+        executor.trackers = trackers
     order = {(j.run.label, j.run.seed): j.index for j in setup.jobs}
     done = {(r["method"], r["seed"]) for r in summary["runs"]}
     todo = [j for j in setup.jobs if (j.run.label, j.run.seed) not in done]
     evaluation: list[str | None] = [summary.get("evaluation")]
 
     def on_done(outcome: JobOutcome) -> None:
+        if not in_process:  # the serial executor started and ended the tracker run itself
+            job = setup.jobs[outcome.index]
+            trackers.start_run(job.run.label, job.run.seed, list(job.run.tasks or job.tasks))
+            trackers.end_run(outcome.run)
         summary["runs"].append(outcome.run)
         summary["runs"].sort(key=lambda r: order.get((r["method"], r["seed"]), len(order)))
         if outcome.evaluation is not None:
@@ -266,14 +287,14 @@ def execute_compare(
     try:
         executor.execute(todo, writer, observer, on_done)
     except KeyboardInterrupt:
-        _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted")
+        _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted", trackers)
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {writer.path}.",
             hint=f"mtldiag compare --resume {writer.path} runs the others",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, setup.tasks, evaluation[0], "complete")
+    _finish(writer, summary, spec, setup.tasks, evaluation[0], "complete", trackers)
     return CompareResult(writer.path, summary)
 
 
@@ -293,6 +314,7 @@ def run_compare(
     executor: str = "local",
     ray_address: str | None = None,
     wrt: str | None = None,
+    log: str | list[str] | None = None,
 ) -> CompareResult:
     """Train with each method (and baselines) and write a comparison run directory.
 
@@ -302,7 +324,8 @@ def run_compare(
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps every
     finished run and raises :class:`~mtldiag.errors.Interrupted`. ``wrt``: ``representation``
     runs every method on the gradients w.r.t. the spec's ``representation:`` module (default
-    ``auto``), ``parameters`` on the shared parameters.
+    ``auto``), ``parameters`` on the shared parameters. ``log``: trackers, else the spec's
+    ``log:``.
     """
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
@@ -313,8 +336,8 @@ def run_compare(
     setup = prepare_compare(spec, options, wrt)
     if isinstance(runner, SerialExecutor):
         runner.first = setup.first  # the model built to plan is the first run's: reuse it
-    writer, summary = open_compare_dir(setup, out)
-    return execute_compare(setup, runner, writer, summary, observer)
+    writer, summary, trackers = open_compare_dir(setup, out, log=log)
+    return execute_compare(setup, runner, writer, summary, observer, trackers)
 
 
 def _finish(
@@ -324,8 +347,9 @@ def _finish(
     tasks: list[str],
     evaluation: str | None,
     status: str,
+    trackers: Trackers | None = None,
 ) -> None:
     # Higher-is-better comes with the spec's eval function; losses are lower-is-better.
     hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
     conclude_compare(summary, status, evaluation, {t: hib.get(t, False) for t in tasks})
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)

@@ -8,19 +8,22 @@ from typing import Any, Literal
 
 import torch
 
+from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.representation import choose_representation, metric_layers
-from mtldiag import methods
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
-from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.schema import Summary, new_summary
 from mtldiag.rundir.summary import conclude_profile
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.runs.losses import label_stats
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.trackers.base import TrackerSetup, flat_params
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 
 @dataclass(frozen=True)
@@ -34,10 +37,20 @@ def _as_spec(spec: Spec | str | Path | None) -> Spec:
 
 
 def base_summary(
-    spec: Spec, kind: Literal["profile", "compare"], tasks: list[str], layers: list[str], device: str
+    spec: Spec,
+    kind: Literal["profile", "compare"],
+    tasks: list[str],
+    layers: list[str],
+    device: str,
 ) -> Summary:
     """The summary of a run directory of ``spec`` before any run ended."""
     return new_summary(kind, spec.name, tasks, layers, device)
+
+
+def tracker_setup(spec: Spec, run_dir: Path, kind: str, resolved: dict[str, Any]) -> TrackerSetup:
+    """What the trackers of one command are told: names, group, the resolved spec as params."""
+    params = flat_params({**spec.raw, kind: resolved})
+    return TrackerSetup(run_dir, spec.name, f"{spec.name}-{run_dir.name}", kind, params)
 
 
 def create_method(ms: MethodSpec) -> Method:
@@ -56,11 +69,13 @@ def run_profile(
     method: str | MethodSpec | None = None,
     observer: Observer | None = None,
     preview: bool = False,
+    log: str | list[str] | None = None,
     wrt: str | None = None,
 ) -> ProfileResult:
     """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
 
-    Keyword arguments override the spec. On a NaN loss raises :class:`TrainingError`, on
+    Keyword arguments override the spec (``log``: trackers, e.g. ``"tensorboard,mlflow"``,
+    else the spec's ``log:``). On a NaN loss raises :class:`TrainingError`, on
     Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
     first and the message names the run directory. ``wrt``: ``representation`` or
     ``parameters`` (default: the spec's ``representation:``, else parameters).
@@ -90,10 +105,13 @@ def run_profile(
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
+    resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
+    names = parse_sink_names(log) if log is not None else spec.log
+    trackers = open_trackers(names, tracker_setup(spec, run_dir, "profile", resolved))
     writer = RunWriter(run_dir, prep.tasks)
     writer.open(spec_to_yaml(spec), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
-    summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
+    summary["profile"] = resolved
     summary["jacobian"] = "representation" if rep else "parameters"
 
     preview_acc = _preview_accumulator(prep.tasks) if preview else None
@@ -105,6 +123,7 @@ def run_profile(
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
+        trackers.start_run(ms.label, spec.seed, prep.tasks)
         run = train_run(
             prep,
             method_obj,
@@ -115,15 +134,16 @@ def run_profile(
             observer,
             on_probe=on_probe,
             stats=stats,
+            trackers=trackers,
             representation=rep,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, "failed", preview_acc, trackers)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, "interrupted", preview_acc)
+        _finish(writer, summary, result, "interrupted", preview_acc, trackers)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -131,7 +151,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, "complete", preview_acc)
+    _finish(writer, summary, run, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
 
 
@@ -145,14 +165,21 @@ def _finish(
     run: dict[str, Any] | None,
     status: str,
     preview_acc: Any = None,
+    trackers: Trackers | None = None,
 ) -> None:
+    if trackers is not None:
+        trackers.end_run(run)
     preview = preview_acc.summary() if preview_acc is not None else None
     conclude_profile(summary, run, status, preview)
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)
 
 
-def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
-    """Write ``summary.json``, then the report built from the whole run directory."""
+def close_run(writer: RunWriter, summary: dict[str, Any], trackers: Trackers | None = None) -> None:
+    """Write ``summary.json``, then the report built from the whole run directory; then hand
+    both to the trackers and close them."""
     writer.write_summary(summary)
     if writer.enabled:
         write_report(writer.path)
+    if trackers is not None:
+        trackers.finish(summary, writer.path)
+        trackers.close()

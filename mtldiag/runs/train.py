@@ -12,18 +12,19 @@ from torch import nn
 
 from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, autocast, peak_memory_mb, reset_peak_memory
-from mtldiag.engine.jacobian import build_layout
-from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
-from mtldiag.errors import MtldiagError, TrainingError
-from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
-from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.engine.gramian import ALL_LAYERS
+from mtldiag.engine.jacobian import build_layout
 from mtldiag.engine.probe import GradientProbe, ProbeStep
 from mtldiag.engine.representation import RepresentationHook, metric_layers
-from mtldiag.rundir.writer import RunWriter
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.spec import Spec
+from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
+from mtldiag.rundir.writer import RunWriter
+from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
+from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
+from mtldiag.spec import Spec
+from mtldiag.trackers.hub import Trackers
 
 
 class Observer(Protocol):
@@ -140,11 +141,13 @@ def train_run(
     stats: dict[str, TaskStats] | None = None,
     on_probe: Callable[[ProbeStep], None] | None = None,
     representation: str | None = None,
+    trackers: Trackers | None = None,
 ) -> dict[str, Any]:
     """Train ``prep.model`` for ``steps`` steps with ``method``; return the run's summary entry.
 
     ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
-    :class:`TrainingError` after recording the step; Ctrl-C propagates. In both cases the
+    :class:`TrainingError` after recording the step; Ctrl-C propagates. ``trackers`` get
+    every step next to the run directory's row. In both cases the
     rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
     the summary entry of the steps done. ``representation``: the module whose output is the
     shared representation ``z`` (representation mode; its metrics have one layer).
@@ -259,6 +262,8 @@ def train_run(
                     result.metrics,
                     run_tasks,
                 )
+            if trackers:
+                trackers.log_step(result, ms, optimizer.param_groups[0].get("lr"))
             acc.add(result.losses, ms, mem, result.weights, result.metrics)
             observer.step_done(step, dict(zip(run_tasks, result.losses, strict=True)))
     except TrainingError as exc:

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.engine.device import resolve_device
-from mtldiag.spec import Spec, load_spec
 from mtldiag.runs.train import prepare
+from mtldiag.spec import Spec, load_spec
 
 
 def validate_spec(

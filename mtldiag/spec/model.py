@@ -79,6 +79,7 @@ class Spec:
     # The module whose output is the shared representation z (or "auto"): gradient methods and
     # the diagnostics then work on dL_i/dz (mtldiag.engine.representation). None: parameters.
     representation: str | None = None
+    log: tuple[str, ...] = ()  # trackers: tensorboard, mlflow, wandb
 
     @property
     def base_dir(self) -> Path:

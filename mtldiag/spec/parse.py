@@ -24,6 +24,7 @@ from mtldiag.spec.model import (
     TaskSpec,
 )
 from mtldiag.spec.values import Where, whole
+from mtldiag.trackers.factory import parse_sink_names
 
 _TOP_KEYS = (
     "name",
@@ -43,6 +44,7 @@ _TOP_KEYS = (
     "representation",
     "method",
     "methods",
+    "log",
 )
 _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
@@ -201,6 +203,10 @@ def parse_spec(
     rep = data.get("representation")
     if rep is not None and (not isinstance(rep, str) or not rep):
         raise ctx.err("representation", "must be a module name (e.g. 'trunk') or 'auto'.")
+    try:
+        log = parse_sink_names(data.get("log"))
+    except MtldiagError as exc:
+        raise ctx.err("log", exc.message, exc.hint) from None
     return Spec(
         name=name,
         seed=seed,
@@ -221,6 +227,7 @@ def parse_spec(
         raw=data,
         path=path,
         representation=rep,
+        log=log,
     )
 
 
