@@ -221,6 +221,7 @@ class CompareAsked(TypedDict):
     every: int
     single_task: bool
     sweep: int
+    spec_path: str | None  # the spec file (relative paths in spec.yaml resolve from its folder)
 
 
 class _SummaryRequired(TypedDict):
@@ -246,6 +247,7 @@ class Summary(_SummaryRequired, total=False):
     evaluation: str | None
     comparison: Comparison
     rebuilt: str
+    jacobian: Literal["parameters", "representation"]  # what the per-task gradients are over
 
 
 class _EnvRequired(TypedDict):

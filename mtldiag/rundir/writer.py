@@ -10,7 +10,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,7 +87,15 @@ class RunWriter:
         self._steps_csv: Any = None
         self._pairs_csv: Any = None
 
-    def open(self, spec_yaml: str, env: Env) -> None:
+    def open(
+        self, spec_yaml: str, env: Env, keep: Collection[tuple[str, int]] | None = None
+    ) -> None:
+        """Create the directory, write spec and environment, start the CSVs with their headers.
+
+        ``keep``: continue this run directory (``compare --resume``): its spec and environment
+        stay, the CSV rows of the ``(method, seed)`` runs in ``keep`` stay and every other row
+        goes (atomically), new rows are appended.
+        """
         if not self.enabled:
             return
         try:
@@ -100,12 +108,18 @@ class RunWriter:
                 f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
                 hint="choose another place with --out DIR",
             ) from exc
-        (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
-        (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
-        self._steps = open(self.path / "steps.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
-        self._pairs = open(self.path / "pairs.csv", "w", newline="", encoding="utf-8")  # noqa: SIM115
+        append = keep is not None
+        if keep is not None:
+            self._keep_rows({(str(m), str(seed)) for m, seed in keep})
+        mode = "a" if append else "w"
+        self._steps = open(self.path / "steps.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
+        self._pairs = open(self.path / "pairs.csv", mode, newline="", encoding="utf-8")  # noqa: SIM115
         self._steps_csv = csv.writer(self._steps)
         self._pairs_csv = csv.writer(self._pairs)
+        if append:
+            return
+        (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
+        (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
         t = self.tasks
         self._steps_csv.writerow(
             ["method", "seed", "step", "instrumented", "time_ms", "peak_memory_mb"]
@@ -119,6 +133,19 @@ class RunWriter:
         )
         self._steps.flush()
         self._pairs.flush()
+
+    def _keep_rows(self, keys: set[tuple[str, str]]) -> None:
+        for name in ("steps.csv", "pairs.csv"):
+            path = self.path / name
+            if not path.exists():
+                continue
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                kept = [r for r in rows[1:] if len(r) > 1 and (r[0], r[1]) in keys]
+                csv.writer(f).writerows(rows[:1] + kept)
+            os.replace(tmp, path)
 
     def write_step(
         self,
