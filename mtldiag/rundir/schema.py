@@ -276,6 +276,17 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def gradient_space(summary: Mapping[str, Any]) -> str:
+    """What a summary's per-task gradients are taken w.r.t., in words for titles and findings.
+
+    Representation-space numbers (``--wrt representation``) are never to read as parameter
+    ones: every title and finding that names the space asks here.
+    """
+    if summary.get("jacobian") == "representation":
+        return "shared representation"
+    return "shared parameters"
+
+
 def new_summary(
     kind: Literal["profile", "compare"],
     name: str,

@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 
 from mtldiag.cli import app
 from mtldiag.errors import SpecError
+from mtldiag.report.content import build_content
+from mtldiag.report.tables import pair_data, task_data
 from mtldiag.runs.compare import run_compare
 from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
@@ -53,3 +55,18 @@ def test_a_missing_representation_module_is_refused(tmp_path: Path):
     assert res.output.strip().startswith("error:") and len(res.output.strip().splitlines()) <= 2
     bad = CliRunner().invoke(app, ["profile", str(spec), "--wrt", "params"])
     assert bad.exit_code == 2 and "--wrt 'params' is not one of" in bad.output
+
+
+def test_representation_numbers_are_labelled_in_tables_findings_and_report(tmp_path: Path):
+    spec = parse_spec(SYNTHETIC)
+    rep = run_profile(spec, out=tmp_path / "rep", wrt="representation", steps=5).summary
+    par = run_profile(spec, out=tmp_path / "par", wrt="parameters", steps=5).summary
+    assert "shared representation" in task_data(rep).title
+    assert "shared representation" in pair_data(rep).title
+    assert "representation" not in task_data(par).title + pair_data(par).title
+    rep_text = " ".join(f["message"] for f in rep["diagnosis"])
+    par_text = " ".join(f["message"] for f in par["diagnosis"])
+    assert "pulls the shared representation" in rep_text  # the synthetic tasks differ 10x
+    assert "pulls the shared parameters" in par_text
+    facts = dict(build_content(rep, [], []).facts)
+    assert facts["gradients w.r.t."] == "shared representation"
