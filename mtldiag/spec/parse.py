@@ -23,6 +23,7 @@ from mtldiag.spec.model import (
     Spec,
     TaskSpec,
 )
+from mtldiag.spec import values
 from mtldiag.spec.values import Where, whole
 
 _TOP_KEYS = (
@@ -73,6 +74,11 @@ def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None =
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read spec file '{path}': {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file '{path}' is not UTF-8 text (byte {exc.start}): is it the right file?",
+            hint="a spec is a YAML text file, e.g. sample_configs/synthetic.yaml",
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -122,7 +128,7 @@ def parse_spec(
         )
 
     name = str(data.get("name") or (path.stem if path else "run"))
-    seed = whole(ctx, "seed", data.get("seed", 0), minimum=0)
+    seed = values.seed(ctx, "seed", data.get("seed", 0))
     device = str(data.get("device", "auto"))
     if device.split(":")[0] not in DEVICES:
         raise ctx.err(
@@ -271,8 +277,8 @@ def _profile(ctx: Where, section: Any, method: Any, hp: dict[str, Any]) -> Profi
     if not isinstance(section, dict):
         raise ctx.err("profile", "must be a mapping like '{steps: 200, every: 1}'.")
     ctx.check_keys(section, _PROFILE_KEYS, "profile")
-    steps = whole(ctx, "profile.steps", section.get("steps", 200), minimum=1)
-    every = whole(ctx, "profile.every", section.get("every", 1), minimum=1)
+    steps = values.steps(ctx, "profile.steps", section.get("steps", 200))
+    every = values.every(ctx, "profile.every", section.get("every", 1))
     m = section.get("method", method) or "ew"
     try:
         ms = parse_method(m, hp)
@@ -297,7 +303,7 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
             raise ctx.err("compare.methods", exc.message, exc.hint) from None
     steps = section.get("steps")
     if steps is not None:
-        steps = whole(ctx, "compare.steps", steps, minimum=1)
+        steps = values.steps(ctx, "compare.steps", steps)
     seeds = section.get("seeds", [0])
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
@@ -307,7 +313,8 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
         or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
     ):
         raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
-    every = whole(ctx, "compare.every", section.get("every", 10), minimum=1)
+    seeds = [values.seed(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
+    every = values.every(ctx, "compare.every", section.get("every", 10))
     sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
     return CompareSpec(
         methods, steps, tuple(seeds), every, bool(section.get("single_task", False)), sweep
