@@ -14,7 +14,8 @@ from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, autocast, peak_memory_mb, reset_peak_memory
 from mtldiag.engine.jacobian import build_layout
 from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
-from mtldiag.errors import MtldiagError, TrainingError
+from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
+from mtldiag.runs.usercode import user_code_error
 from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
 from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.engine.gramian import ALL_LAYERS
@@ -68,8 +69,13 @@ def compute_losses(
     precision: str,
 ) -> dict[str, torch.Tensor]:
     batch = move_to(batch, device)
-    with autocast(device, precision):
-        raw = loss_fn(model, batch)
+    try:
+        with autocast(device, precision):
+            raw = loss_fn(model, batch)
+    except MtldiagError:
+        raise
+    except Exception as exc:  # the user's forward or losses function broke on this batch
+        raise user_code_error("the model's forward or a task's loss", exc) from exc
     losses = check_losses(raw, tasks)
     return {t: losses[t] for t in tasks} if tasks else losses
 
@@ -178,13 +184,20 @@ def train_run(
     observer.run_started(label, prep.seed, steps)
     try:
         for step in range(steps):
-            batch = next(batches)
-            timer.start()
-            sync = weighting and not probe.instrumented(step)
-            with distributed.forward_context(forward_model, sync):
-                losses = compute_losses(
-                    prep.loss_fn, forward_model, batch, run_tasks, device, spec.precision
-                )
+            try:
+                batch = next(batches)
+                timer.start()
+                sync = weighting and not probe.instrumented(step)
+                with distributed.forward_context(forward_model, sync):
+                    losses = compute_losses(
+                        prep.loss_fn, forward_model, batch, run_tasks, device, spec.precision
+                    )
+            except UserCodeError as exc:
+                # The user's loader or forward broke mid-run: this run fails at this step, its
+                # rows so far are kept and a comparison goes on with the next run.
+                raise TrainingError(
+                    f"{label} (seed {prep.seed}) at step {step}: {exc.message}", exc.hint
+                ) from exc
             optimizer.zero_grad(set_to_none=True)
             # One host transfer for all T losses (a sync per task would stall a GPU T times).
             values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
