@@ -30,9 +30,10 @@ from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
-from mtldiag.runs.profile import base_summary, close_run, create_method
+from mtldiag.runs.profile import base_summary, close_run, create_method, resolved_spec
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
+from mtldiag.spec.values import OPTIONS
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -196,14 +197,16 @@ def run_compare(
             f"--seeds repeats a seed: {seed_list}.",
             hint="a repeated seed reruns the very same run; for example --seeds 0,1,2",
         )
+    if seeds is not None:
+        seed_list = [values.seed(OPTIONS, "--seeds", s) for s in seed_list]
+    if steps is not None:
+        values.steps(OPTIONS, "--steps", steps)
+    if every is not None:
+        values.every(OPTIONS, "--every", every)
     n_steps = steps if steps is not None else (cfg.steps or spec.profile.steps)
     n_every = every if every is not None else cfg.every
     want_single = cfg.single_task if single_task is None else single_task
     n_sweep = cfg.sweep if sweep is None else sweep
-    if n_steps < 1:
-        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
-    if n_every < 0:
-        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
     if n_sweep < 0:
         raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
@@ -224,9 +227,7 @@ def run_compare(
 
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, tasks)
-    writer.open(spec_to_yaml(spec), environment(dev))
-    summary = base_summary(spec, "compare", tasks, layers, str(dev))
-    summary["compare"] = {
+    resolved = {
         "methods": [m.label for m in method_specs],
         "seeds": seed_list,
         "steps": n_steps,
@@ -234,6 +235,9 @@ def run_compare(
         "single_task": want_single,
         "sweep": n_sweep,
     }
+    writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
+    summary = base_summary(spec, "compare", tasks, layers, str(dev))
+    summary["compare"] = dict(resolved)
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]

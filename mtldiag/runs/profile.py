@@ -11,12 +11,13 @@ from mtldiag.analysis.diagnose import diagnose
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag import methods
-from mtldiag.errors import Interrupted, MtldiagError, TrainingError
+from mtldiag.errors import Interrupted, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
 from mtldiag.runs.losses import label_stats
 from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml, values
+from mtldiag.spec.values import OPTIONS
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
 
 
@@ -47,6 +48,14 @@ def base_summary(
     }
 
 
+def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
+    """``spec`` with the run's parameters (options and keyword overrides included) written
+    into ``section``, so the run directory's spec.yaml says what the run was asked to do: a
+    rebuild after a kill compares the steps done with these."""
+    base = spec.raw.get(section) if isinstance(spec.raw.get(section), dict) else {}
+    return replace(spec, raw={**spec.raw, "seed": spec.seed, section: {**base, **resolved}})
+
+
 def create_method(ms: MethodSpec) -> Method:
     """A fresh method instance for one run (never one shared between compared runs)."""
     return methods.create(ms.name, **ms.hparams)
@@ -75,15 +84,11 @@ def run_profile(
     if device is not None:
         raw_over["device"] = device
     if seed is not None:
-        raw_over["seed"] = seed
+        raw_over["seed"] = values.seed(OPTIONS, "--seed", seed)
     if raw_over:
         spec = replace(spec, raw={**spec.raw, **raw_over}, **raw_over)
-    n_steps = steps if steps is not None else spec.profile.steps
-    n_every = every if every is not None else spec.profile.every
-    if n_steps < 1:
-        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
-    if n_every < 0:
-        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
+    n_steps = values.steps(OPTIONS, "--steps", steps) if steps is not None else spec.profile.steps
+    n_every = values.every(OPTIONS, "--every", every) if every is not None else spec.profile.every
     ms = parse_method(method, spec.method_hparams) if method is not None else spec.profile.method
     method_obj = create_method(ms)
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
@@ -95,7 +100,8 @@ def run_profile(
     create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     writer = RunWriter(run_dir, prep.tasks)
-    writer.open(spec_to_yaml(spec), environment(dev))
+    resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
+    writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
     summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
 
