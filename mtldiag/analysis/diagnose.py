@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mtldiag.analysis.layers import rank_layers
+
 LOSS_RATIO_WARN = 10.0
 LOSS_RATIO_CRIT = 100.0
 NORM_RATIO_WARN = 5.0
@@ -207,32 +209,22 @@ def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
 def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
     if len(layers) < 2:
         return []
-    # Score each layer by its worst pair's conflict rate (mean cosine breaks ties).
-    scores: dict[str, tuple[float, float]] = {}
-    for pair in run.get("pairs") or []:
-        for layer, m in (pair.get("layers") or {}).items():
-            rate, cos = m.get("conflict_rate"), m.get("cosine_mean")
-            if rate is None or cos is None:
-                continue
-            prev = scores.get(layer, (-1.0, 2.0))
-            scores[layer] = max(prev, (rate, -cos))
-    if not scores:
+    ranked = rank_layers(run, layers)
+    if not ranked:
         return []
-    ranked = sorted(scores, key=lambda k: scores[k], reverse=True)
-    top = ranked[:TOP_LAYERS]
-    depth = {name: i for i, name in enumerate(layers)}
+    rate = {s.layer: s.worst_rate for s in ranked}
+    top = [s.layer for s in ranked[:TOP_LAYERS]]
     deep_cut = len(layers) - max(1, len(layers) // 3)
-    deep = [layer for layer in top if depth.get(layer, 0) >= deep_cut]
-    shallow_rates = [scores[x][0] for x in layers[:deep_cut] if x in scores]
-    top_rate = scores[top[0]][0]
+    deep = [s.layer for s in ranked[:TOP_LAYERS] if s.depth > deep_cut]
+    shallow_rates = [rate[x] for x in layers[:deep_cut] if x in rate]
     concentrated = (
         bool(deep)
         and deep[0] == top[0]
-        and (not shallow_rates or max(shallow_rates) < top_rate - 0.1)
+        and (not shallow_rates or max(shallow_rates) < rate[top[0]] - 0.1)
     )
     msg = (
         "Conflict is strongest in "
-        + ", ".join(f"'{x}' ({scores[x][0]:.0%} conflicting steps)" for x in top)
+        + ", ".join(f"'{x}' ({rate[x]:.0%} conflicting steps)" for x in top)
         + "."
     )
     if concentrated:
@@ -252,7 +244,7 @@ def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]
             "info",
             msg,
             suggestion,
-            layers={x: round(scores[x][0], 4) for x in top},
+            layers={x: round(rate[x], 4) for x in top},
             concentrated_deep=concentrated,
         )
     ]

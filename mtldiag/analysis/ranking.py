@@ -1,4 +1,4 @@
-"""The numbers behind ``mtldiag compare``: sweep weights, Δm%, Pareto dominance, the ranked table.
+"""The numbers behind ``mtldiag compare``: Δm%, Pareto dominance, the ranked table.
 
 Pure functions of plain data (the ``runs`` entries of ``summary.json``), so ``mtldiag report``
 can rebuild the comparison from a run directory, and tests can check them on hand-made runs.
@@ -6,83 +6,20 @@ can rebuild the comparison from a run directory, and tests can check them on han
 - Δm% is the multi-task performance measure of Maninis, Radosavovic & Kokkinos, "Attentive
   single-tasking of multiple tasks", CVPR 2019: the mean relative per-task change against a
   reference, signed so that lower is better.
-- The linear-scalarization sweep follows Xin et al., "Do current multi-task optimization
-  methods in deep learning even help?", NeurIPS 2022, and Kurin et al., "In defense of the
-  unitary scalarization for deep multi-task learning", NeurIPS 2022: fixed weight vectors
-  spread over the simplex, the baseline a balancing method has to beat.
+- The sweep points (:mod:`mtldiag.analysis.sweep`) are the baseline a balancing method has
+  to beat; a row a sweep point Pareto-dominates is marked. The verdict is written by
+  :mod:`mtldiag.analysis.verdict`.
 """
 
 from __future__ import annotations
 
 import math
-import random
 import statistics
 from collections.abc import Mapping, Sequence
-from itertools import product
 from typing import Any
 
-SWEEP_PREFIX = "sweep:"
-SINGLE_PREFIX = "single:"
-
-EVALUATION_TEXT = {
-    "eval_fn": "the spec's eval function",
-    "val_loss": "the per-task loss on the validation loader (data.val)",
-    "train_loss_tail": "the mean training loss over the last 10% of steps (no eval, no data.val)",
-}
-
-
-# --------------------------------------------------------------------------- sweep weights
-
-
-def simplex_weights(T: int, K: int, seed: int = 0) -> list[list[float]]:  # noqa: N803
-    """``K`` distinct weight vectors over ``T`` tasks, each positive and summing to 1.
-
-    T = 2: the evenly spaced interior points ``(i/(K+1), 1 - i/(K+1))``, i = 1..K. T = 3: the
-    points of the finest triangular grid ``(i, j, k)/n`` (all of i, j, k ≥ 1) that has at least
-    K of them, thinned to K by farthest-point sampling from the centre. T ≥ 4: Dirichlet(1)
-    draws (uniform on the simplex) from ``random.Random(seed)``. Deterministic for a given
-    (T, K, seed). Vertices are left out on purpose: a zero weight would not train that task,
-    which is a single-task baseline (``--single-task``), not a scalarization.
-    """
-    if T < 1 or K < 1:
-        return []
-    if T == 1:
-        return [[1.0]]
-    if T == 2:
-        return [[i / (K + 1), 1.0 - i / (K + 1)] for i in range(1, K + 1)]
-    if T == 3:
-        n = 3
-        while (n - 1) * (n - 2) // 2 < K:
-            n += 1
-        grid = [(i, j, n - i - j) for i, j in product(range(1, n), repeat=2) if n - i - j >= 1]
-        return [[x / n for x in p] for p in _spread(grid, K, n)]
-    rng = random.Random(seed)
-    out: list[list[float]] = []
-    while len(out) < K:
-        # A Dirichlet(1, ..., 1) draw is a vector of Exp(1) draws divided by their sum.
-        e = [rng.expovariate(1.0) for _ in range(T)]
-        s = sum(e)
-        w = [x / s for x in e]
-        if w not in out:
-            out.append(w)
-    return out
-
-
-def _spread(points: list[tuple[int, ...]], k: int, n: int) -> list[tuple[int, ...]]:
-    """``k`` of ``points`` far from each other: greedy farthest-point sampling, deterministic."""
-    if len(points) <= k:
-        return points
-    centre = [n / len(points[0])] * len(points[0])
-
-    def d2(p: Sequence[float], q: Sequence[float]) -> float:
-        return sum((a - b) ** 2 for a, b in zip(p, q, strict=True))
-
-    chosen = [min(points, key=lambda p: (d2(p, centre), p))]
-    while len(chosen) < k:
-        rest = [p for p in points if p not in chosen]
-        chosen.append(max(rest, key=lambda p: (min(d2(p, c) for c in chosen), p)))
-    return sorted(chosen, reverse=True)
-
+from mtldiag.analysis.verdict import verdict
+from mtldiag.rundir.schema import label_kind, single_label
 
 # --------------------------------------------------------------------------- Δm% and dominance
 
@@ -173,7 +110,7 @@ def _row(label: str, rs: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> d
     mems = _values([r.get("peak_memory_mb") for r in ok])
     return {
         "label": label,
-        "kind": "sweep" if label.startswith(SWEEP_PREFIX) else "method",
+        "kind": "sweep" if label_kind(label) == "sweep" else "method",
         "rank": None,
         "seeds": len(ok),
         "failed": len(rs) - len(ok),
@@ -235,15 +172,11 @@ def comparison_table(
 
     single: dict[str, dict[str, float | None]] = {}
     for t in tasks:
-        vals = _values([r["metrics"].get(t) for r in _ok(groups.get(SINGLE_PREFIX + t, []))])
+        vals = _values([r["metrics"].get(t) for r in _ok(groups.get(single_label(t), []))])
         if vals:
             single[t] = _mean_std(vals)
 
-    rows = [
-        _row(label, rs, tasks)
-        for label, rs in groups.items()
-        if not label.startswith(SINGLE_PREFIX)
-    ]
+    rows = [_row(label, rs, tasks) for label, rs in groups.items() if label_kind(label) != "single"]
     live = [r for r in rows if r["seeds"] > 0]
 
     reference: str | None = None
@@ -311,7 +244,7 @@ def comparison_table(
     out["negative_transfer"] = negative
     out["failed_runs"] = failed_runs
     driver = _dominant_task(live, ref_values, hib) if by_delta else None
-    out["verdict"] = _verdict(out, by_delta, tasks, driver)
+    out["verdict"] = verdict(out, by_delta, tasks, driver)
     # The schema's key order: verdict before failed_runs.
     out["failed_runs"] = out.pop("failed_runs")
     return out
@@ -342,103 +275,3 @@ def _dominant_task(
     task = max(size, key=lambda t: size[t])
     share = size[task] / total
     return (task, share) if share >= DOMINANT_SHARE else None
-
-
-# --------------------------------------------------------------------------- the verdict
-
-
-def _fmt_dm(row: Mapping[str, Any]) -> str:
-    s = f"{row['delta_m']:+.2f}%"
-    if row["seeds"] > 1 and row["delta_m_std"] is not None:
-        s = f"{row['delta_m']:+.2f} ± {row['delta_m_std']:.2f}%"
-    return s
-
-
-def _overlap(
-    a: Mapping[str, Any], b: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]
-) -> bool:
-    """Whether the mean ± one std intervals over seeds of two rows overlap (on Δm%, or on
-    every task when ranked without Δm%)."""
-    if by_delta:
-        return abs(a["delta_m"] - b["delta_m"]) <= (a["delta_m_std"] or 0) + (b["delta_m_std"] or 0)
-    return all(
-        abs(a["metric"][t]["mean"] - b["metric"][t]["mean"])
-        <= (a["metric"][t]["std"] or 0) + (b["metric"][t]["std"] or 0)
-        for t in tasks
-    )
-
-
-def _names(labels: Sequence[str]) -> str:
-    return ", ".join(labels)
-
-
-def _verdict(
-    table: Mapping[str, Any],
-    by_delta: bool,
-    tasks: Sequence[str],
-    driver: tuple[str, float] | None = None,
-) -> str:
-    rows = [r for r in table["rows"] if r["rank"] is not None]
-    ref = table["reference"]
-    ref_text = {"single_task": "the single-task models", "ew": "equal weighting (ew)"}.get(ref, "")
-    parts: list[str] = []
-    if not rows:
-        parts.append("No run finished: there is nothing to rank.")
-    else:
-        best = rows[0]
-        how = "by mean per-task rank"
-        if by_delta:
-            how = f"by Δm% ({_fmt_dm(best)} against {ref_text})"
-        parts.append(f"{best['label']} ranks first {how}.")
-        if len(rows) > 1:
-            second = rows[1]
-            what = f" ({_fmt_dm(second)})" if by_delta else ""
-            if best["seeds"] < 2 or second["seeds"] < 2:
-                parts.append(
-                    f"{second['label']} is second{what}; with one seed, seed noise cannot be "
-                    "judged (run with --seeds 0,1,2)."
-                )
-            elif _overlap(best, second, by_delta, tasks):
-                parts.append(
-                    f"{second['label']} is second{what}: the difference is within seed noise "
-                    f"(mean ± one std over seeds overlap)."
-                )
-            else:
-                parts.append(
-                    f"{second['label']} is second{what}, more than one std over seeds apart."
-                )
-    if ref == "ew":
-        parts.append(
-            "Δm% is against equal weighting (ew): --single-task measures it against "
-            "single-task models."
-        )
-    elif ref is None and rows:
-        parts.append("No Δm%: there are no single-task runs and no ew run to measure it against.")
-    if driver is not None:
-        parts.append(
-            f"Caution: task '{driver[0]}' makes up {driver[1]:.0%} of the relative changes "
-            "behind Δm% (its reference value is small), so the ranking mostly reflects that task: "
-            "read the per-task columns too."
-        )
-    dominated = [r for r in rows if r["kind"] == "method" and r["dominated_by"]]
-    if dominated:
-        sweepers = sorted({s for r in dominated for s in r["dominated_by"]})
-        parts.append(
-            f"Linear scalarization ({_names(sweepers)}) Pareto-dominates "
-            f"{_names([r['label'] for r in dominated])}: a fixed weighted sum does at least as "
-            "well on every task."
-        )
-    if table["negative_transfer"]:
-        parts.append(
-            f"Negative transfer on {_names(table['negative_transfer'])}: every multi-task run "
-            "does worse there than the single-task model."
-        )
-    if table["failed_runs"]:
-        seeds: dict[str, list[str]] = {}
-        for f in table["failed_runs"]:
-            seeds.setdefault(f["label"], []).append(str(f["seed"]))
-        listed = [f"{label} (seed {', '.join(s)})" for label, s in seeds.items()]
-        parts.append(f"Failed: {_names(listed)}; see failed_runs for the step and task.")
-    if table["evaluation"] in EVALUATION_TEXT:
-        parts.append(f"Metrics: {EVALUATION_TEXT[table['evaluation']]}.")
-    return " ".join(parts)

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
-from mtldiag.analysis.check import CheckReport, RuleResult, fmt_number
+from mtldiag.analysis.check import CheckReport, RuleResult
+from mtldiag.analysis.rules import fmt_number
 
 JUNIT_CLASSNAME = "mtldiag.check"
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtldiag.report.cells import TableData
+from mtldiag.report.comparison import comparison_data, verdict
 from mtldiag.report.plots import Plot
 from mtldiag.report.tables import (
-    TableData,
-    comparison_data,
     layer_data,
     pair_data,
     preview_data,
     run_warnings,
     runs_data,
     task_data,
-    verdict,
 )
-
-EVALUATIONS = {
-    "eval_fn": "the spec's eval function",
-    "val_loss": "the per-task loss on the validation loader (data.val)",
-    "train_loss_tail": "the mean training loss over the last 10% of steps (no eval, no data.val)",
-}
+from mtldiag.rundir.schema import EVALUATION_TEXT
 
 
 @dataclass
@@ -84,7 +78,7 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
         )
     evaluation = summary.get("evaluation") or (summary.get("comparison") or {}).get("evaluation")
     if evaluation:
-        explain = EVALUATIONS.get(evaluation)
+        explain = EVALUATION_TEXT.get(evaluation)
         facts.append(("evaluation", f"{evaluation}: {explain}" if explain else str(evaluation)))
     if summary.get("rebuilt"):
         facts.append(("rebuilt", str(summary["rebuilt"])))

@@ -11,8 +11,8 @@ import html
 import json
 from typing import Any
 
+from mtldiag.report.cells import TableData
 from mtldiag.report.content import ReportContent
-from mtldiag.report.tables import TableData
 
 CSS = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0;color:#1d1d1f;

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mtldiag.report.cells import TableData
 from mtldiag.report.content import ReportContent
-from mtldiag.report.tables import TableData
 
 _ESCAPES = {"\\": "\\\\", "|": "\\|", "<": "\\<", ">": "\\>", "\n": " ", "\r": " "}
 

@@ -1,16 +1,15 @@
 """The report's tables, built once as plain text cells and rendered three ways.
 
 :class:`TableData` holds a title, headers and string cells; :func:`task_data`,
-:func:`pair_data`, :func:`layer_data`, :func:`comparison_data`, :func:`preview_data` and
-:func:`runs_data` build them from a ``summary.json`` dict. The Rich renderables
+:func:`pair_data`, :func:`layer_data`, :func:`preview_data` and
+:func:`runs_data` build them from a ``summary.json`` dict. :func:`comparison_data` is in
+:mod:`mtldiag.report.comparison`. The Rich renderables
 (:func:`task_table` and friends) are what the terminal shows; :mod:`mtldiag.report.html`
 and :mod:`mtldiag.report.markdown` render the same :class:`TableData`.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich import box
@@ -20,69 +19,18 @@ from rich.table import Table
 from rich.text import Text
 
 from mtldiag.analysis.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
-
-DASH = "–"
-
-
-@dataclass
-class TableData:
-    """A table as text: ``align`` is ``"l"`` or ``"r"`` per column; ``marked`` rows stand out."""
-
-    title: str
-    headers: list[str]
-    rows: list[list[str]]
-    align: list[str]
-    notes: list[str] = field(default_factory=list)
-    marked: set[int] = field(default_factory=set)
-
-
-# -- number formatting ---------------------------------------------------------------------
-
-
-def _ok(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def num(x: Any, digits: int = 4) -> str:
-    return f"{x:.{digits}g}" if _ok(x) else DASH
-
-
-def ratio(x: Any) -> str:
-    return f"{x:.1f}×" if _ok(x) else DASH
-
-
-def pct(x: Any) -> str:
-    return f"{100 * x:.0f}%" if _ok(x) else DASH
-
-
-def signed(x: Any) -> str:
-    return f"{x:+.2f}" if _ok(x) else DASH
-
-
-def mean_std(cell: Any, seeds: int = 2, std_digits: int = 2, sep: str = " ± ") -> str:
-    if not isinstance(cell, dict) or not _ok(cell.get("mean")):
-        return DASH
-    if seeds > 1 and _ok(cell.get("std")):
-        return f"{cell['mean']:.4g}{sep}{cell['std']:.{std_digits}g}"
-    return f"{cell['mean']:.4g}"
-
+from mtldiag.analysis.layers import rank_layers
+from mtldiag.report.cells import DASH, TableData, is_number, num, pct, ratio, signed
+from mtldiag.report.comparison import comparison_data, verdict
+from mtldiag.rundir.schema import reference_run
 
 # -- which run the one-run tables describe -------------------------------------------------
 
 
-def reference_run(summary: dict[str, Any]) -> dict[str, Any] | None:
-    """The run whose raw gradients the one-run tables describe.
-
-    Profile: its only run. Compare: plain equal weighting (``ew``) when it ran, else the first
-    run that trained every task — the same choice the diagnosis makes.
-    """
-    runs = summary.get("runs") or []
-    tasks = summary.get("tasks") or []
-    full = [r for r in runs if len(r.get("final_loss") or {}) >= len(tasks)]
-    for pool in ([r for r in full if r.get("status") == "ok"], full, runs):
-        if pool:
-            return next((r for r in pool if r.get("method") == "ew"), pool[0])
-    return None
+def _reference(summary: dict[str, Any]) -> dict[str, Any]:
+    """The run the one-run tables describe: the diagnosis' reference run (empty if none)."""
+    run = reference_run(summary.get("runs") or [], summary.get("tasks") or [])
+    return dict(run) if run is not None else {}
 
 
 def _run_title(summary: dict[str, Any], run: dict[str, Any]) -> str:
@@ -96,7 +44,7 @@ def _run_title(summary: dict[str, Any], run: dict[str, Any]) -> str:
 
 def task_data(summary: dict[str, Any]) -> TableData:
     """Per task: mean loss, its ratio to the smallest, final loss, mean gradient norm, ratio."""
-    run = reference_run(summary) or {}
+    run = _reference(summary)
     tasks = summary.get("tasks") or []
     loss = run.get("loss_mean") or {}
     final = run.get("final_loss") or {}
@@ -104,11 +52,11 @@ def task_data(summary: dict[str, Any]) -> TableData:
     weight = run.get("weight_mean") or {}
 
     def smallest(d: dict[str, Any]) -> float | None:
-        vals = [v for v in d.values() if _ok(v) and v > 0]
+        vals = [v for v in d.values() if is_number(v) and v > 0]
         return min(vals) if vals else None
 
     lmin, nmin = smallest(loss), smallest(norm)
-    show_w = any(_ok(weight.get(t)) and abs(weight[t] - 1.0) > 1e-9 for t in tasks)
+    show_w = any(is_number(weight.get(t)) and abs(weight[t] - 1.0) > 1e-9 for t in tasks)
     headers = ["task", "mean loss", "loss ratio", "final loss", "mean grad norm", "norm ratio"]
     if show_w:
         headers.append("mean weight")
@@ -118,10 +66,10 @@ def task_data(summary: dict[str, Any]) -> TableData:
         row = [
             t,
             num(lv),
-            ratio(lv / lmin) if _ok(lv) and lmin else DASH,
+            ratio(lv / lmin) if is_number(lv) and lmin else DASH,
             num(final.get(t)),
             num(nv),
-            ratio(nv / nmin) if _ok(nv) and nmin else DASH,
+            ratio(nv / nmin) if is_number(nv) and nmin else DASH,
         ]
         if show_w:
             row.append(num(weight.get(t)))
@@ -137,7 +85,7 @@ def task_data(summary: dict[str, Any]) -> TableData:
 
 def pair_data(summary: dict[str, Any]) -> TableData:
     """Per task pair: mean cosine, conflict rate, cosine on conflicting steps, mean GMS."""
-    run = reference_run(summary) or {}
+    run = _reference(summary)
     rows = [
         [
             p["a"],
@@ -176,55 +124,25 @@ def _conflicting(pair: dict[str, Any]) -> bool:
         pair.get("cosine_mean"),
         pair.get("conflict_cosine_mean"),
     )
-    if not _ok(rate) or not _ok(cos):
+    if not is_number(rate) or not is_number(cos):
         return False
-    strong = _ok(neg) and neg <= -WEAK_COSINE
+    strong = is_number(neg) and neg <= -WEAK_COSINE
     return cos <= MEAN_COSINE_CONFLICT or (rate >= CONFLICT_WARN and strong)
 
 
-def layer_scores(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per shared layer: mean conflict rate over pairs and its worst pair, most conflicted first."""
-    run = reference_run(summary) or {}
-    layers = summary.get("layers") or []
-    out = []
-    for depth, layer in enumerate(layers, start=1):
-        cells = []
-        for p in run.get("pairs") or []:
-            m = (p.get("layers") or {}).get(layer) or {}
-            if _ok(m.get("conflict_rate")):
-                cells.append((m["conflict_rate"], -(m.get("cosine_mean") or 0.0), p, m))
-        if not cells:
-            continue
-        worst = max(cells, key=lambda c: (c[0], c[1]))
-        out.append(
-            {
-                "layer": layer,
-                "depth": depth,
-                "mean_rate": sum(c[0] for c in cells) / len(cells),
-                "worst_pair": f"{worst[2]['a']}–{worst[2]['b']}",
-                "worst_rate": worst[0],
-                "worst_cosine": worst[3].get("cosine_mean"),
-            }
-        )
-    out.sort(
-        key=lambda d: (d["worst_rate"], d["mean_rate"], -(d["worst_cosine"] or 0.0)), reverse=True
-    )
-    return out
-
-
 def layer_data(summary: dict[str, Any], top: int | None = 5) -> TableData:
-    """The most conflicted shared layers (by their worst pair's conflict rate)."""
-    scores = layer_scores(summary)
-    n_layers = len(summary.get("layers") or [])
+    """The most conflicted shared layers of the reference run (:func:`rank_layers`' order)."""
+    layers = summary.get("layers") or []
+    scores = rank_layers(_reference(summary), layers)
     shown = scores[:top] if top else scores
     rows = [
         [
-            d["layer"],
-            f"{d['depth']}/{n_layers}",
-            pct(d["mean_rate"]),
-            d["worst_pair"],
-            pct(d["worst_rate"]),
-            signed(d["worst_cosine"]),
+            d.layer,
+            f"{d.depth}/{len(layers)}",
+            pct(d.mean_rate),
+            "–".join(d.worst_pair),
+            pct(d.worst_rate),
+            signed(d.worst_cosine),
         ]
         for d in shown
     ]
@@ -244,106 +162,6 @@ def layer_data(summary: dict[str, Any], top: int | None = 5) -> TableData:
         rows=rows,
         align=["l", "r", "r", "l", "r", "r"],
         notes=["depth 1 is the shared layer nearest the input"],
-    )
-
-
-def _hib_arrow(hib: bool) -> str:
-    return "↑" if hib else "↓"
-
-
-def comparison_data(summary: dict[str, Any], level: int = 0) -> TableData | None:
-    """The ranked comparison table of a compare run (``None`` without a comparison).
-
-    ``level`` trades detail for width (the terminal): 0 is the full table (HTML, Markdown);
-    1 moves uniform seed counts and the dominating sweep points into the notes and shows
-    stds with one digit; 2 also puts each ± std under its mean; 3 also drops the rank and
-    peak-memory columns (the rows stay in rank order).
-    """
-    comp = summary.get("comparison")
-    if not comp or not comp.get("rows"):
-        return None
-    tasks = summary.get("tasks") or list(comp.get("higher_is_better") or {})
-    hib = comp.get("higher_is_better") or {}
-    ref = comp.get("reference")
-    ref_text = {"single_task": "single-task models", "ew": "equal weighting (ew)"}.get(
-        ref, "no reference"
-    )
-    seed_counts = {(int(r.get("seeds") or 0), int(r.get("failed") or 0)) for r in comp["rows"]}
-    seeds_col = level == 0 or len(seed_counts) > 1 or any(f for _, f in seed_counts)
-    dom_col = level == 0
-    rank_col = mem_col = level < 3
-    std_digits = 2 if level == 0 else 1
-    sep = "\n±" if level >= 2 else " ± "
-    headers = ["#"] * rank_col + ["method"]
-    headers += [f"{t} {_hib_arrow(bool(hib.get(t)))}" for t in tasks]
-    headers += ["Δm%", "conflict" if level < 2 else "confl.", "step ms"] + ["peak MB"] * mem_col
-    headers += ["seeds"] * seeds_col + ["dominated by"] * dom_col
-    rows, marked, dom_notes = [], set(), []
-    for i, r in enumerate(comp["rows"]):
-        seeds = int(r.get("seeds") or 0)
-        dm = r.get("delta_m")
-        dm_text = DASH
-        if _ok(dm):
-            dm_text = f"{dm:+.2f}"
-            if seeds > 1 and _ok(r.get("delta_m_std")):
-                dm_text += f"{sep}{r['delta_m_std']:.{std_digits}g}"
-        dom = list(r.get("dominated_by") or [])
-        dom_text = ", ".join(dom[:2]) + (f" +{len(dom) - 2}" if len(dom) > 2 else "")
-        if dom:
-            marked.add(i)
-            dom_notes.append(f"† {r['label']} is dominated by {dom_text}")
-        seeds_text = str(seeds) + (f" ({r['failed']} failed)" if r.get("failed") else "")
-        rows.append(
-            [str(r.get("rank", i + 1))] * rank_col
-            + [r["label"] + (" †" if dom else "")]
-            + [mean_std((r.get("metric") or {}).get(t), seeds, std_digits, sep) for t in tasks]
-            + [dm_text, pct(r.get("conflict_rate")), num(r.get("step_time_ms"), 3)]
-            + [num(r.get("peak_memory_mb"), 4)] * mem_col
-            + [seeds_text] * seeds_col
-            + [dom_text] * dom_col
-        )
-    single = comp.get("single_task") or {}
-    if single:
-        rows.append(
-            [""] * rank_col
-            + ["single-task"]
-            + [mean_std(single.get(t), 2, std_digits, sep) for t in tasks]
-            + ["ref." if ref == "single_task" else DASH, DASH, DASH]
-            + [DASH] * mem_col
-            + [""] * seeds_col
-            + [""] * dom_col
-        )
-    better = "↑ higher is better" if hib and all(hib.values()) else "↓ lower is better"
-    if any(hib.values()) and not all(hib.values()):
-        better = "↑ higher / ↓ lower is better, per task"
-    notes = [
-        f"metric: {comp.get('evaluation') or summary.get('evaluation') or 'unknown'} "
-        f"({better}); Δm% against {ref_text}, negative = better (Maninis et al. 2019)",
-    ]
-    if level >= 3:
-        notes.append("rows in rank order; peak memory is in report.html")
-    if not seeds_col:
-        n = next(iter(seed_counts))[0]
-        notes.append(f"mean ± std over {n} seeds" if n > 1 else "one seed: no std")
-    if marked:
-        notes.append("† a linear-scalarization sweep point Pareto-dominates this row")
-        if not dom_col:
-            notes += dom_notes
-    if comp.get("negative_transfer"):
-        notes.append(
-            "negative transfer (every multi-task method is worse than single-task) "
-            "on: " + ", ".join(comp["negative_transfer"])
-        )
-    for f in comp.get("failed_runs") or []:
-        notes.append(f"failed: {f.get('label')} seed {f.get('seed')}: {f.get('error')}")
-    align = ["r"] * rank_col + ["l"] + ["r"] * (len(headers) - 1 - rank_col - dom_col)
-    return TableData(
-        title="Comparison, best first",
-        headers=headers,
-        rows=rows,
-        align=align + ["l"] * dom_col,
-        notes=notes,
-        marked=marked,
     )
 
 
@@ -421,9 +239,9 @@ def preview_data(summary: dict[str, Any], heading: bool = False) -> TableData | 
         angle = r.get("angle_to_sum_mean")
         gains = r.get("gain_mean") or {}
         rows.append(
-            [str(r.get("method")), f"{100 * rate:.0f}%" if _ok(rate) else DASH]
-            + [f"{gains[t]:.3g}" if _ok(gains.get(t)) else DASH for t in tasks]
-            + [f"{angle:.1f}°" if _ok(angle) else DASH]
+            [str(r.get("method")), f"{100 * rate:.0f}%" if is_number(rate) else DASH]
+            + [f"{gains[t]:.3g}" if is_number(gains.get(t)) else DASH for t in tasks]
+            + [f"{angle:.1f}°" if is_number(angle) else DASH]
         )
     notes = [PREVIEW_NOTE]
     if heading:
@@ -443,11 +261,6 @@ def preview_data(summary: dict[str, Any], heading: bool = False) -> TableData | 
         align=["l"] + ["r"] * (len(tasks) + 2),
         notes=notes,
     )
-
-
-def verdict(summary: dict[str, Any]) -> str | None:
-    comp = summary.get("comparison") or {}
-    return comp.get("verdict") or None
 
 
 # -- Rich renderables ----------------------------------------------------------------------

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mtldiag.engine.gramian import StepMetrics
+from mtldiag.rundir.schema import PairEntry, PairStats, RunEntry
 
 FINAL_FRACTION = 0.1  # final_loss is the mean of the last 10% of steps (at least one)
 INITIAL_STEPS = 5  # initial_loss is the mean of the first 5 steps (one batch is noisy)
@@ -80,7 +81,18 @@ class RunAccumulator:
         self.status = status
         self.error = error
 
-    def result(self) -> dict[str, Any]:
+    def _pair_stats(self, li: int, pi: int) -> PairStats:
+        """Pair ``pi``'s statistics over layer ``li`` (0: all shared parameters)."""
+        k, n = self.n_inst, self.neg[li][pi]
+        return PairStats(
+            cosine_mean=finite(self.cos_sum[li][pi] / k) if k else None,
+            conflict_rate=n / k if k else None,
+            gms_mean=finite(self.gms_sum[li][pi] / k) if k else None,
+            # Mean cosine over the conflicting steps only: how hard they conflict.
+            conflict_cosine_mean=finite(self.neg_cos_sum[li][pi] / n) if n else None,
+        )
+
+    def result(self) -> RunEntry:
         t, steps = self.tasks, len(self.losses)
         tail = max(1, math.ceil(steps * FINAL_FRACTION))
         final = {x: None for x in t}
@@ -98,58 +110,34 @@ class RunAccumulator:
         k = self.n_inst
         norm_mean = {x: (finite(self.norm_sum[i] / k) if k else None) for i, x in enumerate(t)}
         vals = [v for v in norm_mean.values() if v is not None]
-        ratio = None
-        if vals and min(vals) > 0:
-            ratio = max(vals) / min(vals)
-        elif vals and max(vals) > 0:
-            ratio = None  # a task with a zero gradient: the ratio is unbounded
-
-        def conflict_cos(li: int, pi: int) -> float | None:
-            n = self.neg[li][pi]
-            return finite(self.neg_cos_sum[li][pi] / n) if n else None
+        # A task with a zero gradient makes the ratio unbounded: None, like no gradient at all.
+        ratio = max(vals) / min(vals) if vals and min(vals) > 0 else None
 
         pairs = []
         for pi, (i, j) in enumerate(self.pairs):
-            layers = {}
-            for li, layer in enumerate(self.layers[1:], start=1):
-                layers[layer] = {
-                    "cosine_mean": finite(self.cos_sum[li][pi] / k) if k else None,
-                    "conflict_rate": self.neg[li][pi] / k if k else None,
-                    "gms_mean": finite(self.gms_sum[li][pi] / k) if k else None,
-                    "conflict_cosine_mean": conflict_cos(li, pi),
-                }
-            pairs.append(
-                {
-                    "a": t[i],
-                    "b": t[j],
-                    "cosine_mean": finite(self.cos_sum[0][pi] / k) if k else None,
-                    "conflict_rate": self.neg[0][pi] / k if k else None,
-                    "gms_mean": finite(self.gms_sum[0][pi] / k) if k else None,
-                    # Mean cosine over the conflicting steps only: how hard they conflict.
-                    "conflict_cosine_mean": conflict_cos(0, pi),
-                    "layers": layers,
-                }
-            )
-        out: dict[str, Any] = {
-            "method": self.method,
-            "seed": self.seed,
-            "status": self.status,
-            "error": self.error,
-            "steps": steps,
-            "instrumented_steps": k,
-            "final_loss": final,
-            "loss_mean": mean,
-            "initial_loss": initial,
-            "grad_norm_mean": norm_mean,
-            "grad_norm_ratio": finite(ratio),
-            "weight_mean": {
+            layers = {layer: self._pair_stats(li, pi) for li, layer in enumerate(self.layers)}
+            whole = layers.pop(self.layers[0])  # the first "layer" is all shared parameters
+            pairs.append(PairEntry(a=t[i], b=t[j], **whole, layers=layers))
+        out = RunEntry(
+            method=self.method,
+            seed=self.seed,
+            status=self.status,
+            error=self.error,
+            steps=steps,
+            instrumented_steps=k,
+            final_loss=final,
+            loss_mean=mean,
+            initial_loss=initial,
+            grad_norm_mean=norm_mean,
+            grad_norm_ratio=finite(ratio),
+            weight_mean={
                 x: finite(self.weight_sum[i] / self.weight_n) if self.weight_n else None
                 for i, x in enumerate(t)
             },
-            "pairs": pairs,
+            pairs=pairs,
             # The first steps pay for allocation and warm-up: the median ignores them.
-            "step_time_ms_median": finite(statistics.median(self.times)) if self.times else None,
-            "peak_memory_mb": finite(self.peak_mb),
-        }
+            step_time_ms_median=finite(statistics.median(self.times)) if self.times else None,
+            peak_memory_mb=finite(self.peak_mb),
+        )
         out.update(self.extra)
         return out

@@ -1,7 +1,10 @@
-"""Read a run directory (``docs/run-format.md``) into memory for the report.
+"""The only reader of a run directory (``docs/run-format.md``): the report, the rebuild and
+``mtldiag check`` all read through it.
 
-The CSVs are read as text and only the known numeric columns are converted: a task or method
-named ``NA`` or ``nan`` stays a name, and a last line cut in half by a crash is dropped.
+:func:`read_summary` reads ``summary.json`` strictly (a :class:`SummaryError` says what is
+wrong); :func:`load_run` reads every file that is there, leniently, for the report. The CSVs
+are read as text and only the known numeric columns are converted: a task or method named
+``NA`` or ``nan`` stays a name, and a last line cut in half by a crash is dropped.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from mtldiag.errors import MtldiagError
+from mtldiag.rundir.schema import Summary
 
 STEPS_INT = ("seed", "step", "instrumented")
 STEPS_FLOAT = ("time_ms", "peak_memory_mb")
@@ -99,11 +104,37 @@ def _json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+class SummaryError(MtldiagError):
+    """``summary.json`` cannot be read: ``reason`` is ``missing`` (no such path), ``no_file``
+    (a directory without one), ``invalid_json`` or ``not_a_summary``; ``file`` is the file."""
+
+    def __init__(self, reason: str, file: Path, detail: str = "") -> None:
+        super().__init__(f"cannot read summary '{file}': {reason} {detail}".strip())
+        self.reason = reason
+        self.file = file
+        self.detail = detail
+
+
+def read_summary(path: str | Path) -> Summary:
+    """``summary.json`` of a run directory (or the file itself), checked to be a summary."""
+    path = Path(path)
+    if not path.exists():
+        raise SummaryError("missing", path)
+    file = path / "summary.json" if path.is_dir() else path
+    if not file.is_file():
+        raise SummaryError("no_file", file)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SummaryError("invalid_json", file, str(exc)) from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("mtldiag.summary/"):
+        raise SummaryError("not_a_summary", file)
+    return data  # type: ignore[return-value]
+
+
 def _yaml(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):

@@ -8,18 +8,16 @@ function and the validation loader are the user's code and are not re-run).
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from typing import Any
 
 import pandas as pd
 
-from mtldiag.analysis.diagnose import diagnose
-from mtldiag.analysis.ranking import comparison_table
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics, pair_indices
 from mtldiag.rundir.accumulate import RunAccumulator
 from mtldiag.rundir.load import RunData
-from mtldiag.rundir.writer import SUMMARY_SCHEMA
+from mtldiag.rundir.schema import RunEntry, Summary, new_summary
+from mtldiag.rundir.summary import conclude_compare, describe
 
 
 def _layers(pairs: pd.DataFrame | None) -> list[str]:
@@ -123,7 +121,7 @@ def replay_run(
     seed: int,
     tasks: list[str],
     layers: list[str],
-) -> dict[str, Any]:
+) -> RunEntry:
     """One run's ``summary.json`` entry from its steps.csv rows (and pairs.csv rows)."""
     run_tasks = _run_tasks(rows, tasks)
     acc = RunAccumulator(method, seed, run_tasks, [ALL_LAYERS, *layers])
@@ -153,7 +151,7 @@ def replay_run(
     return acc.result()
 
 
-def _mark_cut(runs: list[dict[str, Any]], expected: int | None) -> None:
+def _mark_cut(runs: list[RunEntry], expected: int | None) -> None:
     """Mark the last run interrupted when it stopped short of the steps asked for.
 
     Runs are written one after another, so only the last one can have been cut. Without a
@@ -173,7 +171,7 @@ def _mark_cut(runs: list[dict[str, Any]], expected: int | None) -> None:
         )
 
 
-def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dict[str, Any]:
+def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> Summary:
     """A ``summary.json`` (status ``interrupted``) rebuilt from the run directory's CSVs.
 
     ``why`` goes into its ``rebuilt`` entry (``--rebuild`` rebuilds a summary that exists).
@@ -190,7 +188,7 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dic
         pair_groups = {
             (str(m), int(s)): g for (m, s), g in data.pairs.groupby(["method", "seed"], sort=False)
         }
-    runs = []
+    runs: list[RunEntry] = []
     for method, seed in groups:
         rows = steps[(steps["method"] == method) & (steps["seed"] == seed)]
         runs.append(
@@ -199,35 +197,23 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> dic
     _mark_cut(runs, expected)
     spec = data.spec or {}
     env = data.env or {}
-    summary: dict[str, Any] = {
-        "schema": SUMMARY_SCHEMA,
-        "kind": kind,
-        "name": str(spec.get("name") or data.path.name),
-        "created": env.get("created")
-        or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "status": "interrupted",
-        "tasks": tasks,
-        "layers": layers,
-        "device": env.get("device", "unknown"),
-        "runs": runs,
-        "diagnosis": [],
-        "rebuilt": f"from steps.csv and pairs.csv by `mtldiag report` ({why})",
-    }
-    multi = [r for r in runs if r["status"] == "ok" and len(r["final_loss"]) == len(tasks)]
-    usable = multi or [r for r in runs if r["instrumented_steps"]]
-    ref = next((r for r in usable if r["method"] == "ew"), usable[0] if usable else None)
-    if ref is not None:
-        summary["diagnosis"] = diagnose(ref, layers)
+    summary = new_summary(
+        kind,
+        str(spec.get("name") or data.path.name),
+        tasks,
+        layers,
+        str(env.get("device", "unknown")),
+        created=env.get("created"),
+    )
+    summary["status"] = "interrupted"
+    summary["runs"] = runs
+    summary["rebuilt"] = f"from steps.csv and pairs.csv by `mtldiag report` ({why})"
     if kind == "compare":
-        _add_comparison(summary, runs, tasks)
+        # The eval function and data.val are the user's code, not re-run: the loss tail it is.
+        for run in runs:
+            if run["status"] == "ok":
+                run["metrics"] = dict(run["final_loss"])
+        conclude_compare(summary, "interrupted", "train_loss_tail", dict.fromkeys(tasks, False))
+    else:
+        describe(summary)
     return summary
-
-
-def _add_comparison(summary: dict[str, Any], runs: list[dict[str, Any]], tasks: list[str]) -> None:
-    for run in runs:
-        if run["status"] == "ok":
-            run["metrics"] = dict(run["final_loss"])
-    summary["evaluation"] = "train_loss_tail"
-    if not any(r["status"] == "ok" for r in runs):
-        return
-    summary["comparison"] = comparison_table(runs, dict.fromkeys(tasks, False), "train_loss_tail")

@@ -20,11 +20,11 @@ from mtldiag._version import __version__
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics
 from mtldiag.errors import MtldiagError
-
-SUMMARY_SCHEMA = "mtldiag.summary/1"
+from mtldiag.rundir.schema import Env, Summary, utc_now
 
 
 def default_run_dir(name: str, root: str | Path = "runs") -> Path:
+    """``<root>/<name>/<YYYYmmdd-HHMMSS>``, suffixed ``-2``, ``-3``... when it exists."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     base = Path(root) / _safe(name) / stamp
     path, k = base, 1
@@ -48,8 +48,9 @@ def _git_sha() -> str | None:
         return None
 
 
-def environment(device: torch.device) -> dict[str, Any]:
-    env: dict[str, Any] = {
+def environment(device: torch.device) -> Env:
+    """``env.json``: versions, device, threads, git sha and command line of this process."""
+    env: Env = {
         "mtldiag": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -58,7 +59,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "git_sha": _git_sha(),
         "argv": sys.argv,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now(),
     }
     dctx = distributed.context()
     if dctx is not None:
@@ -86,7 +87,7 @@ class RunWriter:
         self._steps_csv: Any = None
         self._pairs_csv: Any = None
 
-    def open(self, spec_yaml: str, env: dict[str, Any]) -> None:
+    def open(self, spec_yaml: str, env: Env) -> None:
         if not self.enabled:
             return
         try:
@@ -176,7 +177,7 @@ class RunWriter:
         assert self._steps is not None
         self._steps.flush()
 
-    def write_summary(self, summary: dict[str, Any]) -> Path:
+    def write_summary(self, summary: Summary) -> Path:
         """Write ``summary.json`` atomically (a reader never sees half a file)."""
         out = self.path / "summary.json"
         if not self.enabled:

@@ -22,18 +22,16 @@ from typing import Any
 
 import torch
 
-from mtldiag.runs.build import build_loader
-from mtldiag.analysis.diagnose import diagnose
-from mtldiag.analysis.ranking import comparison_table, simplex_weights
+from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.rundir.summary import conclude_compare
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
+from mtldiag.runs.build import build_loader
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
 from mtldiag.runs.profile import base_summary, close_run, create_method, resolved_spec
-from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
-from mtldiag.spec.values import OPTIONS
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -42,6 +40,8 @@ from mtldiag.runs.train import (
     run_context,
     train_run,
 )
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
+from mtldiag.spec.values import OPTIONS
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
@@ -290,15 +290,7 @@ def _finish(
     evaluation: str | None,
     status: str,
 ) -> None:
-    summary["status"] = status
-    summary["evaluation"] = evaluation
-    ok = [r for r in summary["runs"] if r.get("status") == "ok"]
-    # The diagnosis reads the raw task gradients under plain equal weighting when there is one.
-    ref = next((r for r in ok if r["method"] == "ew"), ok[0] if ok else None)
-    if ref is not None:
-        summary["diagnosis"] = diagnose(ref, layers)
+    # Higher-is-better comes with the spec's eval function; losses are lower-is-better.
     hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
-    hib = {t: hib.get(t, False) for t in tasks}
-    if ok:
-        summary["comparison"] = comparison_table(summary["runs"], hib, evaluation)
+    conclude_compare(summary, status, evaluation, {t: hib.get(t, False) for t in tasks})
     close_run(writer, summary)

@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtldiag.errors import UserCodeError
+from mtldiag.methods.base import TaskStats
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.usercode import user_code_error
-from mtldiag.methods.base import TaskStats
 from mtldiag.spec import Spec, TaskSpec
 
 LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]

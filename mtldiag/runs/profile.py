@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from mtldiag.analysis.diagnose import diagnose
+from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
-from mtldiag import methods
 from mtldiag.errors import Interrupted, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
+from mtldiag.rundir.schema import Summary, new_summary
+from mtldiag.rundir.summary import conclude_profile
+from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.losses import label_stats
-from mtldiag.rundir.writer import SUMMARY_SCHEMA, RunWriter, default_run_dir, environment
+from mtldiag.runs.train import Observer, prepare, run_context, train_run
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml, values
 from mtldiag.spec.values import OPTIONS
-from mtldiag.runs.train import Observer, prepare, run_context, train_run
 
 
 @dataclass(frozen=True)
@@ -32,20 +32,14 @@ def _as_spec(spec: Spec | str | Path | None) -> Spec:
 
 
 def base_summary(
-    spec: Spec, kind: str, tasks: list[str], layers: list[str], device: str
-) -> dict[str, Any]:
-    return {
-        "schema": SUMMARY_SCHEMA,
-        "kind": kind,
-        "name": spec.name,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "status": "complete",
-        "tasks": tasks,
-        "layers": layers,
-        "device": device,
-        "runs": [],
-        "diagnosis": [],
-    }
+    spec: Spec,
+    kind: Literal["profile", "compare"],
+    tasks: list[str],
+    layers: list[str],
+    device: str,
+) -> Summary:
+    """The summary of a run directory of ``spec`` before any run ended."""
+    return new_summary(kind, spec.name, tasks, layers, device)
 
 
 def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
@@ -157,12 +151,8 @@ def _finish(
     status: str,
     preview_acc: Any = None,
 ) -> None:
-    summary["status"] = status
-    if run is not None:
-        summary["runs"] = [run]
-        summary["diagnosis"] = diagnose(run, layers)
-    if preview_acc is not None:
-        summary["preview"] = preview_acc.summary()
+    preview = preview_acc.summary() if preview_acc is not None else None
+    conclude_profile(summary, run, status, preview)
     close_run(writer, summary)
 
 

@@ -12,18 +12,18 @@ from torch import nn
 
 from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, autocast, peak_memory_mb, reset_peak_memory
-from mtldiag.engine.jacobian import build_layout
-from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
-from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
-from mtldiag.runs.usercode import user_code_error
-from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
-from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.engine.gramian import ALL_LAYERS
+from mtldiag.engine.jacobian import build_layout
 from mtldiag.engine.probe import GradientProbe, ProbeStep
-from mtldiag.rundir.writer import RunWriter
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.spec import Spec
+from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
+from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
+from mtldiag.rundir.writer import RunWriter
+from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
+from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
+from mtldiag.runs.usercode import user_code_error
+from mtldiag.spec import Spec
 
 
 class Observer(Protocol):

@@ -1,4 +1,4 @@
-"""``validate_spec``: imports, a forward on the first batches, every task's loss, shared parameters."""
+"""``validate_spec``: imports, a forward on the first batches, the losses, shared parameters."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.engine.device import resolve_device
-from mtldiag.spec import Spec, load_spec
 from mtldiag.errors import UserCodeError
 from mtldiag.runs.build import BatchCycle
 from mtldiag.runs.train import Prepared, compute_losses, prepare
+from mtldiag.spec import Spec, load_spec
 
 # Batches `validate` forwards: enough to meet a loader that fails after its first batch.
 VALIDATE_BATCHES = 4

@@ -12,6 +12,7 @@ import yaml
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 from mtldiag.methods.registry import lookup
 from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
+from mtldiag.spec import values
 from mtldiag.spec.model import (
     BUILTIN_LOSSES,
     DEFAULT_SPEC,
@@ -23,7 +24,6 @@ from mtldiag.spec.model import (
     Spec,
     TaskSpec,
 )
-from mtldiag.spec import values
 from mtldiag.spec.values import Where, whole
 
 _TOP_KEYS = (

@@ -1,4 +1,5 @@
-"""`mtldiag.analysis.check`: metric paths, bounds and renderers on hand-written summaries.
+"""`mtldiag.analysis.check`, `rules`, `measure`: metric paths, bounds, renderers on hand-written
+summaries.
 
 The summary below has two ok seeds of `ew` (plus a failed seed whose numbers must be ignored)
 and one seed of `pcgrad`; every expected value is the mean of the two ew seeds, worked out by
@@ -16,16 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from mtldiag.analysis.check import (
+from mtldiag.analysis.check import evaluate, load_summary, run_check
+from mtldiag.analysis.rules import (
     Bound,
     CheckError,
     MetricPath,
-    evaluate,
-    load_summary,
     parse_metric,
     parse_rules,
     rules_from_run,
-    run_check,
 )
 from mtldiag.report.check_output import render_json, render_junit, render_markdown
 

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from mtldiag.analysis.ranking import comparison_table, delta_m, dominates, simplex_weights
+from mtldiag.analysis.ranking import comparison_table, delta_m, dominates
+from mtldiag.analysis.sweep import simplex_weights
 
 LOW = {"a": False, "b": False}
 

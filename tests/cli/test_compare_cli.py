@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from mtldiag.analysis.ranking import simplex_weights
+from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.cli import app
 
 from ..conftest import SYNTHETIC, write_spec

@@ -6,7 +6,7 @@ import copy
 
 from rich.console import Console
 
-from mtldiag.report import tables
+from mtldiag.report import comparison, tables
 
 SUMMARY = {
     "kind": "profile",
@@ -140,14 +140,6 @@ def test_layer_table_ranks_by_worst_pair():
     assert data.title.endswith("(top 2 of 3)")
 
 
-def test_reference_run_prefers_ew_among_ok_runs():
-    s = copy.deepcopy(SUMMARY)
-    pc = {**copy.deepcopy(s["runs"][0]), "method": "pcgrad"}
-    s["runs"] = [pc, {**s["runs"][0], "status": "failed"}, {**s["runs"][0]}]
-    s["runs"][2]["seed"] = 7
-    assert tables.reference_run(s)["seed"] == 7
-
-
 def test_rich_tables_show_the_numbers():
     text = render(tables.task_table(SUMMARY)) + render(tables.pair_table(SUMMARY))
     text += render(tables.layer_table(SUMMARY, top=5))
@@ -163,7 +155,7 @@ def test_names_are_never_read_as_rich_markup():
 
 def test_comparison_table_full_and_compact():
     s = {**copy.deepcopy(SUMMARY), "kind": "compare", "comparison": COMPARISON}
-    full = tables.comparison_data(s, level=0)
+    full = comparison.comparison_data(s, level=0)
     assert full.headers[:5] == ["#", "method", "a ↓", "b ↓", "c ↑"]
     assert full.rows[0][2:6] == ["0.1234 ± 0.01", "2 ± 0.5", "0.9 ± 0", "-3.20 ± 0.4"]
     assert full.rows[1][1] == "ew †" and full.marked == {1}
@@ -192,5 +184,5 @@ def test_single_task_row_is_the_reference():
         "reference": "single_task",
         "single_task": {t: {"mean": 1.0, "std": 0.0} for t in "abc"},
     }
-    data = tables.comparison_data({**SUMMARY, "comparison": comp})
+    data = comparison.comparison_data({**SUMMARY, "comparison": comp})
     assert data.rows[-1][1] == "single-task" and data.rows[-1][5] == "ref."

@@ -1,0 +1,88 @@
+"""`RunWriter`: the files of a run directory, read back through `rundir.load`."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
+from mtldiag.rundir.load import read_pairs, read_steps
+from mtldiag.rundir.schema import new_summary
+from mtldiag.rundir.writer import RunWriter
+
+TASKS = ["a", "b", "c"]
+ENV = {"mtldiag": "0", "device": "cpu"}
+
+
+def step_metrics() -> StepMetrics:
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    return StepMetrics(
+        layers=[ALL_LAYERS, "trunk.0"],
+        pairs=pairs,
+        grad_norm=[1.5, 0.1, 1 / 3],
+        layer_norms=[],
+        dot=[[-1.0, 0.5, 0.25], [2.0, -0.125, 0.0]],
+        cosine=[[-0.2, 0.1, 1 / 7], [0.3, -0.05, 0.0]],
+        gms=[[0.4, 0.9, 1.0], [0.6, 0.7, 1.0]],
+    )
+
+
+@pytest.fixture
+def writer(tmp_path):
+    w = RunWriter(tmp_path / "run", TASKS)
+    assert not w.path.exists()  # nothing on disk before open()
+    w.open("name: x\n", ENV)
+    yield w
+    w.close()
+
+
+def test_open_writes_spec_env_and_the_csv_headers(writer):
+    assert (writer.path / "spec.yaml").read_text() == "name: x\n"
+    assert json.loads((writer.path / "env.json").read_text()) == ENV
+    header = (writer.path / "steps.csv").read_text().splitlines()[0].split(",")
+    assert header[:6] == ["method", "seed", "step", "instrumented", "time_ms", "peak_memory_mb"]
+    assert header[6:] == [f"{k}/{t}" for k in ("loss", "grad_norm", "weight") for t in TASKS]
+
+
+def test_a_written_step_reads_back_equal(writer):
+    writer.write_step(
+        "pcgrad", 2, 7, 3.25, 12.5, [0.1, 2 / 3, 5.0], [1.0, 0.5, 2.0], step_metrics()
+    )
+    steps = read_steps(writer.path / "steps.csv")
+    row = steps.iloc[0]
+    assert (row["method"], row["seed"], row["step"], row["instrumented"]) == ("pcgrad", 2, 7, 1)
+    assert (row["time_ms"], row["peak_memory_mb"]) == (3.25, 12.5)
+    assert [row[f"loss/{t}"] for t in TASKS] == [0.1, 2 / 3, 5.0]  # repr: exact round trip
+    assert [row[f"grad_norm/{t}"] for t in TASKS] == [1.5, 0.1, 1 / 3]
+    assert [row[f"weight/{t}"] for t in TASKS] == [1.0, 0.5, 2.0]
+    pairs = read_pairs(writer.path / "pairs.csv")
+    assert len(pairs) == 6  # 3 pairs x (whole trunk + trunk.0)
+    first = pairs.iloc[0]
+    assert (first["a"], first["b"], first["layer"]) == ("a", "b", ALL_LAYERS)
+    assert (first["dot"], first["cosine"], first["gms"]) == (-1.0, -0.2, 0.4)
+    bc = pairs[(pairs["a"] == "b") & (pairs["layer"] == ALL_LAYERS)].iloc[0]
+    assert bc["cosine"] == 1 / 7
+    layer = pairs[pairs["layer"] == "trunk.0"]
+    assert list(layer["cosine"]) == [0.3, -0.05, 0.0]
+
+
+def test_a_single_task_run_leaves_the_other_tasks_empty(writer):
+    writer.write_step("single:b", 0, 0, 1.0, 1.0, [4.0], None, None, tasks=["b"])
+    row = read_steps(writer.path / "steps.csv").iloc[0]
+    assert row["loss/b"] == 4.0 and math.isnan(row["loss/a"]) and math.isnan(row["loss/c"])
+    assert row["instrumented"] == 0 and math.isnan(row["weight/b"])
+    assert (
+        read_pairs(writer.path / "pairs.csv") is None or read_pairs(writer.path / "pairs.csv").empty
+    )
+
+
+def test_summary_is_written_whole_and_refuses_nan(writer):
+    summary = new_summary("profile", "x", TASKS, ["trunk.0"], "cpu")
+    out = writer.write_summary(summary)
+    assert json.loads(out.read_text()) == summary
+    assert not list(writer.path.glob("*.tmp"))
+    with pytest.raises(ValueError):
+        writer.write_summary({**summary, "device": float("nan")})
+    assert json.loads(out.read_text()) == summary  # the good summary is still there
