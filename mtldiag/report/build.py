@@ -30,6 +30,11 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
     Raises :class:`MtldiagError` when the folder is missing or has nothing to report.
     """
     data = load_run(run_dir)
+    if data.summary_problem and not rebuild:
+        raise MtldiagError(
+            f"summary '{data.path / 'summary.json'}' is damaged: {data.summary_problem}",
+            hint=f"`mtldiag report {data.path} --rebuild` rebuilds it from the CSVs",
+        )
     rebuilt = False
     if data.summary is None or rebuild:
         if data.steps is None or data.steps.empty:

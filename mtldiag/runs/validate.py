@@ -8,7 +8,8 @@ from typing import Any
 
 from mtldiag.engine.device import resolve_device
 from mtldiag.errors import UserCodeError
-from mtldiag.runs.build import BatchCycle
+from mtldiag.runs.build import BatchCycle, build_optimizer
+from mtldiag.runs.profile import create_method
 from mtldiag.runs.train import Prepared, compute_losses, prepare
 from mtldiag.spec import Spec, load_spec
 
@@ -22,7 +23,10 @@ def validate_spec(
     """Build everything the spec names and run one forward; raise on the first problem."""
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     dev = resolve_device(device or spec.device)
+    for ms in (spec.profile.method, *spec.compare.methods):
+        create_method(ms)  # a method name or hyper-parameter the runs would refuse
     prep = prepare(spec, spec.seed, dev)
+    build_optimizer(spec, [p for p in prep.model.parameters() if p.requires_grad])
     _read_batches(prep)
     layout = prep.selection.layout
     layers = []
