@@ -226,7 +226,8 @@ def run_compare(
     val_ref = spec.val
 
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    writer = RunWriter(run_dir, tasks)
+    # A default name is made unique when the folder is created; --out is taken as given.
+    writer = RunWriter(run_dir, tasks, fresh=out is None)
     resolved = {
         "methods": [m.label for m in method_specs],
         "seeds": seed_list,
@@ -236,6 +237,7 @@ def run_compare(
         "sweep": n_sweep,
     }
     writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
+    run_dir = writer.path
     summary = base_summary(spec, "compare", tasks, layers, str(dev))
     summary["compare"] = dict(resolved)
     evaluation = None

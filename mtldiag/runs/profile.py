@@ -9,7 +9,7 @@ from typing import Any, Literal
 from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
-from mtldiag.errors import Interrupted, TrainingError
+from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
 from mtldiag.rundir.schema import Summary, new_summary
@@ -93,9 +93,11 @@ def run_profile(
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    writer = RunWriter(run_dir, prep.tasks)
+    # A default name is made unique when the folder is created; --out is taken as given.
+    writer = RunWriter(run_dir, prep.tasks, fresh=out is None)
     resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
     writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
+    run_dir = writer.path
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
     summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
 
@@ -160,4 +162,10 @@ def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
     """Write ``summary.json``, then the report built from the whole run directory."""
     writer.write_summary(summary)
     if writer.enabled:
-        write_report(writer.path)
+        try:
+            write_report(writer.path)
+        except OSError as exc:  # a full disk after the summary: the summary is the record
+            raise RecordsError(
+                f"cannot write the report in '{writer.path}': {exc.strerror or exc}.",
+                hint=f"free some space, then `mtldiag report {writer.path}` writes it",
+            ) from exc
