@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from mtldiag.analysis.rules import parse_rules
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 from mtldiag.methods.registry import lookup
 from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
@@ -176,13 +177,13 @@ def parse_spec(
     # Keyed by canonical name, so `methods: {uncertainty: ...}` also reaches `--method uw`.
     canonical_hparams: dict[str, dict[str, Any]] = {}
     for key, hp in method_hparams.items():
-        name = canonical_name(str(key))
-        if name is None:
+        canonical = canonical_name(str(key))  # not `name`: that is the spec's name
+        if canonical is None:
             try:
                 lookup(str(key))
             except MtldiagError as exc:
                 raise ctx.err(f"methods.{key}", exc.message) from None
-        canonical_hparams.setdefault(name or str(key), {}).update(hp)
+        canonical_hparams.setdefault(canonical or str(key), {}).update(hp)
     method_hparams = canonical_hparams
 
     profile = _profile(ctx, data.get("profile") or {}, data.get("method"), method_hparams)
@@ -191,6 +192,8 @@ def parse_spec(
     checks = data.get("checks") or []
     if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
         raise ctx.err("checks", "must be a list of rules like '{metric: conflict_rate, max: 0.4}'.")
+    if checks:
+        parse_rules(checks, f"{source}: 'checks'")  # a bad rule is refused now, not after training
     ev = data.get("eval")
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")

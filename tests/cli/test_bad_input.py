@@ -223,6 +223,12 @@ CASES = [
     ("spec-optimizer", _spec(optimizer={"name": "sgdd", "lr": 0.1}), 2, "Did you mean 'sgd'"),
     ("spec-optimizer-kw", _spec(optimizer={"name": "sgd", "lrr": 0.1}), 2, "optimizer 'sgd'"),
     ("spec-checks-type", _spec(checks="conflict_rate"), 2, "'checks'"),
+    (
+        "spec-checks-rule",
+        _spec_cmd("profile", checks=[{"metric": "conflict_rat", "max": 1}]),
+        2,
+        "Did you mean 'conflict_rate'",
+    ),
     # ---- the user's code the spec names
     ("model-import", _spec(model={"factory": "no_such_mod:fn"}), 2, "no_such_mod"),
     ("model-raises", _spec(model={"factory": CODE + "raising_model"}), 2, "weights file"),
