@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
 from mtldiag.cli.profile import SPEC_HELP
@@ -82,6 +83,8 @@ def compare(
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
     loaded = load_spec(spec)
+    if rules is not None:
+        load_rules(rules)  # a bad rules file is refused before training, not after it
     with RichObserver(err_console) as obs:
         result = run_compare(
             loaded,

@@ -267,6 +267,12 @@ CASES = [
         2,
         "bad_code.py",
     ),
+    (
+        "validate-markup-task",
+        _spec(tasks={"c[/]": {"output": "a", "target": "a", "loss": "x"}}),
+        2,
+        "unknown loss 'x'",
+    ),
     # ---- profile's options
     (
         "profile-seed-huge",

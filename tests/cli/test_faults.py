@@ -236,9 +236,10 @@ def test_task_names_with_markup_reach_terminal_html_and_markdown_as_text(tmp_pat
     }
     spec = write_spec(tmp_path, data)
     run = tmp_path / "run"
-    res = runner.invoke(app, ["profile", str(spec), "--out", str(run)])
-    assert res.exit_code == 0, res.output
-    assert "c[/]" in res.output and "[click](https://evil.example)" in res.output
+    for command in (["validate", str(spec)], ["profile", str(spec), "--out", str(run)]):
+        res = runner.invoke(app, command)
+        assert res.exit_code == 0, res.output
+        assert "c[/]" in res.output and "[click](https://evil.example)" in res.output
     md = (run / "report.md").read_text()
     assert "[click](" not in md and "https://evil" not in md  # no link, no bare-URL link
     assert "\\[click\\]" in md and "\\*em\\*" in md and "\\| p" in md
