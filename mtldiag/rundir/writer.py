@@ -275,6 +275,9 @@ def lock_directory(path: Path) -> int | None:
             f"'{path}' is being written by another mtldiag process.",
             hint="wait until it ends, or choose another --out",
         ) from None
+    except OSError:  # a file system without flock (some NFS mounts): run unlocked
+        os.close(fd)
+        return None
     return fd
 
 
