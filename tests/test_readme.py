@@ -25,7 +25,7 @@ def test_the_spec_example_is_a_valid_spec():
     assert [m.name for m in spec.compare.methods][:3] == ["ew", "init_loss", "uncertainty"]
 
 
-@pytest.mark.parametrize("index", range(2))
+@pytest.mark.parametrize("index", range(len(_blocks("python"))))
 def test_python_examples_run(index: int, tmp_path: Path, monkeypatch):
     block = _blocks("python")[index]
     monkeypatch.chdir(tmp_path)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from typer.core import TyperGroup
 
+from mtldiag._version import __version__
 from mtldiag.engine import distributed
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError
 
@@ -36,9 +37,10 @@ app = typer.Typer(
     cls=_OrderedGroup,
     help="Diagnose why multi-task losses fight, and measure which balancing method fixes it.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Plain help: "[spec: profile.steps]" and "[default: ...]" print as written, never as markup.
+    rich_markup_mode=None,
 )
 
 # Results go to stdout, progress and errors to stderr (so `--format json > f` stays clean).
@@ -54,9 +56,22 @@ def debug_enabled() -> bool:
     return _state["debug"] or os.environ.get("MTLDIAG_DEBUG") == "1"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mtldiag {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_version,
+        is_eager=True,
+        help="Print the version and exit.",
+    ),
 ) -> None:
     """Diagnose why multi-task losses fight, and measure which balancing method fixes it."""
     _state["debug"] = debug

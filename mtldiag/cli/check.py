@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -59,8 +60,11 @@ def check_and_render(
     junit: Path | None,
     markdown: Path | None,
     fmt: str,
+    to: Console | None = None,
 ) -> int:
     """Check ``run_dir``, write the requested reports, print the result; return the exit code.
+
+    ``to``: where the table goes (default stdout; ``--json`` runs keep stdout for JSON).
 
     Rules come from ``rules`` or, when ``None``, from the ``checks:`` list of the run's
     ``spec.yaml``. The markdown is also appended to ``$GITHUB_STEP_SUMMARY`` when set.
@@ -76,24 +80,25 @@ def check_and_render(
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary:
         _write(Path(step_summary), md + "\n", "GITHUB_STEP_SUMMARY", append=True)
+    out = to or console
     if fmt == "json":
         typer.echo(render_json(report))
     else:
-        console.print(report_table(report))
+        out.print(report_table(report))
         for r in report.results:
             if not r.passed:
-                console.print(
+                out.print(
                     f"[bold red]FAIL[/] {escape(r.name)}: {escape('; '.join(r.failures))}",
                     highlight=False,
                 )
         if report.status != "complete":
-            console.print(
+            out.print(
                 f"[yellow]note: the run's status is '{escape(report.status)}': its "
                 "numbers cover only the steps it recorded.[/]",
                 highlight=False,
             )
         style = "green" if report.passed else "bold red"
-        console.print(f"[{style}]check: {report.headline()}[/]", highlight=False)
+        out.print(f"[{style}]check: {report.headline()}[/]", highlight=False)
     return report.exit_code
 
 

@@ -10,8 +10,8 @@ from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
 from mtldiag.cli.profile import SPEC_HELP
-from mtldiag.cli.progress import RichObserver
-from mtldiag.cli.render import render_summary
+from mtldiag.cli.progress import make_observer
+from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
 from mtldiag.runs.compare import run_compare
@@ -79,13 +79,22 @@ def compare(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    log: str | None = typer.Option(
+        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
+    ),
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
     loaded = load_spec(spec)
     if rules is not None:
         load_rules(rules)  # a bad rules file is refused before training, not after it
-    with RichObserver(err_console) as obs:
+    with make_observer(err_console, quiet or as_json) as obs:
         result = run_compare(
             loaded,
             methods=methods,
@@ -97,11 +106,11 @@ def compare(
             out=out,
             device=device,
             observer=obs,
+            log=log,
         )
     if not is_main():  # torchrun: rank 0 reports
         return
-    render_summary(console, result.summary)
-    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     runs = result.summary.get("runs") or []
     if runs and not any(r.get("status") == "ok" for r in runs):
         first = next((r.get("error") for r in runs if r.get("error")), "")
@@ -111,6 +120,7 @@ def compare(
             code=1,
         )
     if check or rules is not None or baseline is not None:
-        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        to = err_console if as_json else console
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table", to)
         if code:
             raise typer.Exit(code)

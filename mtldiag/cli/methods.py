@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from mtldiag.cli.app import app, console, guarded
 from mtldiag.errors import MtldiagError
 from mtldiag.methods import describe
+from mtldiag.methods.registry import MethodInfo
 
 
 @app.command("methods")
@@ -39,29 +40,21 @@ def methods_cmd(
         ]
         console.print_json(json.dumps(data, default=str))
         return
-    table = Table(title="Balancing methods (use --method NAME:k=v,...)", show_lines=False)
-    table.add_column("name", style="bold")
-    table.add_column("aliases", style="dim")
-    table.add_column("family")
-    table.add_column("paper")
-    table.add_column("hyper-parameters (defaults)")
-    table.add_column("state")
-    table.add_column("cost / step")
+    console.print("Balancing methods: use one with --method NAME or NAME:k=v,...\n")
     for r in rows:
-        hps = (
-            ", ".join(
-                f"{h.name}={h.default}" if h.default is not None else f"{h.name} (required)"
-                for h in r.hyperparams
-            )
-            or "—"
-        )
-        table.add_row(
-            r.name,
-            ", ".join(r.aliases),
-            r.family,
-            r.paper,
-            hps,
-            "yes" if r.stateful else "no",
-            r.cost,
-        )
-    console.print(table)
+        console.print(method_block(r), highlight=False)
+
+
+def method_block(r: MethodInfo) -> Text:
+    """One method in plain words, wrapped to the terminal (readable at 80 columns)."""
+    state = "keeps state between steps" if r.stateful else "no state"
+    out = Text()
+    out.append(r.name, style="bold")
+    out.append(f"  {r.family} method, {r.cost} per step, {state}\n")
+    if r.aliases:
+        out.append(f"  also called: {', '.join(r.aliases)}\n", style="dim")
+    out.append(f"  from: {r.paper}\n")
+    for h in r.hyperparams:
+        default = "required" if h.default is None else f"default {h.default}"
+        out.append(f"  {h.name} ({default}): {h.help}\n")
+    return out

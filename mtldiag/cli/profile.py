@@ -12,8 +12,8 @@ from rich.table import Table
 from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.progress import RichObserver
-from mtldiag.cli.render import render_summary
+from mtldiag.cli.progress import make_observer
+from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.runs.profile import run_profile
 from mtldiag.runs.validate import validate_spec
@@ -58,12 +58,21 @@ def profile(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    log: str | None = typer.Option(
+        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
+    ),
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
     loaded = load_spec(spec)
     if rules is not None:
         load_rules(rules)  # a bad rules file is refused before training, not after it
-    with RichObserver(err_console) as obs:
+    with make_observer(err_console, quiet or as_json) as obs:
         result = run_profile(
             loaded,
             out=out,
@@ -74,13 +83,14 @@ def profile(
             method=method,
             observer=obs,
             preview=preview,
+            log=log,
         )
     if not is_main():  # torchrun: rank 0 reports
         return
-    render_summary(console, result.summary)  # tables, diagnosis, warnings, preview
-    console.print(f"\n[dim]run directory:[/] {result.run_dir}")
+    render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     if check or rules is not None or baseline is not None:
-        code = check_and_render(result.run_dir, rules, baseline, None, None, "table")
+        to = err_console if as_json else console
+        code = check_and_render(result.run_dir, rules, baseline, None, None, "table", to)
         if code:
             raise typer.Exit(code)
 

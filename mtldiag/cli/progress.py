@@ -1,4 +1,4 @@
-"""Rich progress bars plugged into the trainer's observer callbacks."""
+"""Progress plugged into the trainer's observer callbacks: Rich bars, plain lines or nothing."""
 
 from __future__ import annotations
 
@@ -87,3 +87,73 @@ class RichObserver:
                 self.progress.update(self.current, info=f"[red]{escape(str(status))}[/]")
         if self.overall is not None:
             self.progress.advance(self.overall)
+
+
+PLAIN_EVERY_S = 5.0  # a CI log gets a line at most this often: enough to show life
+
+
+class PlainObserver:
+    """Progress as plain lines when stderr is not a terminal (CI logs, pipes): one line per run
+    start and end and, in between, one every :data:`PLAIN_EVERY_S` seconds."""
+
+    def __init__(self, console: Console, every_s: float = PLAIN_EVERY_S) -> None:
+        self.console = console
+        self.every_s = every_s
+        self.enabled = is_main()
+        self.total_runs = 1
+        self.done_runs = 0
+        self._label = ""
+        self._steps = 0
+        self._t0 = self._last = 0.0
+
+    def __enter__(self) -> PlainObserver:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+    def _say(self, text: str) -> None:
+        if self.enabled:
+            self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def set_total(self, runs: int) -> None:
+        self.total_runs = runs
+
+    def run_started(self, label: str, seed: int, steps: int) -> None:
+        self._label = f"{label} (seed {seed})"
+        if self.total_runs > 1:
+            self._label = f"[{self.done_runs + 1}/{self.total_runs}] {self._label}"
+        self._steps = steps
+        self._t0 = self._last = time.perf_counter()
+        self._say(f"{self._label}: {steps} steps")
+
+    def step_done(self, step: int, losses: dict[str, float]) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        rate = (step + 1) / max(now - self._t0, 1e-9)
+        info = " ".join(f"{t}={v:.4g}" for t, v in list(losses.items())[:6])
+        self._say(f"{self._label}: step {step + 1}/{self._steps}, {rate:.1f} steps/s, {info}")
+
+    def run_finished(self, result: dict[str, Any]) -> None:
+        self.done_runs += 1
+        took = time.perf_counter() - self._t0
+        status = result.get("status", "ok")
+        self._say(f"{self._label}: {status}, {result.get('steps', 0)} steps in {took:.1f} s")
+
+
+class QuietObserver(PlainObserver):
+    """``--quiet``: no progress at all."""
+
+    def _say(self, text: str) -> None:
+        pass
+
+
+def make_observer(console: Console, quiet: bool = False) -> RichObserver | PlainObserver:
+    """Rich bars on a terminal, plain lines in a log, nothing with ``--quiet``."""
+    if quiet:
+        return QuietObserver(console)
+    if console.is_terminal:
+        return RichObserver(console)
+    return PlainObserver(console)

@@ -7,12 +7,14 @@ warnings, the ``--preview`` table) is printed once, the same way by each command
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from mtldiag.report import tables
+from mtldiag.cli import tables
 from mtldiag.report.tables import run_warnings
 
 _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
@@ -50,3 +52,46 @@ def render_diagnosis(console: Console, findings: list[dict[str, Any]]) -> None:
         severity = f"{f['severity'].upper():8}"
         console.print(f"[{style}]{severity}[/] {escape(f['message'])}", highlight=False)
         console.print(f"         [dim]→ {escape(f['suggestion'])}[/]", highlight=False)
+
+
+def render_cost(console: Console, summary: dict[str, Any]) -> None:
+    """``profile``'s cost line: median step time and peak memory of its run."""
+    runs = summary.get("runs") or []
+    if not runs:
+        return
+    run = runs[0]
+    ms, mb = run.get("step_time_ms_median"), run.get("peak_memory_mb")
+    what = (
+        "CUDA allocator peak" if str(summary.get("device", "")).startswith("cuda") else "peak RSS"
+    )
+    parts = []
+    if ms is not None:
+        parts.append(f"step time {ms:.3g} ms (median of {run.get('steps', 0)})")
+    if mb is not None:
+        parts.append(f"peak memory {mb:,.1f} MB ({what})")
+    if parts:
+        console.print("\n" + "; ".join(parts), highlight=False)
+
+
+def render_result(
+    console: Console,
+    err: Console,
+    summary: dict[str, Any],
+    run_dir: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """What ``profile`` and ``compare`` print at the end.
+
+    ``--json``: the summary alone on stdout (the run directory on stderr); ``--quiet``: the run
+    directory alone; else tables, diagnosis, the cost line, then the run directory.
+    """
+    if as_json:
+        console.print(json.dumps(summary, indent=2), markup=False, highlight=False, soft_wrap=True)
+        err.print(f"run directory: {run_dir}", markup=False, highlight=False)
+        return
+    if not quiet:
+        render_summary(console, summary)
+        if summary.get("kind") == "profile":
+            render_cost(console, summary)
+    console.print(f"\n[dim]run directory:[/] {escape(str(run_dir))}", highlight=False)

@@ -31,6 +31,7 @@ from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.engine.step import backward_step, detached_losses
 from mtldiag.methods._scalar import EqualWeights
 from mtldiag.methods.base import Method, RunContext
+from mtldiag.trackers.base import ConflictCounter, step_scalars
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,14 @@ class GradientProbe:
             metrics=step_metrics(stack, self.engine.layout) if inst and stack is not None else None,
             gramian=None if stack is None else stack[0],
         )
+
+    def scalars(self, step: ProbeStep) -> dict[str, float]:
+        """``step`` (what :meth:`backward` returned) as one flat ``{key: number}`` dict for any
+        logger, in the trackers' key scheme (``loss/<task>``, ``cosine/<a>-vs-<b>``, running
+        ``conflict_rate/...``; :mod:`mtldiag.trackers.base`): ``wandb.log(probe.scalars(step))``.
+
+        The running conflict rate counts the instrumented steps passed here.
+        """
+        # The counter lives on first use so that this method stays one self-contained addition.
+        counter = self.__dict__.setdefault("_scalar_conflicts", ConflictCounter())
+        return step_scalars(step, self.tasks or [], counter)

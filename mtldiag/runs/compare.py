@@ -26,12 +26,19 @@ from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
 from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.rundir.schema import single_label, sweep_label
 from mtldiag.rundir.summary import conclude_compare
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.build import build_loader
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses, label_stats
-from mtldiag.runs.profile import base_summary, close_run, create_method, resolved_spec
+from mtldiag.runs.profile import (
+    base_summary,
+    close_run,
+    create_method,
+    open_run_trackers,
+    resolved_spec,
+)
 from mtldiag.runs.train import (
     Observer,
     Prepared,
@@ -42,6 +49,8 @@ from mtldiag.runs.train import (
 )
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
 from mtldiag.spec.values import OPTIONS
+from mtldiag.trackers.factory import parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
@@ -74,13 +83,13 @@ def plan_runs(
         for m in methods:
             runs.append(PlannedRun(m.label, seed, m))
         for w in sweep_weights:
-            label = "sweep:" + ",".join(f"{x:.3g}" for x in w)
+            label = sweep_label(w)
             scaled = [float(x) * n for x in w]
             fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
             runs.append(PlannedRun(label, seed, fixed))
         if single_task:
             for t in tasks:
-                runs.append(PlannedRun(f"single:{t}", seed, MethodSpec("ew"), (t,)))
+                runs.append(PlannedRun(single_label(t), seed, MethodSpec("ew"), (t,)))
     return runs
 
 
@@ -156,10 +165,12 @@ def run_compare(
     out: str | Path | None = None,
     device: str | None = None,
     observer: Observer | None = None,
+    log: str | list[str] | None = None,
 ) -> CompareResult:
     """Train with each method (and baselines) and write a comparison run directory.
 
-    Keyword arguments override the spec's ``compare:`` section. A run that diverges is
+    Keyword arguments override the spec's ``compare:`` section (``log``: trackers, else the
+    spec's ``log:``). A run that diverges is
     marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
     every finished run and raises :class:`~mtldiag.errors.Interrupted`.
     """
@@ -226,8 +237,6 @@ def run_compare(
     val_ref = spec.val
 
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    # A default name is made unique when the folder is created; --out is taken as given.
-    writer = RunWriter(run_dir, tasks, fresh=out is None)
     resolved = {
         "methods": [m.label for m in method_specs],
         "seeds": seed_list,
@@ -236,10 +245,15 @@ def run_compare(
         "single_task": want_single,
         "sweep": n_sweep,
     }
+    names = parse_sink_names(log) if log is not None else spec.log
+    # A default name is made unique when the folder is created; --out is taken as given. The
+    # folder is claimed first: the trackers (TensorBoard) write inside it.
+    writer = RunWriter(run_dir, tasks, fresh=out is None)
     writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
     run_dir = writer.path
+    trackers = open_run_trackers(writer, names, spec, "compare", resolved)
     summary = base_summary(spec, "compare", tasks, layers, str(dev))
-    summary["compare"] = dict(resolved)
+    summary["compare"] = dict(resolved)  # type: ignore[typeddict-item]
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]
@@ -248,6 +262,7 @@ def run_compare(
             prep = first if (pr is plan[0]) else prepare(spec, pr.seed, dev, shared=first.selection)
             method = create_method(pr.method)
             run_tasks = list(pr.tasks) if pr.tasks else tasks
+            trackers.start_run(pr.label, pr.seed, run_tasks)
             try:
                 run = train_run(
                     prep,
@@ -259,27 +274,31 @@ def run_compare(
                     observer,
                     tasks=pr.tasks,
                     stats=stats,
+                    trackers=trackers,
                 )
             except TrainingError as exc:
                 run = exc.run_result  # type: ignore[attr-defined]
                 summary["runs"].append(run)
+                trackers.end_run(run)
                 continue
             val_loader = build_loader(spec, pr.seed, val_ref) if val_ref is not None else None
             metrics, evaluation = evaluate(spec, prep, run_tasks, val_loader, run)
             run["metrics"] = metrics
             summary["runs"].append(run)
+            trackers.end_run(run)
     except KeyboardInterrupt as exc:
         partial = getattr(exc, "run_result", None)
         if partial is not None:
             summary["runs"].append(partial)
-        _finish(writer, summary, spec, tasks, layers, evaluation, "interrupted")
+        trackers.end_run(partial)
+        _finish(writer, summary, spec, tasks, evaluation, "interrupted", trackers)
         raise Interrupted(
             f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
             hint=f"mtldiag report {run_dir} rebuilds the report from them",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, tasks, layers, evaluation, "complete")
+    _finish(writer, summary, spec, tasks, evaluation, "complete", trackers)
     return CompareResult(run_dir, summary)
 
 
@@ -288,11 +307,11 @@ def _finish(
     summary: dict[str, Any],
     spec: Spec,
     tasks: list[str],
-    layers: list[str],
     evaluation: str | None,
     status: str,
+    trackers: Trackers | None = None,
 ) -> None:
     # Higher-is-better comes with the spec's eval function; losses are lower-is-better.
     hib = {t.name: t.higher_is_better for t in spec.tasks} if spec.eval else {}
     conclude_compare(summary, status, evaluation, {t: hib.get(t, False) for t in tasks})
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)

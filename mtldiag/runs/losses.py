@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -29,19 +30,23 @@ _BUILTIN: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+class KeywordInputs(dict):
+    """A dict batch without an ``inputs`` key: the model is called HF-style, ``model(**batch)``
+    with the keys its ``forward`` accepts (all of them when it takes ``**kwargs``)."""
+
+
 def split_batch(batch: Any) -> tuple[Any, Any]:
-    """``(inputs, targets)`` from a batch that is a pair or a dict with an ``inputs`` key."""
+    """``(inputs, targets)`` from a batch: a pair ``(x, y)``, a flat ``(x, y1, y2, ...)`` (targets
+    by index 0, 1, ...), a dict with an ``inputs`` key, or any other dict (keyword inputs)."""
     if isinstance(batch, Mapping):
         for key in ("inputs", "input", "x"):
             if key in batch:
                 return batch[key], batch
-        raise UserCodeError(
-            "a dict batch needs an 'inputs' key (or 'input'/'x'); found keys: "
-            + ", ".join(map(str, batch)),
-            hint="or write a 'losses: module:fn' function that takes (model, batch)",
-        )
+        return KeywordInputs(batch), batch
     if isinstance(batch, Sequence) and not isinstance(batch, str) and len(batch) == 2:
         return batch[0], batch[1]
+    if isinstance(batch, Sequence) and not isinstance(batch, str) and len(batch) > 2:
+        return batch[0], tuple(batch[1:])
     raise UserCodeError(
         f"the batch is a {type(batch).__name__}; the tasks: form needs (inputs, targets) "
         "or a dict with 'inputs'.",
@@ -69,6 +74,17 @@ def _pick(container: Any, key: str | int | None, what: str, task: str) -> Any:
     if isinstance(container, torch.Tensor):
         return container  # a single tensor serves every task that names it
     raise UserCodeError(f"task '{task}': cannot take '{key}' from a {type(container).__name__}.")
+
+
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """``model(inputs)``, or ``model(**inputs)`` for :class:`KeywordInputs`."""
+    if not isinstance(inputs, KeywordInputs):
+        return model(inputs)
+    params = inspect.signature(model.forward).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return model(**inputs)
+    names = {p.name for p in params}
+    return model(**{k: v for k, v in inputs.items() if k in names})
 
 
 def _loss_callable(task: TaskSpec, base_dir: Path) -> Callable[..., torch.Tensor]:
@@ -123,7 +139,7 @@ def build_loss_fn(spec: Spec) -> LossFn:
 
     def compute(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         inputs, targets = split_batch(batch)
-        outputs = model(inputs)
+        outputs = call_model(model, inputs)
         losses = {}
         for t in tasks:
             pred = _pick(outputs, t.output, "model output", t.name)

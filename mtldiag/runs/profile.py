@@ -6,6 +6,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
+
 from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
@@ -19,6 +21,9 @@ from mtldiag.runs.losses import label_stats
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml, values
 from mtldiag.spec.values import OPTIONS
+from mtldiag.trackers.base import TrackerSetup, flat_params
+from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.trackers.hub import Trackers
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,24 @@ def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
     return replace(spec, raw={**spec.raw, "seed": spec.seed, section: {**base, **resolved}})
 
 
+def tracker_setup(spec: Spec, run_dir: Path, kind: str, resolved: dict[str, Any]) -> TrackerSetup:
+    """What the trackers of one command are told: names, group, the resolved spec as params."""
+    params = flat_params({**spec.raw, kind: resolved})
+    return TrackerSetup(run_dir, spec.name, f"{spec.name}-{run_dir.name}", kind, params)
+
+
+def open_run_trackers(
+    writer: RunWriter, names: Any, spec: Spec, kind: str, resolved: dict[str, Any]
+) -> Trackers:
+    """The trackers of a run whose directory ``writer`` has just claimed (its final name); a
+    tracker that cannot start releases the directory before the error goes up."""
+    try:
+        return open_trackers(names, tracker_setup(spec, writer.path, kind, resolved))
+    except BaseException:
+        writer.close()
+        raise
+
+
 def create_method(ms: MethodSpec) -> Method:
     """A fresh method instance for one run (never one shared between compared runs)."""
     return methods.create(ms.name, **ms.hparams)
@@ -66,10 +89,12 @@ def run_profile(
     method: str | MethodSpec | None = None,
     observer: Observer | None = None,
     preview: bool = False,
+    log: str | list[str] | None = None,
 ) -> ProfileResult:
     """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
 
-    Keyword arguments override the spec. On a NaN loss raises :class:`TrainingError`, on
+    Keyword arguments override the spec (``log``: trackers, e.g. ``"tensorboard,mlflow"``,
+    else the spec's ``log:``). On a NaN loss raises :class:`TrainingError`, on
     Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
     first and the message names the run directory.
     """
@@ -93,13 +118,16 @@ def run_profile(
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    # A default name is made unique when the folder is created; --out is taken as given.
-    writer = RunWriter(run_dir, prep.tasks, fresh=out is None)
     resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
+    names = parse_sink_names(log) if log is not None else spec.log
+    # A default name is made unique when the folder is created; --out is taken as given. The
+    # folder is claimed first: the trackers (TensorBoard) write inside it.
+    writer = RunWriter(run_dir, prep.tasks, fresh=out is None)
     writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
     run_dir = writer.path
+    trackers = open_run_trackers(writer, names, spec, "profile", resolved)
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
-    summary["profile"] = {"steps": n_steps, "every": n_every, "method": ms.label}
+    summary["profile"] = resolved
 
     preview_acc = _preview_accumulator(prep.tasks) if preview else None
     on_probe = None
@@ -107,11 +135,10 @@ def run_profile(
 
         def on_probe(step: Any) -> None:
             if step.gramian is not None:
-                import torch
-
                 preview_acc.add(step.gramian, torch.tensor(step.losses))
 
     try:
+        trackers.start_run(ms.label, spec.seed, prep.tasks)
         run = train_run(
             prep,
             method_obj,
@@ -122,14 +149,15 @@ def run_profile(
             observer,
             on_probe=on_probe,
             stats=stats,
+            trackers=trackers,
         )
     except TrainingError as exc:
-        _finish(writer, summary, exc.run_result, layers, "failed", preview_acc)  # type: ignore[attr-defined]
+        _finish(writer, summary, exc.run_result, "failed", preview_acc, trackers)  # type: ignore[attr-defined]
         exc.message += f" Records so far: {run_dir}"
         raise
     except KeyboardInterrupt as exc:
         result = getattr(exc, "run_result", None)
-        _finish(writer, summary, result, layers, "interrupted", preview_acc)
+        _finish(writer, summary, result, "interrupted", preview_acc, trackers)
         raise Interrupted(
             f"interrupted; the {result['steps'] if result else 0} steps done are kept in "
             f"{run_dir}.",
@@ -137,7 +165,7 @@ def run_profile(
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, run, layers, "complete", preview_acc)
+    _finish(writer, summary, run, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
 
 
@@ -149,17 +177,20 @@ def _finish(
     writer: RunWriter,
     summary: dict[str, Any],
     run: dict[str, Any] | None,
-    layers: list[str],
     status: str,
     preview_acc: Any = None,
+    trackers: Trackers | None = None,
 ) -> None:
+    if trackers is not None:
+        trackers.end_run(run)
     preview = preview_acc.summary() if preview_acc is not None else None
     conclude_profile(summary, run, status, preview)
-    close_run(writer, summary)
+    close_run(writer, summary, trackers)
 
 
-def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
-    """Write ``summary.json``, then the report built from the whole run directory."""
+def close_run(writer: RunWriter, summary: dict[str, Any], trackers: Trackers | None = None) -> None:
+    """Write ``summary.json``, then the report built from the whole run directory; then hand
+    both to the trackers and close them."""
     writer.write_summary(summary)
     if writer.enabled:
         try:
@@ -169,3 +200,6 @@ def close_run(writer: RunWriter, summary: dict[str, Any]) -> None:
                 f"cannot write the report in '{writer.path}': {exc.strerror or exc}.",
                 hint=f"free some space, then `mtldiag report {writer.path}` writes it",
             ) from exc
+    if trackers is not None:
+        trackers.finish(summary, writer.path)
+        trackers.close()

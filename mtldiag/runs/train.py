@@ -24,6 +24,7 @@ from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_opti
 from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
 from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import Spec
+from mtldiag.trackers.hub import Trackers
 
 
 class Observer(Protocol):
@@ -144,11 +145,13 @@ def train_run(
     tasks: Sequence[str] | None = None,
     stats: dict[str, TaskStats] | None = None,
     on_probe: Callable[[ProbeStep], None] | None = None,
+    trackers: Trackers | None = None,
 ) -> dict[str, Any]:
     """Train ``prep.model`` for ``steps`` steps with ``method``; return the run's summary entry.
 
     ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
-    :class:`TrainingError` after recording the step; Ctrl-C propagates. In both cases the
+    :class:`TrainingError` after recording the step; Ctrl-C propagates. ``trackers`` get
+    every step next to the run directory's row. In both cases the
     rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
     the summary entry of the steps done.
     """
@@ -261,6 +264,8 @@ def train_run(
                     result.metrics,
                     run_tasks,
                 )
+            if trackers:
+                trackers.log_step(result, ms, optimizer.param_groups[0].get("lr"))
             acc.add(result.losses, ms, mem, result.weights, result.metrics)
             observer.step_done(step, dict(zip(run_tasks, result.losses, strict=True)))
     except TrainingError as exc:

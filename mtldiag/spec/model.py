@@ -75,6 +75,7 @@ class Spec:
     method_hparams: dict[str, dict[str, Any]]
     raw: dict[str, Any]
     path: Path | None = None
+    log: tuple[str, ...] = ()  # trackers: tensorboard, mlflow, wandb
 
     @property
     def base_dir(self) -> Path:

@@ -26,6 +26,7 @@ from mtldiag.spec.model import (
     TaskSpec,
 )
 from mtldiag.spec.values import Where, whole
+from mtldiag.trackers.factory import parse_sink_names
 
 _TOP_KEYS = (
     "name",
@@ -44,6 +45,7 @@ _TOP_KEYS = (
     "eval",
     "method",
     "methods",
+    "log",
 )
 _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
@@ -197,6 +199,10 @@ def parse_spec(
     ev = data.get("eval")
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")
+    try:
+        log = parse_sink_names(data.get("log"))
+    except MtldiagError as exc:
+        raise ctx.err("log", exc.message, exc.hint) from None
     return Spec(
         name=name,
         seed=seed,
@@ -216,6 +222,7 @@ def parse_spec(
         method_hparams={k: dict(v) for k, v in method_hparams.items()},
         raw=data,
         path=path,
+        log=log,
     )
 
 

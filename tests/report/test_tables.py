@@ -6,6 +6,7 @@ import copy
 
 from rich.console import Console
 
+from mtldiag.cli import tables as terminal
 from mtldiag.report import comparison, tables
 
 SUMMARY = {
@@ -141,8 +142,8 @@ def test_layer_table_ranks_by_worst_pair():
 
 
 def test_rich_tables_show_the_numbers():
-    text = render(tables.task_table(SUMMARY)) + render(tables.pair_table(SUMMARY))
-    text += render(tables.layer_table(SUMMARY, top=5))
+    text = render(terminal.task_table(SUMMARY)) + render(terminal.pair_table(SUMMARY))
+    text += render(terminal.layer_table(SUMMARY, top=5))
     assert "100.0×" in text and "-0.55" in text and "l3" in text
 
 
@@ -150,7 +151,7 @@ def test_names_are_never_read_as_rich_markup():
     s = copy.deepcopy(SUMMARY)
     s["tasks"] = ["[bold]x[/bold]", "b", "c"]
     s["runs"][0]["loss_mean"]["[bold]x[/bold]"] = s["runs"][0]["loss_mean"].pop("a")
-    assert "[bold]x[/bold]" in render(tables.task_table(s))
+    assert "[bold]x[/bold]" in render(terminal.task_table(s))
 
 
 def test_comparison_table_full_and_compact():
@@ -163,7 +164,7 @@ def test_comparison_table_full_and_compact():
     notes = " ".join(full.notes)
     assert "equal weighting (ew)" in notes and "val_loss" in notes
     assert "mgda seed 1: NaN loss in task 'a' at step 12" in notes
-    text = render(tables.comparison_table_rich(s))
+    text = render(terminal.comparison_table_rich(s))
     assert "pcgrad" in text and "-3.20 ± 0.4" in text
     assert "† ew is dominated by sweep:0.25,0.25,0.5" in text  # compact: marks in the notes
     assert "Verdict: pcgrad ranks first" in text
@@ -172,7 +173,7 @@ def test_comparison_table_full_and_compact():
 def test_comparison_table_fits_a_narrow_terminal():
     s = {**copy.deepcopy(SUMMARY), "kind": "compare", "comparison": COMPARISON}
     console = Console(width=60, record=True, color_system=None)
-    console.print(tables.comparison_table_rich(s, console))
+    console.print(terminal.comparison_table_rich(s, console))
     lines = console.export_text().splitlines()
     assert max(len(x.rstrip()) for x in lines) <= 60
     assert any("pcgrad" in x for x in lines) and any("0.1234" in x for x in lines)
