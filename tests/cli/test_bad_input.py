@@ -469,7 +469,8 @@ def test_bad_input_is_one_line_and_its_exit_code(tmp_path: Path, monkeypatch, bu
     assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
     # One line: the error and its hint, no traceback (but the one --debug asks for).
     assert ("Traceback" in res.output) == ("--debug" in argv), res.output
-    errors = [x for x in res.output.splitlines() if x.startswith("error:") or "─ Error ─" in x]
+    lines = res.output.splitlines()
+    errors = [x for x in lines if x.lower().startswith("error:") or "─ Error ─" in x]
     assert len(errors) == 1, res.output  # ours, or Click's box for a malformed command line
     assert keyword in " ".join(res.output.split()), res.output  # Rich may wrap long lines
 
