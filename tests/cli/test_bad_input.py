@@ -268,10 +268,10 @@ CASES = [
         "bad_code.py",
     ),
     (
-        "validate-markup-task",
+        "spec-markup-in-message",
         _spec(tasks={"c[/]": {"output": "a", "target": "a", "loss": "x"}}),
         2,
-        "unknown loss 'x'",
+        "'tasks.c[/].loss': unknown loss 'x'",
     ),
     # ---- profile's options
     (
