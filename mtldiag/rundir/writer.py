@@ -111,17 +111,21 @@ class RunWriter:
         self._steps: BinaryIO | None = None
         self._pairs: BinaryIO | None = None
         self._lock: int | None = None
+        self._claimed = False
+        self._made = False  # whether claim() created the folder (abandon() may remove it)
 
-    def open(self, spec_yaml: str, env: Env) -> None:
-        """Create (or claim) the run directory, lock it for this process, write the spec,
-        the environment and the CSV headers. Refuses (exit 2) a folder that already holds a
-        run or that another process is writing."""
-        if not self.enabled:
-            return
+    def claim(self) -> Path:
+        """Create (or take) the run directory and lock it for this process, writing nothing
+        in it yet; return its final path. Refuses (exit 2) a folder that already holds a run
+        or that another process is writing. :meth:`open` claims it when not done yet."""
+        if not self.enabled or self._claimed:
+            return self.path
         try:
             if self.fresh:
                 self.path = _take_fresh(self.path)
+                self._made = True
             else:
+                self._made = not self.path.exists()
                 self.path.mkdir(parents=True, exist_ok=True)
             self._lock = lock_directory(self.path)
             held = [f for f in _RECORDS if (self.path / f).exists()]
@@ -131,6 +135,33 @@ class RunWriter:
                     "would mix two runs.",
                     hint="choose another --out, or delete that folder first",
                 )
+        except OSError as exc:
+            self.abandon()
+            raise MtldiagError(
+                f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
+                hint=_OUT_HINT,
+            ) from exc
+        except MtldiagError:
+            self.abandon()
+            raise
+        self._claimed = True
+        return self.path
+
+    def abandon(self) -> None:
+        """Give the folder back before anything was written (a tracker that cannot start):
+        unlocked, and removed when this writer made it and it is still empty."""
+        self.close()
+        if self._made and self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+        self._claimed = False
+
+    def open(self, spec_yaml: str, env: Env) -> None:
+        """Claim the run directory (:meth:`claim`), then write the spec, the environment and
+        the CSV headers."""
+        if not self.enabled:
+            return
+        self.claim()
+        try:
             (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
             (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
             # Unbuffered: each row goes to the file in one write() of its own (see _append).
@@ -142,9 +173,6 @@ class RunWriter:
                 f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
                 hint=_OUT_HINT,
             ) from exc
-        except MtldiagError:
-            self.close()
-            raise
         t = self.tasks
         self._append(
             self._steps,

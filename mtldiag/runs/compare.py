@@ -247,11 +247,11 @@ def run_compare(
     }
     names = parse_sink_names(log) if log is not None else spec.log
     # A default name is made unique when the folder is created; --out is taken as given. The
-    # folder is claimed first: the trackers (TensorBoard) write inside it.
+    # folder is claimed (empty, locked) before the trackers open: TensorBoard writes inside it.
     writer = RunWriter(run_dir, tasks, fresh=out is None)
-    writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
-    run_dir = writer.path
+    run_dir = writer.claim()
     trackers = open_run_trackers(writer, names, spec, "compare", resolved)
+    writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
     summary = base_summary(spec, "compare", tasks, layers, str(dev))
     summary["compare"] = dict(resolved)  # type: ignore[typeddict-item]
     evaluation = None

@@ -65,11 +65,11 @@ def open_run_trackers(
     writer: RunWriter, names: Any, spec: Spec, kind: str, resolved: dict[str, Any]
 ) -> Trackers:
     """The trackers of a run whose directory ``writer`` has just claimed (its final name); a
-    tracker that cannot start releases the directory before the error goes up."""
+    tracker that cannot start gives the directory back (removed if still empty)."""
     try:
         return open_trackers(names, tracker_setup(spec, writer.path, kind, resolved))
     except BaseException:
-        writer.close()
+        writer.abandon()
         raise
 
 
@@ -121,11 +121,11 @@ def run_profile(
     resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
     names = parse_sink_names(log) if log is not None else spec.log
     # A default name is made unique when the folder is created; --out is taken as given. The
-    # folder is claimed first: the trackers (TensorBoard) write inside it.
+    # folder is claimed (empty, locked) before the trackers open: TensorBoard writes inside it.
     writer = RunWriter(run_dir, prep.tasks, fresh=out is None)
-    writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
-    run_dir = writer.path
+    run_dir = writer.claim()
     trackers = open_run_trackers(writer, names, spec, "profile", resolved)
+    writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
     summary["profile"] = resolved
 

@@ -116,3 +116,17 @@ def test_an_out_folder_that_holds_a_run_or_is_being_written_is_refused(tmp_path)
     with pytest.raises(MtldiagError, match="already holds a run"):
         RunWriter(tmp_path / "run", ["a"]).open("", {})  # type: ignore[arg-type]
     assert read_steps(tmp_path / "run" / "steps.csv") is not None  # the first run is intact
+
+
+def test_a_claimed_folder_given_back_before_any_write_is_removed(tmp_path):
+    writer = RunWriter(tmp_path / "runs" / "x" / "stamp", ["a"], fresh=True)
+    path = writer.claim()  # what the trackers are told before they open
+    assert path.is_dir() and not any(path.iterdir())
+    writer.abandon()  # a tracker could not start: no empty folder is left behind
+    assert not path.exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    mine = RunWriter(kept, ["a"])
+    mine.claim()
+    mine.abandon()  # not made by the writer (an existing --out): the user's folder stays
+    assert kept.is_dir()
