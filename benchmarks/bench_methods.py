@@ -12,7 +12,9 @@ Then the T x T solvers alone at T = 16, as a share of a floor step with 16 heads
     python benchmarks/bench_methods.py --quick    # ~1 minute, noisier
     python benchmarks/bench_methods.py --only mgda,upgrad --rounds 21
 
-Targets (issue 3): every Jacobian method <= 1.1x floor, every loss weighting <= 1.1x plain
+    python benchmarks/bench_methods.py --libmtl ~/src/LibMTL   # LibMTL's newer methods too
+
+Targets (issues 3 and 16): every Jacobian method <= 1.1x floor, every loss weighting <= 1.1x plain
 (GradNorm excepted: it needs T extra partial backward passes through the last shared layer,
 which no implementation avoids), T x T solvers < 5% of the step at T = 16. On a shared
 machine, 2 OpenMP threads stall whenever a core is taken: compare ratios, not milliseconds.
@@ -129,19 +131,31 @@ def mtldiag_step(model: MLP, data, name: str) -> Step:
     return step
 
 
+LIBMTL_TREE: str | None = None  # --libmtl: a LibMTL source tree (its newer methods)
+
+
 def _libmtl(name: str):
-    """Import ``LibMTL.weighting.<name>`` without LibMTL's __init__ (it needs torchvision)."""
+    """Import ``LibMTL.weighting.<name>`` without LibMTL's __init__ (it needs torchvision).
+
+    From ``--libmtl PATH`` (a checkout of LibMTL's GitHub tree, e.g. commit 4336804, which
+    has FairGrad, DB-MTL, ExcessMTL, MoCo, MoDo, SDMGrad and STCH) when given, else from the
+    installed package (PyPI's 1.1.5 has GLS but none of those).
+    """
     import importlib.util
 
     if "LibMTL" not in sys.modules:
-        try:
-            found = importlib.util.find_spec("LibMTL")
-        except Exception:
-            return None
-        if found is None or not found.submodule_search_locations:
-            return None
+        if LIBMTL_TREE:
+            locations = [LIBMTL_TREE.rstrip("/") + "/LibMTL"]
+        else:
+            try:
+                found = importlib.util.find_spec("LibMTL")
+            except Exception:
+                return None
+            if found is None or not found.submodule_search_locations:
+                return None
+            locations = list(found.submodule_search_locations)
         pkg = types.ModuleType("LibMTL")
-        pkg.__path__ = list(found.submodule_search_locations)
+        pkg.__path__ = locations
         sys.modules["LibMTL"] = pkg
         wpkg = types.ModuleType("LibMTL.weighting")
         wpkg.__path__ = [p + "/weighting" for p in pkg.__path__]
@@ -162,17 +176,39 @@ LIBMTL = {
     "dwa": ("DWA", {"T": 2.0}),
     "uncertainty": ("UW", {}),
     "rlw": ("RLW", {"dist": "Normal"}),
+    # issue 16 (all but GLS only in LibMTL's GitHub tree: --libmtl PATH)
+    "gls": ("GLS", {}),
+    "stch": ("STCH", {"STCH_mu": 1.0, "STCH_warmup_epoch": 0}),
+    "fairgrad": ("FairGrad", {"FairGrad_alpha": 1.0}),
+    "db_mtl": ("DB_MTL", {"DB_beta": 0.9, "DB_beta_sigma": 0.0}),
+    "excess_mtl": ("ExcessMTL", {"robust_step_size": 1e-2}),
+    "moco": (
+        "MoCo",
+        {"MoCo_beta": 0.5, "MoCo_beta_sigma": 0.5, "MoCo_gamma": 0.1},
+    ),
+    "modo": ("MoDo", {"MoDo_gamma": 1e-3, "MoDo_rho": 0.1}),
+    "sdmgrad": ("SDMGrad", {"SDMGrad_lamda": 0.3, "SDMGrad_niter": 20}),
 }
+# LibMTL's MoDo / SDMGrad take a (3, T) stack of losses (three mini-batches); fed this
+# step's batch three times, as mtldiag's single-batch form does, they run 3T backward passes.
+LIBMTL_THREE_BATCHES = ("modo", "sdmgrad")
 
 
 def libmtl_step(model: MLP, data, name: str) -> Step | None:
     cls = _libmtl(LIBMTL[name][0])
     if cls is None:
         return None
-    kw = LIBMTL[name][1]
-    w = cls()
+    kw = dict(LIBMTL[name][1])
+    if name == "moco":
+        kw.update(MoCo_gamma_sigma=0.5, MoCo_rho=0.0)
+    # LibMTL's trainer composes the weighting with an architecture class; MoDo / SDMGrad
+    # look for their own name among the bases to keep the graph for their three passes.
+    w = type("Composed", (cls,), {})()
     shared = list(model.trunk.parameters())
     w.task_num, w.device, w.rep_grad, w.epoch = len(model.heads), torch.device("cpu"), False, 2
+    # Not registered as submodules (the optimizer would see the trunk twice).
+    object.__setattr__(w, "encoder", model.trunk)
+    object.__setattr__(w, "decoders", {})
     w.get_share_params = lambda: shared
 
     def zero() -> None:
@@ -183,14 +219,23 @@ def libmtl_step(model: MLP, data, name: str) -> Step | None:
     w.zero_grad_share_params = zero
     w.train_loss_buffer = torch.ones(len(model.heads), 3).numpy()
     w.init_param()
+    if name == "stch":
+        w.nadir_vector = torch.ones(len(model.heads))  # past its warm-up: the STCH phase
     params = list(model.parameters()) + list(w.parameters())
     opt = torch.optim.SGD(params, lr=1e-3)
+    three = name in LIBMTL_THREE_BATCHES
 
     def step() -> None:
         opt.zero_grad()
         losses, _ = model.losses(*data)
-        w.backward(torch.stack(losses), **kw)
+        stacked = torch.stack(losses)
+        w.backward(torch.stack([stacked] * 3) if three else stacked, **kw)
         opt.step()
+
+    try:  # one trial step: a newer LibMTL module may not run against this harness
+        step()
+    except Exception:
+        return None
 
     return step
 
@@ -205,6 +250,8 @@ TORCHJD = {
     "aligned_mtl": "AlignedMTL",
     "gradvac": "GradVac",
     "graddrop": "GradDrop",
+    "dualproj": "DualProj",
+    "config": "ConFIG",
 }
 
 
@@ -294,7 +341,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds [11; quick 5]")
     ap.add_argument("--only", default=None, help="comma list of mtldiag methods to time")
+    ap.add_argument("--libmtl", default=None, help="LibMTL source tree for its newer methods")
     args = ap.parse_args(argv)
+    global LIBMTL_TREE
+    LIBMTL_TREE = args.libmtl
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     reps, inner = (5, 2) if args.quick else (11, 3)

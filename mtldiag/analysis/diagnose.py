@@ -8,65 +8,78 @@ loss_scale_imbalance        largest / smallest task loss >= 10 (critical >= 100)
                             start (mean of the first steps) or on average, whichever is larger
 grad_norm_dominance         largest / smallest mean gradient norm on shared params >= 5
                             (critical >= 20)
-directional_conflict        a pair with conflict rate >= 0.3 whose conflicting steps have a
-                            mean cosine <= -0.1, or a mean cosine <= -0.05 overall
-                            (critical: conflict rate >= 0.6)
+directional_conflict        a pair with mean cosine <= -0.1, or one flipping sign often
+                            (conflict rate >= 0.3, its Wilson interval wholly above) and hard
+                            (mean cosine <= -0.1 on the conflicting steps); severity is the
+                            mean cosine's effect size (:mod:`mtldiag.analysis.conflicts`):
+                            minor > -0.1 (info), moderate (warning), strong <= -0.3 (critical)
 near_orthogonal             a pair that flips sign often (conflict rate >= 0.3) but only
                             with |cosine| < 0.1: the tasks barely interact; not a conflict
-conflict_location           the shared layers with the highest conflict rate; when the
-                            most conflicted layers sit in the deepest third of the shared
-                            trunk, branching earlier is suggested
+too_few_steps               a rate rule would fire, but the rate's interval straddles 0.3
+conflict_location           the shared layers ranked by :func:`rank_layers` (conflict beyond
+                            what noise gives a layer of that size); when the top one sits in
+                            the deepest third of the trunk, branching before it is suggested
+comparison_winner,          after ``mtldiag compare``: what the comparison showed against
+comparison_no_winner,       ``ew``, paired by seed (:mod:`mtldiag.analysis.advice`)
+comparison_inconclusive
 no_issue                    none of the above
 =========================  ==============================================================
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mtldiag.analysis.layers import rank_layers
+from mtldiag.analysis.advice import comparison_findings
+from mtldiag.analysis.conflicts import pair_findings
+from mtldiag.analysis.finding import finding
+from mtldiag.analysis.layers import LayerScore, rank_layers
+from mtldiag.analysis.numbers import sig
 
 LOSS_RATIO_WARN = 10.0
 LOSS_RATIO_CRIT = 100.0
 NORM_RATIO_WARN = 5.0
 NORM_RATIO_CRIT = 20.0
-CONFLICT_WARN = 0.3
-CONFLICT_CRIT = 0.6
-WEAK_COSINE = 0.1  # |cos| below this on conflicting steps: sign noise, not a tug of war
-MEAN_COSINE_CONFLICT = -0.05
 TOP_LAYERS = 3
 
 
-def _finding(
-    code: str, severity: str, message: str, suggestion: str, **evidence: Any
-) -> dict[str, Any]:
-    return {
-        "code": code,
-        "severity": severity,
-        "message": message,
-        "suggestion": suggestion,
-        "evidence": evidence,
-    }
+def diagnose(
+    run: dict[str, Any],
+    layers: Sequence[str],
+    layer_params: Mapping[str, int] | None = None,
+    comparison: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """Findings for one run entry of ``summary.json`` (``layers`` input side first).
 
-
-def diagnose(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
-    """Findings for one run entry of ``summary.json`` (``layers`` input side first)."""
+    ``layer_params`` (the summary's parameter count per layer) weights the layer ranking; with
+    a ``comparison`` (a compare summary's), the findings say what it showed instead of
+    suggesting one.
+    """
     out: list[dict[str, Any]] = []
     out += _loss_scale(run)
     out += _norm_dominance(run)
-    pairs = _conflicts(run)
+    pairs = [f for pair in run.get("pairs") or [] for f in pair_findings(pair)]
     out += pairs
-    conflicts = [f for f in pairs if f["code"] == "directional_conflict"]
-    if conflicts:
-        out += _location(run, layers)
+    location = []
+    if any(f["code"] == "directional_conflict" for f in pairs):
+        location = _location(run, layers, layer_params)
+    out += location
+    if comparison:
+        top = next(iter(location[0]["evidence"]["layers"] if location else {}), None)
+        verdicts = comparison_findings(comparison, top)
+        for f in out:
+            if f["code"] == "directional_conflict" and verdicts:
+                f["suggestion"] = "The comparison tested fixes for this: see its finding below."
+        out += verdicts
     if not any(f["severity"] != "info" for f in out):
         out.append(
-            _finding(
+            finding(
                 "no_issue",
                 "info",
                 "No loss-scale imbalance, gradient dominance or frequent conflict was seen.",
-                "Equal weighting is a sound choice here; `mtldiag compare` can confirm it.",
+                "Equal weighting is a sound choice here"
+                + ("." if comparison else "; `mtldiag compare` can confirm it."),
             )
         )
     return out
@@ -99,7 +112,7 @@ def _loss_scale(run: dict[str, Any]) -> list[dict[str, Any]]:
     else:
         when = f"({vals[big]:.3g} vs {vals[small]:.3g} on average)"
     return [
-        _finding(
+        finding(
             "loss_scale_imbalance",
             severity,
             f"Task '{big}' has a loss {ratio:.0f}x larger than task '{small}' {when}: "
@@ -126,7 +139,7 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
     small = min(norms, key=norms.__getitem__)
     if norms[small] <= 0:
         return [
-            _finding(
+            finding(
                 "grad_norm_dominance",
                 "critical",
                 f"Task '{small}' has no gradient on the shared parameters.",
@@ -141,7 +154,7 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     severity = "critical" if ratio >= NORM_RATIO_CRIT else "warning"
     return [
-        _finding(
+        finding(
             "grad_norm_dominance",
             severity,
             f"Task '{big}' pulls the shared parameters {ratio:.1f}x harder than task '{small}' "
@@ -156,82 +169,39 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _conflicts(run: dict[str, Any]) -> list[dict[str, Any]]:
-    out = []
-    for pair in run.get("pairs") or []:
-        rate, cos = pair.get("conflict_rate"), pair.get("cosine_mean")
-        if rate is None or cos is None:
-            continue
-        neg = pair.get("conflict_cosine_mean")
-        strong = neg is not None and neg <= -WEAK_COSINE
-        if cos > MEAN_COSINE_CONFLICT and not (rate >= CONFLICT_WARN and strong):
-            if rate >= CONFLICT_WARN:
-                out.append(
-                    _finding(
-                        "near_orthogonal",
-                        "info",
-                        f"Tasks '{pair['a']}' and '{pair['b']}' have nearly orthogonal gradients "
-                        f"(mean cosine {cos:+.2f}; on the {rate:.0%} of steps with a negative "
-                        f"cosine it averages {neg:+.2f}): the sign flips are noise.",
-                        "Little to gain from gradient surgery for this pair; look at scale "
-                        "imbalance first.",
-                        a=pair["a"],
-                        b=pair["b"],
-                        conflict_rate=round(rate, 4),
-                        cosine_mean=round(cos, 4),
-                        conflict_cosine_mean=neg,
-                    )
-                )
-            continue
-        severity = "critical" if rate >= CONFLICT_CRIT else "warning"
-        out.append(
-            _finding(
-                "directional_conflict",
-                severity,
-                f"Tasks '{pair['a']}' and '{pair['b']}' conflict on {rate:.0%} of steps "
-                f"(mean gradient cosine {cos:+.2f}"
-                + (f", {neg:+.2f} on the conflicting steps" if neg is not None else "")
-                + "): each step for one undoes part of the other.",
-                "Try gradient surgery: pcgrad (projects conflicting components away), cagrad, "
-                "mgda or nash_mtl; run `mtldiag compare SPEC --methods ew,pcgrad,cagrad,mgda` to "
-                "see which helps this model.",
-                a=pair["a"],
-                b=pair["b"],
-                conflict_rate=round(rate, 4),
-                cosine_mean=round(cos, 4),
-                gms_mean=pair.get("gms_mean"),
-                conflict_cosine_mean=neg,
-            )
-        )
-    return out
-
-
-def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]]:
+def _location(
+    run: dict[str, Any], layers: Sequence[str], layer_params: Mapping[str, int] | None
+) -> list[dict[str, Any]]:
     if len(layers) < 2:
         return []
-    ranked = rank_layers(run, layers)
+    ranked = rank_layers(run, layers, layer_params)
     if not ranked:
         return []
-    rate = {s.layer: s.worst_rate for s in ranked}
-    top = [s.layer for s in ranked[:TOP_LAYERS]]
+    top = ranked[:TOP_LAYERS]
+    if top[0].beyond_noise >= 0:
+        return [
+            finding(
+                "conflict_location",
+                "info",
+                "No shared layer conflicts beyond what noise alone gives its size "
+                "(see docs/run-format.md, layer ranking).",
+                "The conflict is spread through the shared trunk: prefer gradient surgery "
+                "over re-branching.",
+                layers={},
+                concentrated_deep=False,
+            )
+        ]
     deep_cut = len(layers) - max(1, len(layers) // 3)
-    deep = [s.layer for s in ranked[:TOP_LAYERS] if s.depth > deep_cut]
-    shallow_rates = [rate[x] for x in layers[:deep_cut] if x in rate]
-    concentrated = (
-        bool(deep)
-        and deep[0] == top[0]
-        and (not shallow_rates or max(shallow_rates) < rate[top[0]] - 0.1)
+    shallow = [-s.beyond_noise for s in ranked if s.depth <= deep_cut]
+    concentrated = top[0].depth > deep_cut and (
+        not shallow or max(shallow) < -top[0].beyond_noise - 0.1
     )
-    msg = (
-        "Conflict is strongest in "
-        + ", ".join(f"'{x}' ({rate[x]:.0%} conflicting steps)" for x in top)
-        + "."
-    )
+    msg = "Conflict is strongest in " + ", ".join(_layer_text(s) for s in top) + "."
     if concentrated:
         suggestion = (
             "The conflict concentrates in the deepest shared layers: branching the network "
-            "earlier (task-specific copies of those layers) is an option, besides gradient "
-            "surgery restricted to them (shared: globs)."
+            f"before '{top[0].layer}' (task-specific copies of it and what follows) is an "
+            "option, besides gradient surgery restricted to them (shared: globs)."
         )
     else:
         suggestion = (
@@ -239,12 +209,27 @@ def _location(run: dict[str, Any], layers: Sequence[str]) -> list[dict[str, Any]
             "re-branching."
         )
     return [
-        _finding(
+        finding(
             "conflict_location",
             "info",
             msg,
             suggestion,
-            layers={x: round(rate[x], 4) for x in top},
+            layers={
+                s.layer: {
+                    "cosine_mean": s.worst_cosine,
+                    "conflict_rate": round(s.worst_rate, 4),
+                    "params": s.params,
+                }
+                for s in top
+            },
             concentrated_deep=concentrated,
         )
     ]
+
+
+def _layer_text(s: LayerScore) -> str:
+    size = f", {s.params:,} parameters ({s.share:.0%} of shared)" if s.params and s.share else ""
+    return (
+        f"'{s.layer}' ({'–'.join(s.worst_pair)}: mean cosine {sig(s.worst_cosine, sign=True)}, "
+        f"{s.worst_rate:.0%} conflicting steps{size})"
+    )

@@ -101,6 +101,7 @@ class PreviewAccumulator:
         tasks: Sequence[str],
         methods: Sequence[Method | str] | None = None,
         seed: int = 0,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.tasks = list(tasks)
         chosen = (
@@ -109,7 +110,7 @@ class PreviewAccumulator:
             else [_methods.parse(m) if isinstance(m, str) else m for m in methods]
         )
         self.methods = [m for m in chosen if isinstance(m, GramianMethod)]
-        ctx = RunContext(tasks=tuple(self.tasks), seed=seed)
+        ctx = RunContext(tasks=tuple(self.tasks), seed=seed, dtype=dtype)
         for m in self.methods:
             m.reset(ctx)
         self._n = 0

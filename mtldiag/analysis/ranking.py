@@ -18,8 +18,10 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mtldiag.analysis.evidence import caution, verdict_kind
+from mtldiag.analysis.paired import paired_difference, paired_row, seed_changes, seeds_of
 from mtldiag.analysis.verdict import verdict
-from mtldiag.rundir.schema import label_kind, single_label
+from mtldiag.rundir.schema import PairedDifference, label_kind, single_label
 
 # --------------------------------------------------------------------------- Δm% and dominance
 
@@ -36,17 +38,8 @@ def delta_m(
     relative change is undefined). ``|R_t|`` keeps the sign right for a negative reference
     (e.g. a log-likelihood); for the usual positive metrics it is the paper's ``R_t``.
     """
-    tasks = list(higher_is_better)
-    if not tasks:
-        return None
-    total = 0.0
-    for t in tasks:
-        m, r = metrics.get(t), reference.get(t)
-        if m is None or r is None or r == 0 or not math.isfinite(m) or not math.isfinite(r):
-            return None
-        sign = -1.0 if higher_is_better[t] else 1.0
-        total += sign * (m - r) / abs(r)
-    return 100.0 * total / len(tasks)
+    changes = seed_changes(metrics, reference, higher_is_better)
+    return sum(changes.values()) / len(changes) if changes else None
 
 
 def dominates(
@@ -115,8 +108,12 @@ def _row(label: str, rs: Sequence[Mapping[str, Any]], tasks: Sequence[str]) -> d
         "seeds": len(ok),
         "failed": len(rs) - len(ok),
         "metric": {t: _mean_std(_values([r["metrics"].get(t) for r in ok])) for t in tasks},
+        "delta_m_per_seed": {},
         "delta_m": None,
         "delta_m_std": None,
+        "delta_m_ci95": None,
+        "per_task": {},
+        "worse_on": [],
         "conflict_rate": _pair_mean(ok, "conflict_rate"),
         "cosine_mean": _pair_mean(ok, "cosine_mean"),
         "step_time_ms": statistics.median(times) if times else None,
@@ -163,8 +160,10 @@ def comparison_table(
 
     ``runs`` are summary run entries (``method`` is the run label, ``metrics`` the per-task
     evaluation of an ok run); ``higher_is_better`` names every task. Rows aggregate the ok runs
-    of each method and sweep label over seeds (mean ± sample std), ranked best first by Δm%
-    against the single-task models (or ``ew`` without them), else by mean per-task rank.
+    of each method and sweep label over seeds (metrics: mean ± sample std). Δm% is paired by
+    seed (:func:`mtldiag.analysis.paired.paired_row`): each seed against the same seed's
+    single-task models, or without them its ``ew`` run; rows are ranked best first by its
+    mean over seeds, else by mean per-task rank.
     """
     hib = {str(t): bool(v) for t, v in higher_is_better.items()}
     tasks = list(hib)
@@ -188,13 +187,9 @@ def comparison_table(
         if ew is not None:
             reference, ref_values = "ew", _means(ew)
 
-    if reference is not None:
-        for row in live:
-            row["delta_m"] = delta_m(_means(row), ref_values, hib)
-            per_seed = [delta_m(r["metrics"], ref_values, hib) for r in _ok(groups[row["label"]])]
-            seeds = _values(per_seed)
-            if row["delta_m"] is not None and len(seeds) == len(per_seed):
-                row["delta_m_std"] = statistics.stdev(seeds) if len(seeds) > 1 else 0.0
+    ref_by_seed = _reference_by_seed(runs, reference, tasks)
+    for row in live if reference is not None else []:
+        row.update(paired_row(seeds_of(runs, row["label"]), ref_by_seed, hib))
 
     sweeps = [r for r in live if r["kind"] == "sweep"]
     for row in live:
@@ -243,35 +238,45 @@ def comparison_table(
         out["single_task"] = single
     out["negative_transfer"] = negative
     out["failed_runs"] = failed_runs
-    driver = _dominant_task(live, ref_values, hib) if by_delta else None
-    out["verdict"] = verdict(out, by_delta, tasks, driver)
-    # The schema's key order: verdict before failed_runs.
-    out["failed_runs"] = out.pop("failed_runs")
+    out["first_vs_second"] = _first_vs_second(runs, live, by_delta, hib)
+    out["verdict_kind"] = verdict_kind(len(live), out["first_vs_second"])
+    moved = [r for r in live if not (reference == "ew" and r["label"] == "ew")]
+    note = caution([r["per_task"] for r in moved], ref_values, hib) if by_delta else None
+    out["verdict"] = verdict(out, by_delta, note)
+    out["failed_runs"] = out.pop("failed_runs")  # the schema's order: verdict, failed_runs
     return out
 
 
-DOMINANT_SHARE = 0.9  # a task with this share of all relative changes drives the Δm% ranking
+def _reference_by_seed(
+    runs: Sequence[Mapping[str, Any]], reference: str | None, tasks: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """Each seed's reference metrics: that seed's single-task models (a seed lacking one of
+    them has none), or that seed's ``ew`` run."""
+    if reference == "ew":
+        return seeds_of(runs, "ew")
+    if reference != "single_task":
+        return {}
+    by_task = {t: seeds_of(runs, single_label(t)) for t in tasks}
+    seeds = set.intersection(*(set(v) for v in by_task.values())) if by_task else set()
+    return {s: {t: by_task[t][s].get(t) for t in tasks} for s in seeds}
 
 
-def _dominant_task(
-    rows: Sequence[Mapping[str, Any]], ref: Mapping[str, float | None], hib: Mapping[str, bool]
-) -> tuple[str, float] | None:
-    """The task whose relative changes make up most of the rows' Δm%, and its share.
+def _first_vs_second(
+    runs: Sequence[Mapping[str, Any]],
+    ranked: Sequence[Mapping[str, Any]],
+    by_delta: bool,
+    hib: Mapping[str, bool],
+) -> PairedDifference | None:
+    """Rank 1's per-seed Δm% minus rank 2's, over the seeds both have.
 
-    Δm% averages *relative* changes, so a task whose reference value is near 0 (a loss that
-    the reference drives to ~0) can swamp the others: the ranking then says little about them.
+    Without a Δm% ranking (no reference), each seed's Δm% of rank 1 against rank 2's run of
+    the same seed stands for that difference.
     """
-    if len(hib) < 2:
+    if len(ranked) < 2:
         return None
-    size = dict.fromkeys(hib, 0.0)
-    for row in rows:
-        for t in hib:
-            m, r = row["metric"][t]["mean"], ref.get(t)
-            if m is not None and r:
-                size[t] += abs((m - r) / r)
-    total = sum(size.values())
-    if total <= 0:
-        return None
-    task = max(size, key=lambda t: size[t])
-    share = size[task] / total
-    return (task, share) if share >= DOMINANT_SHARE else None
+    first, second = ranked[0], ranked[1]
+    if by_delta:
+        return paired_difference(first["delta_m_per_seed"], second["delta_m_per_seed"])
+    direct = paired_row(seeds_of(runs, first["label"]), seeds_of(runs, second["label"]), hib)
+    per_seed = direct["delta_m_per_seed"]
+    return paired_difference(per_seed, dict.fromkeys(per_seed, 0.0))

@@ -1,54 +1,39 @@
-"""The comparison's verdict: one paragraph a person reads before the table."""
+"""The comparison's verdict: one paragraph a person reads before the table.
+
+It says what the seeds allow (:mod:`mtldiag.analysis.evidence`): whether rank 1 beats rank 2
+beyond seed noise, on which tasks the winner is worse than the reference, and why Δm% may
+mostly reflect one task.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mtldiag.analysis.evidence import Caution, caution_sentence, noise_sentence, worse_sentence
+from mtldiag.analysis.numbers import interval, is_number, sig
 from mtldiag.rundir.schema import EVALUATION_TEXT
 
 REFERENCE_TEXT = {"single_task": "the single-task models", "ew": "equal weighting (ew)"}
 
 
-def _fmt_dm(row: Mapping[str, Any]) -> str:
-    s = f"{row['delta_m']:+.2f}%"
-    if row["seeds"] > 1 and row["delta_m_std"] is not None:
-        s = f"{row['delta_m']:+.2f} ± {row['delta_m_std']:.2f}%"
-    return s
-
-
-def _overlap(
-    a: Mapping[str, Any], b: Mapping[str, Any], by_delta: bool, tasks: Sequence[str]
-) -> bool:
-    """Whether the mean ± one std intervals over seeds of two rows overlap (on Δm%, or on
-    every task when ranked without Δm%)."""
-    if by_delta:
-        return abs(a["delta_m"] - b["delta_m"]) <= (a["delta_m_std"] or 0) + (b["delta_m_std"] or 0)
-    return all(
-        abs(a["metric"][t]["mean"] - b["metric"][t]["mean"])
-        <= (a["metric"][t]["std"] or 0) + (b["metric"][t]["std"] or 0)
-        for t in tasks
-    )
+def delta_m_text(row: Mapping[str, Any]) -> str:
+    """A row's Δm% with its 95 % interval over seeds: "-5.41% (95% interval -66.0 to 55.2)"."""
+    text = f"{sig(row['delta_m'], sign=True)}%"
+    if is_number(row.get("delta_m_std")) and row.get("delta_m_ci95"):
+        return f"{text} (95% interval {interval(row['delta_m_ci95'])})"
+    return f"{text} (one seed)"
 
 
 def _names(labels: Sequence[str]) -> str:
     return ", ".join(labels)
 
 
-def verdict(
-    table: Mapping[str, Any],
-    by_delta: bool,
-    tasks: Sequence[str],
-    driver: tuple[str, float] | None = None,
-) -> str:
-    """The verdict on a comparison ``table`` (its rows ranked, ``verdict`` not yet set).
-
-    ``by_delta`` says the rows are ranked by Δm%; ``driver`` is the task whose relative
-    changes dominate Δm% and its share, when one does.
-    """
+def verdict(table: Mapping[str, Any], by_delta: bool, note: Caution | None = None) -> str:
+    """The verdict on a comparison ``table`` (rows ranked, ``verdict_kind`` and
+    ``first_vs_second`` set). ``by_delta``: ranked by Δm%; ``note``: the caution, if any."""
     rows = [r for r in table["rows"] if r["rank"] is not None]
     ref = table["reference"]
-    ref_text = REFERENCE_TEXT.get(ref, "")
     parts: list[str] = []
     if not rows:
         parts.append("No run finished: there is nothing to rank.")
@@ -56,25 +41,15 @@ def verdict(
         best = rows[0]
         how = "by mean per-task rank"
         if by_delta:
-            how = f"by Δm% ({_fmt_dm(best)} against {ref_text})"
+            how = f"by Δm%, {delta_m_text(best)} against {REFERENCE_TEXT.get(ref, '')}"
+        if by_delta and ref == "ew" and best["label"] == "ew":
+            how = "by Δm%: it is the reference, and every other row is worse than it"
         parts.append(f"{best['label']} ranks first {how}.")
-        if len(rows) > 1:
-            second = rows[1]
-            what = f" ({_fmt_dm(second)})" if by_delta else ""
-            if best["seeds"] < 2 or second["seeds"] < 2:
-                parts.append(
-                    f"{second['label']} is second{what}; with one seed, seed noise cannot be "
-                    "judged (run with --seeds 0,1,2)."
-                )
-            elif _overlap(best, second, by_delta, tasks):
-                parts.append(
-                    f"{second['label']} is second{what}: the difference is within seed noise "
-                    f"(mean ± one std over seeds overlap)."
-                )
-            else:
-                parts.append(
-                    f"{second['label']} is second{what}, more than one std over seeds apart."
-                )
+        second = rows[1]["label"] if len(rows) > 1 else ""
+        parts.append(
+            noise_sentence(table["verdict_kind"], best["label"], second, table["first_vs_second"])
+        )
+        parts.append(worse_sentence(best["label"], best["worse_on"], best["per_task"]))
     if ref == "ew":
         parts.append(
             "Δm% is against equal weighting (ew): --single-task measures it against "
@@ -82,12 +57,8 @@ def verdict(
         )
     elif ref is None and rows:
         parts.append("No Δm%: there are no single-task runs and no ew run to measure it against.")
-    if driver is not None:
-        parts.append(
-            f"Caution: task '{driver[0]}' makes up {driver[1]:.0%} of the relative changes "
-            "behind Δm% (its reference value is small), so the ranking mostly reflects that task: "
-            "read the per-task columns too."
-        )
+    if note is not None:
+        parts.append(caution_sentence(note))
     dominated = [r for r in rows if r["kind"] == "method" and r["dominated_by"]]
     if dominated:
         sweepers = sorted({s for r in dominated for s in r["dominated_by"]})
@@ -109,4 +80,4 @@ def verdict(
         parts.append(f"Failed: {_names(listed)}; see failed_runs for the step and task.")
     if table["evaluation"] in EVALUATION_TEXT:
         parts.append(f"Metrics: {EVALUATION_TEXT[table['evaluation']]}.")
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)

@@ -9,7 +9,13 @@ import typer
 from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.profile import SPEC_HELP
+from mtldiag.cli.profile import (
+    ACCUMULATE,
+    CLIP_NORM,
+    PRECISION,
+    SPEC_HELP,
+    training_overrides,
+)
 from mtldiag.cli.progress import make_observer
 from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
@@ -88,10 +94,13 @@ def compare(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress and no tables: only the run directory."
     ),
+    accumulate: int | None = ACCUMULATE,
+    precision: str | None = PRECISION,
+    clip_grad_norm: float | None = CLIP_NORM,
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, overrides=training_overrides(accumulate, precision, clip_grad_norm))
     if rules is not None:
         load_rules(rules)  # a bad rules file is refused before training, not after it
     with make_observer(err_console, quiet or as_json) as obs:

@@ -21,6 +21,26 @@ from mtldiag.spec import load_spec
 
 SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
 
+ACCUMULATE = typer.Option(
+    None, "--accumulate", help="Micro-batches per optimizer step [spec: accumulate, 1]."
+)
+PRECISION = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 [spec: precision].")
+CLIP_NORM = typer.Option(
+    None, "--clip-grad-norm", help="Clip the update's norm before each step [spec]."
+)
+
+
+def training_overrides(
+    accumulate: int | None, precision: str | None, clip_grad_norm: float | None
+) -> dict[str, Any]:
+    """Command-line training options as spec keys: the spec's checks then apply to them."""
+    given = {
+        "accumulate": accumulate,
+        "precision": precision,
+        "clip_grad_norm": clip_grad_norm,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
 
 @app.command()
 @guarded
@@ -67,9 +87,12 @@ def profile(
     quiet: bool = typer.Option(
         False, "--quiet", "-q", help="No progress and no tables: only the run directory."
     ),
+    accumulate: int | None = ACCUMULATE,
+    precision: str | None = PRECISION,
+    clip_grad_norm: float | None = CLIP_NORM,
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
-    loaded = load_spec(spec)
+    loaded = load_spec(spec, overrides=training_overrides(accumulate, precision, clip_grad_norm))
     if rules is not None:
         load_rules(rules)  # a bad rules file is refused before training, not after it
     with make_observer(err_console, quiet or as_json) as obs:

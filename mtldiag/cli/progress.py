@@ -77,7 +77,8 @@ class RichObserver:
             return
         self._last = now
         rate = (step + 1) / max(now - self._t0, 1e-9)
-        info = escape("  ".join(f"{t}={v:.3g}" for t, v in list(losses.items())[:4]))
+        shown = [(t, v) for t, v in losses.items() if v is not None][:4]  # None: no labels
+        info = escape("  ".join(f"{t}={v:.3g}" for t, v in shown))
         self.progress.update(self.current, advance=1, rate=f"{rate:.1f} steps/s", info=info)
 
     def run_finished(self, result: dict[str, Any]) -> None:

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from mtldiag.engine.jacobian import JacobianEngine, build_layout
-from mtldiag.engine.step import backward_step, detached_losses
+from mtldiag.engine.micro import MicroBatches
+from mtldiag.engine.step import backward_step, detached_losses, scale_losses
 from mtldiag.methods.base import Method, MethodError, RunContext
 
 
@@ -37,6 +38,8 @@ class BalanceStep:
     losses: list[float]
     weights: list[float] | None  # None for non-Gramian gradient methods (GradDrop)
     warnings: tuple[str, ...] = ()  # the method's warnings so far (e.g. Nash-MTL's solver)
+    complete: bool = True  # False: a micro-batch was added; do not step the optimizer yet
+    finite: bool = True  # False: inf/NaN gradients under a GradScaler; its step() skips
 
 
 class Balancer:
@@ -49,6 +52,11 @@ class Balancer:
     a weighting method, ``w_i grad L_i`` (the backward of ``sum_i w_i L_i``).
     ``seed``: seeds the method's random generator (PCGrad, RLW, GradDrop, GradVac).
     The method is ``reset`` on the first call with the task names of that call, in order.
+
+    ``accumulate`` and ``scaler`` work as in :class:`~mtldiag.engine.probe.GradientProbe`:
+    K ``backward`` calls per optimizer step (step when the result is ``complete``), and a
+    ``torch.amp.GradScaler`` whose ``step``/``update`` the loop calls as usual. Clipping is
+    left to the loop (``scaler.unscale_(optimizer)`` first).
     """
 
     def __init__(
@@ -58,6 +66,9 @@ class Balancer:
         other_params: Iterable[torch.Tensor] = (),
         seed: int = 0,
         total_steps: int | None = None,
+        *,
+        accumulate: int = 1,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         items = list(shared_params)
         named = [it if isinstance(it, tuple) else (f"shared.{k}", it) for k, it in enumerate(items)]
@@ -71,6 +82,8 @@ class Balancer:
         self.total_steps = total_steps
         self.tasks: list[str] | None = None
         self.step = 0
+        self.micro = MicroBatches(accumulate) if accumulate != 1 else None
+        self.scaler = scaler
 
     def _setup(self, losses: Mapping[str, torch.Tensor]) -> None:
         self.tasks = list(losses)
@@ -81,6 +94,7 @@ class Balancer:
             total_steps=self.total_steps,
             device=first.device,
             layer_sizes=tuple(self.layout.layer_sizes),
+            dtype=self.layout.params[0].dtype,
         )
         self.method.reset(ctx)
 
@@ -95,11 +109,25 @@ class Balancer:
                 f"{list(losses)}."
             )
         step = self.step
-        self.step += 1
         ordered = [losses[t].reshape(()) for t in self.tasks]
         detached = detached_losses(ordered)
+        ordered, loss_scale = scale_losses(self.scaler, ordered)
         # A weighting method's step is one backward of sum_i w_i L_i (no per-task pass).
-        result = backward_step(self.engine, self.method, ordered, detached, step, per_task=False)
+        result = backward_step(
+            self.engine,
+            self.method,
+            ordered,
+            detached,
+            step,
+            per_task=False,
+            loss_scale=loss_scale,
+            micro=self.micro,
+        )
+        if not result.complete:
+            return BalanceStep(step, detached.tolist(), None, complete=False)
+        self.step += 1
         w = result.weights
         w_list = None if w is None else w.double().cpu().tolist()
-        return BalanceStep(step, detached.tolist(), w_list, tuple(self.method.warnings))
+        assert result.losses is not None
+        warnings = tuple(self.method.warnings)
+        return BalanceStep(step, result.losses.tolist(), w_list, warnings, finite=result.finite)

@@ -27,8 +27,11 @@ from torch import nn
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.micro import MicroBatches
+from mtldiag.engine.missing import carried_losses, expand, expand_metrics, present_method
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.engine.step import backward_step, detached_losses
+from mtldiag.engine.step import backward_step, detached_losses, scale_losses
+from mtldiag.errors import TrainingError
 from mtldiag.methods._scalar import EqualWeights
 from mtldiag.methods.base import Method, RunContext
 from mtldiag.trackers.base import ConflictCounter, step_scalars
@@ -40,10 +43,12 @@ class ProbeStep:
 
     step: int
     instrumented: bool
-    losses: list[float]
-    weights: list[float] | None
+    losses: list[float | None]  # None: the task had no labels in the batch
+    weights: list[float | None] | None
     metrics: StepMetrics | None
     gramian: torch.Tensor | None  # (T, T) float64 of the whole shared set, when computed
+    complete: bool = True  # False: a micro-batch was added; do not step the optimizer yet
+    finite: bool = True  # False: inf/NaN gradients under a GradScaler; its step() skips
 
 
 class GradientProbe:
@@ -54,6 +59,15 @@ class GradientProbe:
     ``every``: instrument every K-th call (0 never). ``method``: a balancing method from
     :mod:`mtldiag.methods` (default: equal weights); the probe calls its ``reset`` on the
     first call with the task names it sees.
+
+    ``accumulate``: K micro-batches per optimizer step. Call :meth:`backward` once per
+    micro-batch (with its mean losses) and step the optimizer when the returned step is
+    ``complete``: the per-task gradients, metrics and the method's input are those of the
+    K micro-batches together; ``.grad`` holds the update after the K-th call only.
+    ``scaler``: a ``torch.amp.GradScaler`` (fp16). The probe scales the losses itself, unscales
+    the per-task gradients before metrics and method, and leaves a scaled ``.grad``: then call
+    ``scaler.step(optimizer)`` and ``scaler.update()`` as usual (``scaler.unscale_(optimizer)``
+    first to clip). Clipping is left to the loop.
     """
 
     def __init__(
@@ -64,9 +78,15 @@ class GradientProbe:
         method: Method | None = None,
         seed: int = 0,
         context: RunContext | None = None,
+        *,
+        accumulate: int = 1,
+        scaler: torch.amp.GradScaler | None = None,
     ) -> None:
         if every < 0:
             raise ValueError(f"Parameter `every` should be >= 0. Found `every = {every}`.")
+        self.micro = MicroBatches(accumulate) if accumulate != 1 else None
+        self.scaler = scaler
+        self._last_losses: torch.Tensor | None = None  # carried for a task without labels
         self.model = model
         self.shared = shared
         self.every = every
@@ -89,19 +109,21 @@ class GradientProbe:
         if self.engine is not None:
             self.engine._buffer = None
 
-    def _setup(self, losses: Mapping[str, torch.Tensor]) -> None:
+    def _setup(self, losses: Mapping[str, torch.Tensor | None]) -> None:
         self.tasks = list(losses)
+        given = {t: v for t, v in losses.items() if v is not None}
         if isinstance(self.shared, SharedSelection):
             self.selection = self.shared
         else:
-            self.selection = select_shared(self.model, losses, self.shared)
+            self.selection = select_shared(self.model, given, self.shared)
         self.engine = JacobianEngine(self.selection.layout, self.selection.others)
-        first = next(iter(losses.values()))
+        first = next(iter(given.values()))
         ctx = self.context or RunContext(
             tasks=tuple(self.tasks),
             seed=self.seed,
             device=first.device,
             layer_sizes=tuple(self.selection.layout.layer_sizes),
+            dtype=self.selection.layout.params[0].dtype,
         )
         self.method.reset(ctx)
 
@@ -109,9 +131,14 @@ class GradientProbe:
         return self.every > 0 and step % self.every == 0
 
     def backward(
-        self, losses: Mapping[str, torch.Tensor], global_losses: torch.Tensor | None = None
+        self,
+        losses: Mapping[str, torch.Tensor | None],
+        global_losses: torch.Tensor | None = None,
     ) -> ProbeStep:
         """Back-propagate the task losses through the method; fill every ``.grad``.
+
+        A loss of ``None``: the task has no labels in this batch and is left out of the step
+        (:mod:`mtldiag.engine.missing`); its entries in the result are ``None``.
 
         Under torchrun (a process group mtldiag started) the per-task gradients are averaged
         across ranks before anything is derived from them, so metrics and update are those of
@@ -122,32 +149,62 @@ class GradientProbe:
             self._setup(losses)
         assert self.engine is not None and self.tasks is not None
         step = self.step_index
-        self.step_index += 1
-        ordered = [losses[t] for t in self.tasks]
+        ordered_all = [losses[t] for t in self.tasks]
+        present = [i for i, v in enumerate(ordered_all) if v is not None]
+        partial = len(present) < len(ordered_all)
+        if partial and (self.micro is not None or distributed.context() is not None):
+            raise TrainingError(
+                "a task without labels in a batch (loss None) is supported without "
+                "accumulation and outside torchrun only.",
+                hint="drop accumulate:, or give every batch labels for every task",
+            )
+        ordered = [ordered_all[i] for i in present]  # type: ignore[misc]
         detached = detached_losses(ordered)
         if distributed.context() is not None:
             detached = (
                 global_losses if global_losses is not None else distributed.average_(detached)
             )
+        method = self.method
+        if partial:
+            detached = carried_losses(present, detached, self._last_losses, len(ordered_all))
+            method = present_method(self.method, present, detached, self.tasks)
+        self._last_losses = detached
         inst = self.instrumented(step)
+        ordered, loss_scale = scale_losses(self.scaler, ordered)
         result = backward_step(
             self.engine,
-            self.method,
+            method,
             ordered,
-            detached,
+            detached[present] if partial else detached,
             step,
             per_task=inst,
             ddp_syncs_plain_steps=self.ddp_syncs_plain_steps,
+            loss_scale=loss_scale,
+            micro=self.micro,
         )
-        stack = result.gramians
+        if not result.complete:
+            return ProbeStep(step, inst, detached.tolist(), None, None, None, complete=False)
+        self.step_index += 1
+        stack = result.gramians if result.finite else None
         weights = result.weights
+        assert result.losses is not None
+        metrics = step_metrics(stack, self.engine.layout) if inst and stack is not None else None
+        w_list = None if weights is None else weights.detach().float().cpu().tolist()
+        losses_list = result.losses.tolist()
+        if partial:
+            n = len(ordered_all)
+            losses_list = expand(losses_list, present, n)
+            w_list = expand(w_list, present, n)
+            metrics = None if metrics is None else expand_metrics(metrics, present, n)
+            stack = None  # a T' x T' Gramian: the preview reads all T tasks
         return ProbeStep(
             step=step,
             instrumented=inst,
-            losses=detached.tolist(),
-            weights=None if weights is None else weights.detach().float().cpu().tolist(),
-            metrics=step_metrics(stack, self.engine.layout) if inst and stack is not None else None,
+            losses=losses_list,
+            weights=w_list,
+            metrics=metrics,
             gramian=None if stack is None else stack[0],
+            finite=result.finite,
         )
 
     def scalars(self, step: ProbeStep) -> dict[str, float]:

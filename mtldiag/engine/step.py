@@ -16,13 +16,14 @@ chooses, per method family and step, the cheapest pass that gives what the step 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
+from mtldiag.engine.micro import MicroBatches, scaled
 from mtldiag.methods.base import GramianMethod, Method, WeightingMethod
 
 
@@ -33,6 +34,9 @@ class StepResult:
     weights: torch.Tensor | None  # (T,) the method's weights; None for GradDrop-like methods
     gramians: torch.Tensor | None  # (L+1, T, T): whole shared set, then each layer; if taken
     grad_norms: torch.Tensor | None  # (T,) what a GradNorm-like method was given
+    complete: bool = True  # False: a micro-batch was added, .grad is not the update yet
+    finite: bool = True  # False: inf/NaN per-task gradients under a loss scale; no update
+    losses: torch.Tensor | None = None  # (T,) what the method saw: the micro-batches' mean
 
 
 def detached_losses(ordered: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -110,6 +114,8 @@ def backward_step(
     *,
     per_task: bool,
     ddp_syncs_plain_steps: bool = False,
+    loss_scale: float | None = None,
+    micro: MicroBatches | None = None,
 ) -> StepResult:
     """Back-propagate the T task losses ``ordered`` through ``method``; fill every ``.grad``.
 
@@ -118,44 +124,146 @@ def backward_step(
     instrumented step); a gradient method always takes them. ``ddp_syncs_plain_steps``: DDP
     already averages a plain backward's ``.grad`` (the trainer wraps the model), so a weighting
     method's plain step needs no average of its own.
+
+    ``loss_scale``: ``ordered`` were multiplied by it (a ``GradScaler``): the per-task
+    gradients are unscaled before Gramians and method, the ``.grad`` written stays scaled for
+    the scaler's ``unscale_``/``step``; a step whose per-task gradients are not finite runs no
+    method and leaves a non-finite ``.grad``, so the scaler skips it (``finite`` False).
+    ``micro``: gradient accumulation; this call adds one micro-batch, and ``.grad`` holds the
+    step's update only when the result is ``complete`` (the K-th call). A weighting method's
+    weights are chosen before the first micro-batch's backward, from its losses.
     """
     weighting = isinstance(method, WeightingMethod)
-    weights = method.weights(losses, step) if weighting else None
-    dist = distributed.context() is not None
-    norms: torch.Tensor | None = None
-    stack: torch.Tensor | None = None
+    if micro is not None:
+        losses = micro.add_losses(losses)  # the mean over the micro-batches so far
+        ordered = scaled(ordered, 1.0 / micro.k)
+        # GradNorm's norms must be those of the accumulated batch: read off its Gramian.
+        per_task = per_task or (weighting and method.needs_grad_norms)  # type: ignore[union-attr]
+    weights = None
+    if weighting:
+        if micro is None or micro.first:
+            weights = method.weights(losses, step)  # type: ignore[union-attr]
+            if micro is not None:
+                micro.weights = weights
+        else:
+            weights = micro.weights
     if not per_task and weighting:
         assert weights is not None
-        if method.needs_grad_norms:
-            norms = _partial_norms(ordered, grad_norm_params(engine.layout, method.grad_norm_layer))
-        total = (weights.to(ordered[0].dtype) * torch.stack(list(ordered)).reshape(-1)).sum()
-        total.backward()
-        if dist and not ddp_syncs_plain_steps:
-            distributed.average_grads([*engine.layout.params, *engine.others])
-    elif not dist and (weighting or isinstance(method, GramianMethod)):
-        grads = engine.task_grads(list(ordered), head_weights=weights)
-        stack = stacked_gramians_from_grads(grads, engine.layout)  # (L+1, T, T)
-        if weighting and method.needs_grad_norms:
-            norms = _norms_from_gramians(stack, method.grad_norm_layer)
-        if not weighting:
-            weights = method.weights_from_gramian(stack[0], losses)  # type: ignore[attr-defined]
-        assert weights is not None
-        engine.combine_into_grads(grads, weights)
+        # Under torchrun .grad is averaged once, after the last micro-batch.
+        average = not ddp_syncs_plain_steps and (micro is None or micro.last)
+        result = _plain_step(engine, method, ordered, weights, average, loss_scale)
+        if micro is not None and not micro.last:
+            return StepResult(weights, None, None, complete=False)
+    elif distributed.context() is None and (weighting or isinstance(method, GramianMethod)):
+        result = _grads_step(engine, method, ordered, losses, weights, loss_scale, micro)
     else:
-        jac = engine.compute(list(ordered), head_weights=weights)
-        if dist:
-            distributed.average_(jac)  # T x P floats: the one large collective
-            distributed.average_grads(engine.others)
-        stack = stacked_gramians(jac, engine.layout)  # (L+1, T, T)
-        if weighting and method.needs_grad_norms:
-            norms = _norms_from_gramians(stack, method.grad_norm_layer)
-        if isinstance(method, GramianMethod):
-            weights = method.weights_from_gramian(stack[0], losses)
-        if weights is not None:
-            direction = weights.to(jac) @ jac
-        else:
-            direction = own_storage(method.aggregate(jac, losses), jac)  # type: ignore[attr-defined]
-        engine.write_direction(direction)
-    if weighting:
-        method.update(losses, step, norms)
+        result = _jacobian_step(engine, method, ordered, losses, weights, loss_scale, micro)
+    if result.complete and result.finite and weighting:
+        method.update(losses, step, result.grad_norms)  # type: ignore[union-attr]
+    return replace(result, losses=losses)
+
+
+def scale_losses(
+    scaler: torch.amp.GradScaler | None, ordered: Sequence[torch.Tensor]
+) -> tuple[list[torch.Tensor], float | None]:
+    """The losses as a ``GradScaler`` scales them, and the scale (None without one enabled)."""
+    if scaler is None or not scaler.is_enabled():
+        return list(ordered), None
+    out = [scaler.scale(v) for v in ordered]
+    return out, float(scaler.get_scale())  # one host sync per step, for the unscale
+
+
+def _plain_step(
+    engine: JacobianEngine,
+    method: Method,
+    ordered: Sequence[torch.Tensor],
+    weights: torch.Tensor,
+    average: bool,
+    loss_scale: float | None,
+) -> StepResult:
+    """One backward of ``sum_i w_i L_i`` (a weighting method's plain step)."""
+    norms: torch.Tensor | None = None
+    if method.needs_grad_norms:  # type: ignore[union-attr]
+        params = grad_norm_params(engine.layout, method.grad_norm_layer)  # type: ignore[union-attr]
+        norms = _partial_norms(ordered, params)
+        if loss_scale is not None:
+            norms = norms / loss_scale
+    total = (weights.to(ordered[0].dtype) * torch.stack(list(ordered)).reshape(-1)).sum()
+    total.backward()
+    if distributed.context() is not None and average:
+        distributed.average_grads([*engine.layout.params, *engine.others])
+    finite = norms is None or bool(torch.isfinite(norms).all())
+    return StepResult(weights, None, norms, finite=finite)
+
+
+def _grads_step(
+    engine: JacobianEngine,
+    method: Method,
+    ordered: Sequence[torch.Tensor],
+    losses: torch.Tensor,
+    weights: torch.Tensor | None,
+    loss_scale: float | None,
+    micro: MicroBatches | None,
+) -> StepResult:
+    """Per-task gradient lists: Gramians by dot products, the update summed into them."""
+    grads = engine.task_grads(list(ordered), head_weights=weights)
+    if micro is not None:
+        micro.add_grads(grads)
+        if not micro.last:
+            return StepResult(weights, None, None, complete=False)
+        grads = micro.take_grads()
+    stack = stacked_gramians_from_grads(grads, engine.layout)  # (L+1, T, T)
+    if loss_scale is not None:
+        stack = stack / loss_scale**2  # a power of two: exact
+        if not bool(torch.isfinite(stack).all()):
+            engine.combine_into_grads(grads, torch.ones(len(grads)))  # inf/NaN: the scaler skips
+            return StepResult(weights, stack, None, finite=False)
+    norms = None
+    weighting = isinstance(method, WeightingMethod)
+    if weighting and method.needs_grad_norms:
+        norms = _norms_from_gramians(stack, method.grad_norm_layer)
+    if not weighting:
+        weights = method.weights_from_gramian(stack[0], losses)  # type: ignore[attr-defined]
+    assert weights is not None
+    engine.combine_into_grads(grads, weights)
+    return StepResult(weights, stack, norms)
+
+
+def _jacobian_step(
+    engine: JacobianEngine,
+    method: Method,
+    ordered: Sequence[torch.Tensor],
+    losses: torch.Tensor,
+    weights: torch.Tensor | None,
+    loss_scale: float | None,
+    micro: MicroBatches | None,
+) -> StepResult:
+    """The Jacobian ``J``: for methods that read it, and under torchrun (averaged across ranks)."""
+    jac = engine.compute(list(ordered), head_weights=weights)
+    if micro is not None:
+        micro.add_jacobian(jac)
+        if not micro.last:
+            return StepResult(weights, None, None, complete=False)
+        jac = micro.take_jacobian()
+    if distributed.context() is not None:
+        distributed.average_(jac)  # T x P floats: the one large collective
+        distributed.average_grads(engine.others)
+    if loss_scale is not None:
+        jac.mul_(1.0 / loss_scale)  # the methods see the true gradients
+    stack = stacked_gramians(jac, engine.layout)  # (L+1, T, T)
+    if loss_scale is not None and not bool(torch.isfinite(stack).all()):
+        engine.write_direction(jac.sum(0))  # inf/NaN: the scaler skips the step
+        return StepResult(weights, stack, None, finite=False)
+    norms = None
+    if isinstance(method, WeightingMethod) and method.needs_grad_norms:
+        norms = _norms_from_gramians(stack, method.grad_norm_layer)
+    if isinstance(method, GramianMethod):
+        weights = method.weights_from_gramian(stack[0], losses)
+    if weights is not None:
+        direction = weights.to(jac) @ jac
+    else:
+        direction = own_storage(method.aggregate(jac, losses), jac)  # type: ignore[attr-defined]
+    if loss_scale is not None:
+        direction = direction * loss_scale  # scaled like the heads' .grad, for unscale_
+    engine.write_direction(direction)
     return StepResult(weights, stack, norms)

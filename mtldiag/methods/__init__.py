@@ -23,6 +23,12 @@ from __future__ import annotations
 
 from mtldiag.methods._aligned_mtl import AlignedMTL
 from mtldiag.methods._cagrad import CAGrad
+from mtldiag.methods._config import ConFIG
+from mtldiag.methods._db_mtl import DBMTL
+from mtldiag.methods._dualproj import DualProj
+from mtldiag.methods._excess_mtl import ExcessMTL
+from mtldiag.methods._fairgrad import FairGrad
+from mtldiag.methods._gls import GeometricLoss
 from mtldiag.methods._graddrop import GradDrop
 from mtldiag.methods._gradnormalize import GradNormalize
 from mtldiag.methods._gradvac import GradVac
@@ -35,8 +41,11 @@ from mtldiag.methods._learned import (
     Uncertainty,
 )
 from mtldiag.methods._mgda import MGDA
+from mtldiag.methods._moco import MoCo
+from mtldiag.methods._modo import MoDo
 from mtldiag.methods._nash_mtl import NashMTL
 from mtldiag.methods._pcgrad import PCGrad
+from mtldiag.methods._rgw import RandomGradientWeighting
 from mtldiag.methods._scalar import (
     Anneal,
     EqualWeights,
@@ -45,6 +54,8 @@ from mtldiag.methods._scalar import (
     PriorLoss,
     RealTimeLoss,
 )
+from mtldiag.methods._sdmgrad import SDMGrad
+from mtldiag.methods._stch import SmoothTchebycheff
 from mtldiag.methods._upgrad import UPGrad
 from mtldiag.methods.base import (
     GradientMethod,
@@ -60,15 +71,22 @@ from mtldiag.methods.registry import METHODS, MethodInfo, create, describe, look
 from mtldiag.methods.syntax import MethodSpec, parse, parse_method, parse_methods
 
 __all__ = [
+    "DBMTL",
     "FAMO",
     "IMTLG",
+    "METHODS",
     "MGDA",
     "AlignedMTL",
     "Anneal",
     "CAGrad",
+    "ConFIG",
+    "DualProj",
     "DynamicWeightAverage",
     "EqualWeights",
+    "ExcessMTL",
+    "FairGrad",
     "FixedWeights",
+    "GeometricLoss",
     "GradDrop",
     "GradNorm",
     "GradNormalize",
@@ -77,17 +95,21 @@ __all__ = [
     "GramianMethod",
     "HyperParam",
     "InitialLoss",
-    "METHODS",
     "Method",
     "MethodError",
     "MethodInfo",
     "MethodSpec",
+    "MoCo",
+    "MoDo",
     "NashMTL",
     "PCGrad",
     "PriorLoss",
+    "RandomGradientWeighting",
     "RandomLossWeighting",
     "RealTimeLoss",
     "RunContext",
+    "SDMGrad",
+    "SmoothTchebycheff",
     "TaskStats",
     "UPGrad",
     "Uncertainty",

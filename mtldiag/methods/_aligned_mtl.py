@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, rank_floor, to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -23,13 +23,13 @@ class AlignedMTL(GramianMethod):
     :param reduction: ``sum`` (default; the authors' code sums the aligned gradients) or
         ``mean`` (TorchJD's default preference vector 1/T).
 
-    Eigenvalues below ``λ_max · T · eps`` count as zero (as the authors' code).
+    Eigenvalues below ``λ_max · T · eps`` count as zero (as the authors' code), with ``eps``
+    that of the precision the Gramian was formed in (``10 · T · eps`` below float64).
     """
 
     name = "aligned_mtl"
     aliases = ("alignedmtl", "aligned")
     paper = "Senushkin et al., CVPR 2023 (Alg. 1)"
-    cost = "T"
     params = (
         HyperParam("scale_mode", "min", "min | median | rmse"),
         HyperParam("reduction", "sum", REDUCTION_HELP),
@@ -42,10 +42,11 @@ class AlignedMTL(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         n = len(g)
         lam, vec = np.linalg.eigh(g)
-        tol = max(float(lam[-1]), 0.0) * n * np.finfo(np.float64).eps
+        rel = max(n * float(np.finfo(np.float64).eps), rank_floor(self.precision(gramian), n))
+        tol = max(float(lam[-1]), 0.0) * rel
         keep = lam > tol
         if not np.any(keep):
             w = np.ones(n)

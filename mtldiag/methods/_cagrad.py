@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, rank_floor, to_numpy, to_torch
 from mtldiag.methods._utils.lsq import simplex_qp_on_support
 from mtldiag.methods._utils.qp import simplex_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
@@ -117,14 +117,15 @@ class CAGrad(GramianMethod):
     :param reduction: ``sum`` (default; ``T`` times the paper's mean-scale direction, so
         ``c = 0`` equals EW) or ``mean`` (the paper's scale).
 
-    When ``||g_w||`` vanishes (0 is in the hull: Pareto-stationary) the correction term is
-    dropped (``d = g0``); TorchJD returns 0 there, the authors' code divides by ``1e-8``.
+    When ``||g_w||`` vanishes (0 is in the hull: Pareto-stationary) and ``c >= 1``, the ball
+    contains ``d = 0``, which attains the optimum without conflicting with any task: the
+    direction is 0 (as TorchJD). For ``c < 1`` the correction term is dropped (``d = g0``);
+    the authors' code divides by ``1e-8`` there.
     """
 
     name = "cagrad"
     aliases = ("ca_grad", "conflict_averse")
     paper = "Liu et al., NeurIPS 2021 (Alg. 1)"
-    cost = "T"
     params = (
         HyperParam("c", 0.4, "radius of the ball around the mean gradient (x ||g0||)"),
         HyperParam("rescale", 1, "0 none | 1 divide by 1+c² | 2 divide by 1+c"),
@@ -139,13 +140,19 @@ class CAGrad(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         n = len(g)
         w, t, phi = cagrad_dual(g, self.c)
         out = np.full(n, 1.0 / n)
         top = float(np.max(np.diag(g))) if n else 0.0
-        if phi > 0 and t > 1e-12 * np.sqrt(max(top, 0.0)):
+        # ||g_w|| below this is 0 up to the rounding of G's precision: Pareto-stationary.
+        floor = max(1e-12, np.sqrt(rank_floor(self.precision(gramian), n)))
+        if phi > 0 and t > floor * np.sqrt(max(top, 0.0)):
             out = out + (phi / t) * w
+        elif phi > 0 and self.c >= 1.0:
+            # 0 is in the hull: no direction improves every task, and with c >= 1 the ball
+            # holds d = 0, which attains the optimum max_d min_i g_iᵀd = 0 without conflict.
+            out = np.zeros(n)
         if self.rescale == 1:
             out = out / (1.0 + self.c**2)
         elif self.rescale == 2:

@@ -30,7 +30,6 @@ class GradDrop(GradientMethod):
     aliases = ("grad_drop", "gradient_sign_dropout")
     paper = "Chen et al., NeurIPS 2020 (Alg. 1)"
     stateful = True  # the random generator
-    cost = "T"
     params = (HyperParam("leak", 0.0, "fraction of every gradient always kept, in [0, 1]"),)
 
     def __init__(self, leak: float = 0.0) -> None:

@@ -28,7 +28,6 @@ class GradNormalize(GramianMethod):
     name = "gradnormalize"
     aliases = ("grad_normalize", "gradient_normalization", "unit_grad")
     paper = "Su 2022, seed 'Balancing multiple losses' §2.1 (side note, untried)"
-    cost = "T"
     params = (
         HyperParam("norm", "unit", "unit | mean"),
         HyperParam("alpha", 0.0, "GradNorm training-rate exponent (0: off)"),

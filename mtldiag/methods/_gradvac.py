@@ -34,7 +34,7 @@ class GradVac(GramianMethod):
     aliases = ("grad_vac", "gradient_vaccine")
     paper = "Wang et al., ICLR 2021 (Alg. 1)"
     stateful = True
-    cost = "T"
+    keeps_task_state = True
     params = (
         HyperParam("beta", 0.01, "EMA rate of the target cosines, in [0, 1]"),
         HyperParam("eps", 1e-8, "added to denominators"),

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, rank_floor, to_numpy, to_torch
 from mtldiag.methods.base import GramianMethod, HyperParam
 
 
@@ -23,13 +23,14 @@ class IMTLG(GramianMethod):
 
     Only the gradient part (IMTL-G) is implemented; the paper's loss part (IMTL-L, learned
     loss scales) and LibMTL's hybrid IMTL are not. The pseudo-inverse drops eigenvalues
-    below ``1e-12`` of the largest. If ``sum(G⁺n)`` vanishes the weights are 0 (TorchJD too).
+    below ``1e-12`` of the largest (``10·T·eps`` of the Gramian's precision when coarser
+    than float64: a float32 Gramian's rounding eigenvalues are not directions). If
+    ``sum(G⁺n)`` vanishes the weights are 0 (TorchJD too).
     """
 
     name = "imtl"
     aliases = ("imtl_g", "imtlg", "impartial")
     paper = "Liu et al., ICLR 2021 (IMTL-G)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:
@@ -38,11 +39,13 @@ class IMTLG(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         n = len(g)
         norms = np.sqrt(np.clip(np.diag(g), 0.0, None))
         lam, vec = np.linalg.eigh(g)
-        keep = lam > 1e-12 * max(float(lam[-1]), 0.0)
+        # Rank decision at the precision G was formed in (float32 G: 10·T·eps32 of λmax).
+        cut = max(1e-12, rank_floor(self.precision(gramian), n))
+        keep = lam > cut * max(float(lam[-1]), 0.0)
         if not np.any(keep):
             return to_torch(np.zeros(n), gramian)
         pinv = (vec[:, keep] / lam[keep]) @ vec[:, keep].T

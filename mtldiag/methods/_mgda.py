@@ -38,7 +38,6 @@ class MGDA(GramianMethod):
     name = "mgda"
     aliases = ("mgda_ub", "min_norm")
     paper = "Sener & Koltun, NeurIPS 2018 (Alg. 2)"
-    cost = "T"
     params = (
         HyperParam("normalization", "none", "none | l2 | loss | loss+"),
         HyperParam("reduction", "sum", REDUCTION_HELP),
@@ -63,7 +62,7 @@ class MGDA(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         scale = self._normalizers(g, losses)
         scale = np.where(np.abs(scale) > 0, scale, 1.0)
         gn = g / np.outer(scale, scale)

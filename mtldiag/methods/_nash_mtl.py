@@ -82,8 +82,9 @@ class NashMTL(GramianMethod):
     convex problems (``optim_niter = 20``); mtldiag solves the same equation by damped
     Newton in NumPy (:func:`nash_weights`), warm-started from the previous step.
 
-    Robustness: when a step has no solution or does not converge (e.g. a zero or two exactly
-    opposite gradients), the previous weights are kept — as the authors' code does on a
+    Robustness: when the warm-started solve fails it is retried from the cold start; when
+    that fails too (no solution, e.g. a zero or two exactly opposite gradients), the previous
+    weights are kept — as the authors' code does on a
     solver error — and :attr:`warnings` says on how many steps (the trainer copies it into the
     run's ``warnings`` in ``summary.json``, and ``mtldiag profile`` prints it).
 
@@ -101,7 +102,7 @@ class NashMTL(GramianMethod):
     aliases = ("nashmtl", "nash")
     paper = "Navon et al., ICML 2022 (Alg. 1)"
     stateful = True
-    cost = "T"
+    keeps_task_state = True
     params = (
         HyperParam("max_norm", 1.0, "clip the direction's norm (0: off)"),
         HyperParam("update_weights_every", 1, "recompute the weights every k steps"),
@@ -143,12 +144,17 @@ class NashMTL(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         n = len(g)
         call = self._calls
         self._calls += 1
         if self._alpha is None or len(self._alpha) != n or call % self.update_weights_every == 0:
             alpha, ok = nash_weights(g, self._alpha, max_iter=self.max_iter)
+            if not ok and self._alpha is not None:
+                # A warm start far from this step's solution can stall the line search (e.g.
+                # after reaching the front, where weights change by orders of magnitude):
+                # retry from the cold start before giving up.
+                alpha, ok = nash_weights(g, None, max_iter=self.max_iter)
             self.last_converged = ok
             if ok:
                 self._alpha = alpha

@@ -31,7 +31,6 @@ class PCGrad(GramianMethod):
     aliases = ("pc_grad", "gradient_surgery")
     paper = "Yu et al., NeurIPS 2020 (Alg. 1)"
     stateful = True  # the random generator
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from mtldiag.methods._utils import checks
-from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
+from mtldiag.methods._utils.convert import REDUCTION_HELP, ZERO_ROW, to_numpy, to_torch
 from mtldiag.methods._utils.lsq import factor, nnls, nnls_gram
 from mtldiag.methods._utils.qp import nonneg_qp
 from mtldiag.methods.base import GramianMethod, HyperParam
@@ -31,7 +31,6 @@ class UPGrad(GramianMethod):
     name = "upgrad"
     aliases = ("up_grad", "jd", "jacobian_descent")
     paper = "Quinton & Rey 2024, arXiv:2406.16232 (TorchJD UPGrad)"
-    cost = "T"
     params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
 
     def __init__(self, reduction: str = "sum") -> None:
@@ -40,7 +39,7 @@ class UPGrad(GramianMethod):
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
-        g = to_numpy(gramian)
+        g = to_numpy(gramian, self.precision(gramian))
         w = project_rows(g).sum(axis=0)
         if self.reduction == "mean":
             w = w / len(w)
@@ -50,31 +49,49 @@ class UPGrad(GramianMethod):
 def project_rows(g: np.ndarray) -> np.ndarray:
     """Row i: ``v_i = argmin_{v >= e_i} vᵀGv`` (the dual-cone projection of ``g_i``)."""
     n = len(g)
-    out = np.eye(n)
-    diag = np.clip(np.diag(g), 0.0, None)
-    top = float(diag.max()) if n else 0.0
-    if top <= 0.0:
-        return out
-    # Equilibrate (unit diagonal) so the fast T-space solve works at every gradient scale;
-    # a zero gradient (zero row) is left out of every cone constraint's solution.
-    live = diag > 1e-30 * top
-    norms = np.sqrt(np.where(live, diag, 1.0))
-    gs = g / np.outer(norms, norms)
-    pts = None
-    for i in range(n):
-        if np.all(g[:, i] >= 0):
-            continue  # g_i conflicts with no task: it is its own projection
-        # v = e_i + x, x >= 0: min ½ xᵀGx + G_iᵀx. Lawson-Hanson on the equilibrated G;
-        # if its KKT check fails (near-singular G), the same on a square-root factor by least
-        # squares, then the active set on G.
-        y, ok = nnls_gram(gs[np.ix_(live, live)], gs[live, i])
-        x = np.zeros(n)
-        x[live] = y * (norms[i] / norms[live])
+    solver = DualConeProjector(g)
+    return np.stack([solver.project(np.eye(n)[i]) for i in range(n)]) if n else np.eye(0)
+
+
+class DualConeProjector:
+    """Projections onto the dual cone ``{x : Jx >= 0}`` of one Gramian, in T-space.
+
+    ``project(u)`` returns ``v = argmin_{v >= u} vᵀGv`` for ``u >= 0``: then ``Jᵀv`` is the
+    Euclidean projection of ``Jᵀu`` onto the cone (Quinton & Rey 2024, Prop. 1). With
+    ``v = u + x``, ``x >= 0`` solves ``min ½ xᵀGx + (Gu)ᵀx``, a non-negative least-squares
+    problem: Lawson-Hanson on the equilibrated G; if its KKT check fails (near-singular G),
+    the same on a square-root factor by least squares, then the active set on G.
+    """
+
+    def __init__(self, g: np.ndarray) -> None:
+        self.g = g
+        n = len(g)
+        diag = np.clip(np.diag(g), 0.0, None)
+        top = float(diag.max()) if n else 0.0
+        # Equilibrate (unit diagonal) so the fast T-space solve works at every gradient
+        # scale; a zero gradient (zero row) is left out of every cone constraint's solution.
+        self.live = diag > ZERO_ROW * top if top > 0 else np.zeros(n, dtype=bool)
+        self.norms = np.sqrt(np.where(self.live, diag, 1.0))
+        self.gs = g / np.outer(self.norms, self.norms)
+        self._pts: np.ndarray | None = None
+
+    def project(self, u: np.ndarray) -> np.ndarray:
+        g, live, norms = self.g, self.live, self.norms
+        u = np.asarray(u, dtype=np.float64)
+        if not np.any(live):
+            return u.copy()
+        gu = g @ u
+        if np.all(gu >= 0):
+            return u.copy()  # Jᵀu conflicts with no task: it is its own projection
+        us = u * norms  # the equilibrated problem's u
+        y, ok = nnls_gram(self.gs[np.ix_(live, live)], self.gs[live] @ us)
+        x = np.zeros(len(u))
+        x[live] = y / norms[live]
         if not ok:
-            if pts is None:
-                pts = factor(g)  # rows p_k with p_k·p_l = G_kl
-            x, ok = nnls(pts.T, -pts[i])
+            if self._pts is None:
+                self._pts = factor(g)  # rows p_k with p_k·p_l = G_kl
+            pts = self._pts
+            x, ok = nnls(pts.T, -(u @ pts))
             if not ok:
-                x = nonneg_qp(g, g[:, i])
-        out[i] += x
-    return out
+                x = nonneg_qp(g, gu)
+        return u + x

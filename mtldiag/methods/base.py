@@ -68,6 +68,10 @@ class RunContext:
     # Sizes of the shared-parameter layers in the flattened order of the Jacobian's columns;
     # layer-wise methods (GradVac, GradDrop options) may use it. Empty means "one block".
     layer_sizes: Sequence[int] = ()
+    # The dtype the task gradients are computed in (the model's parameters). Gramian methods
+    # take their rank decisions at this precision even when handed a float64 Gramian formed
+    # from float32 gradients; ``None``: the Gramian's own dtype.
+    dtype: torch.dtype | None = None
     # Hyper-parameter values given by the user per task (e.g. ``fixed`` weights, ``anneal``
     # schedules) are passed to the method's constructor, not here.
 
@@ -98,8 +102,9 @@ class Method:
     family: ClassVar[Family]
     paper: ClassVar[str] = ""
     stateful: ClassVar[bool] = False
-    # Backward passes per training step: "1" for weighting, "T" for Jacobian methods, ...
-    cost: ClassVar[str] = "1"
+    # A gradient method whose state is indexed by task or pair (GradVac's targets, Nash-MTL's
+    # last weights) cannot run a step on a subset of the tasks (a task without labels).
+    keeps_task_state: ClassVar[bool] = False
     # The hyper-parameters ``__init__`` takes, with their defaults (listed by `mtldiag methods`;
     # ``hyperparams()`` reads the current values from the attributes of the same names).
     params: ClassVar[tuple[HyperParam, ...]] = ()
@@ -136,7 +141,6 @@ class WeightingMethod(Method):
     """Weights from the losses: the trainer back-propagates ``sum_i w_i L_i``."""
 
     family: ClassVar[Family] = "weighting"
-    cost: ClassVar[str] = "1"
     # GradNorm needs each task's gradient norm on the last shared layer every step; the
     # trainer computes them (T extra partial backward passes) only when this is True.
     needs_grad_norms: ClassVar[bool] = False
@@ -165,7 +169,6 @@ class GradientMethod(Method):
     """An update direction for the shared parameters from the Jacobian ``J`` (T x P)."""
 
     family: ClassVar[Family] = "gradient"
-    cost: ClassVar[str] = "T"
 
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         """Return the (P,) update direction (sum convention) for ``jacobian`` (T x P)."""
@@ -184,6 +187,16 @@ class GramianMethod(GradientMethod):
     ) -> torch.Tensor:
         """Return the (T,) weights ``w`` such that the direction is ``w @ J``."""
         raise NotImplementedError
+
+    def precision(self, gramian: torch.Tensor) -> torch.dtype:
+        """The precision ``gramian`` was formed in: the coarser of its dtype and the run's."""
+        ctx = getattr(self, "ctx", None)
+        run = getattr(ctx, "dtype", None)
+        if run is None or not run.is_floating_point:
+            return gramian.dtype
+        if torch.finfo(run).eps > torch.finfo(gramian.dtype).eps:
+            return run
+        return gramian.dtype
 
     def aggregate(self, jacobian: torch.Tensor, losses: torch.Tensor | None = None) -> torch.Tensor:
         gramian = small_gram(jacobian)  # chunked: faster than a plain T x P GEMM

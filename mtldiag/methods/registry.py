@@ -8,6 +8,12 @@ from typing import Any
 from mtldiag.errors import did_you_mean
 from mtldiag.methods._aligned_mtl import AlignedMTL
 from mtldiag.methods._cagrad import CAGrad
+from mtldiag.methods._config import ConFIG
+from mtldiag.methods._db_mtl import DBMTL
+from mtldiag.methods._dualproj import DualProj
+from mtldiag.methods._excess_mtl import ExcessMTL
+from mtldiag.methods._fairgrad import FairGrad
+from mtldiag.methods._gls import GeometricLoss
 from mtldiag.methods._graddrop import GradDrop
 from mtldiag.methods._gradnormalize import GradNormalize
 from mtldiag.methods._gradvac import GradVac
@@ -20,8 +26,11 @@ from mtldiag.methods._learned import (
     Uncertainty,
 )
 from mtldiag.methods._mgda import MGDA
+from mtldiag.methods._moco import MoCo
+from mtldiag.methods._modo import MoDo
 from mtldiag.methods._nash_mtl import NashMTL
 from mtldiag.methods._pcgrad import PCGrad
+from mtldiag.methods._rgw import RandomGradientWeighting
 from mtldiag.methods._scalar import (
     Anneal,
     EqualWeights,
@@ -30,6 +39,8 @@ from mtldiag.methods._scalar import (
     PriorLoss,
     RealTimeLoss,
 )
+from mtldiag.methods._sdmgrad import SDMGrad
+from mtldiag.methods._stch import SmoothTchebycheff
 from mtldiag.methods._upgrad import UPGrad
 from mtldiag.methods.base import (
     HyperParam,
@@ -51,6 +62,8 @@ METHODS: tuple[type[Method], ...] = (
     DynamicWeightAverage,
     RandomLossWeighting,
     FAMO,
+    GeometricLoss,
+    SmoothTchebycheff,
     GradNormalize,
     PCGrad,
     MGDA,
@@ -61,6 +74,15 @@ METHODS: tuple[type[Method], ...] = (
     GradVac,
     AlignedMTL,
     UPGrad,
+    DualProj,
+    ConFIG,
+    FairGrad,
+    SDMGrad,
+    MoDo,
+    MoCo,
+    DBMTL,
+    ExcessMTL,
+    RandomGradientWeighting,
 )
 
 _BY_NAME: dict[str, type[Method]] = {}
@@ -135,7 +157,7 @@ def describe() -> list[MethodInfo]:
     rows = []
     for cls in METHODS:
         doc = (cls.__doc__ or "").strip().split("\n\n")[0]
-        cost = cls.cost
+        # The cost follows from the family (what the step core runs), not from a per-class note.
         if issubclass(cls, WeightingMethod):
             cost = "1 backward" + (
                 " + T partial (last shared layer)" if cls.needs_grad_norms else ""

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtldiag.analysis.numbers import plain
+
 DASH = "–"
 
 
@@ -30,7 +32,8 @@ def is_number(x: Any) -> bool:
 
 
 def num(x: Any, digits: int = 4) -> str:
-    return f"{x:.{digits}g}" if is_number(x) else DASH
+    """``digits`` significant digits, never e-notation (a step of 3512 ms is "3512")."""
+    return plain(x, digits)
 
 
 def ratio(x: Any) -> str:
@@ -41,6 +44,18 @@ def pct(x: Any) -> str:
     return f"{100 * x:.0f}%" if is_number(x) else DASH
 
 
+def count(x: Any) -> str:
+    """A whole number with thousands separators ("1,024")."""
+    return f"{int(x):,}" if is_number(x) else DASH
+
+
+def pct_interval(ci: Any) -> str:
+    """A rate's interval ``[lo, hi]`` as "15–85%"."""
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2 or not all(map(is_number, ci)):
+        return DASH
+    return f"{100 * ci[0]:.0f}–{100 * ci[1]:.0f}%"
+
+
 def signed(x: Any) -> str:
     return f"{x:+.2f}" if is_number(x) else DASH
 
@@ -49,5 +64,5 @@ def mean_std(cell: Any, seeds: int = 2, std_digits: int = 2, sep: str = " ± ") 
     if not isinstance(cell, dict) or not is_number(cell.get("mean")):
         return DASH
     if seeds > 1 and is_number(cell.get("std")):
-        return f"{cell['mean']:.4g}{sep}{cell['std']:.{std_digits}g}"
-    return f"{cell['mean']:.4g}"
+        return f"{plain(cell['mean'])}{sep}{plain(cell['std'], std_digits)}"
+    return plain(cell["mean"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mtldiag.analysis.numbers import plain, sig
 from mtldiag.report.cells import DASH, TableData, is_number, mean_std, num, pct
 
 REFERENCE_TEXT = {"single_task": "single-task models", "ew": "equal weighting (ew)"}
@@ -44,9 +45,9 @@ def comparison_data(summary: dict[str, Any], level: int = 0) -> TableData | None
         dm = r.get("delta_m")
         dm_text = DASH
         if is_number(dm):
-            dm_text = f"{dm:+.2f}"
+            dm_text = sig(dm, sign=True)
             if seeds > 1 and is_number(r.get("delta_m_std")):
-                dm_text += f"{sep}{r['delta_m_std']:.{std_digits}g}"
+                dm_text += f"{sep}{plain(r['delta_m_std'], std_digits)}"
         dom = list(r.get("dominated_by") or [])
         dom_text = ", ".join(dom[:2]) + (f" +{len(dom) - 2}" if len(dom) > 2 else "")
         if dom:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mtldiag.analysis.numbers import yes_no
 from mtldiag.report.cells import TableData
 from mtldiag.report.comparison import comparison_data, verdict
 from mtldiag.report.plots import Plot
@@ -72,7 +73,7 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
                 "compare",
                 f"{len(c.get('methods') or [])} methods × seeds "
                 f"{c.get('seeds')}, {c.get('steps')} steps, Jacobian every "
-                f"{c.get('every')}; single-task: {bool(c.get('single_task'))}; "
+                f"{c.get('every')}; single-task: {yes_no(bool(c.get('single_task')))}; "
                 f"sweep: {c.get('sweep') or 0}",
             )
         )

@@ -11,6 +11,7 @@ import html
 import json
 from typing import Any
 
+from mtldiag.analysis.numbers import rounded
 from mtldiag.report.cells import TableData
 from mtldiag.report.content import ReportContent
 
@@ -67,7 +68,7 @@ def _table(data: TableData) -> str:
 def _finding(f: dict[str, Any]) -> str:
     sev = str(f.get("severity", "info"))
     cls = sev if sev in ("critical", "warning", "info") else "info"
-    evidence = json.dumps(f.get("evidence") or {}, ensure_ascii=False, default=str)
+    evidence = json.dumps(rounded(f.get("evidence") or {}), ensure_ascii=False, default=str)
     return (
         f'<div class="finding {cls}"><span class="sev">{esc(sev)}</span>'
         f"{esc(f.get('message', ''))}"

@@ -12,9 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from mtldiag.analysis.diagnose import CONFLICT_WARN, MEAN_COSINE_CONFLICT, WEAK_COSINE
+from mtldiag.analysis.conflicts import is_conflict
 from mtldiag.analysis.layers import rank_layers
-from mtldiag.report.cells import DASH, TableData, is_number, num, pct, ratio, signed
+from mtldiag.report.cells import (
+    DASH,
+    TableData,
+    count,
+    is_number,
+    num,
+    pct,
+    pct_interval,
+    ratio,
+    signed,
+)
 from mtldiag.rundir.schema import reference_run
 
 # -- which run the one-run tables describe -------------------------------------------------
@@ -77,56 +87,41 @@ def task_data(summary: dict[str, Any]) -> TableData:
 
 
 def pair_data(summary: dict[str, Any]) -> TableData:
-    """Per task pair: mean cosine, conflict rate, cosine on conflicting steps, mean GMS."""
+    """Per task pair: mean cosine, conflict rate (with its n and interval), cosine on
+    conflicting steps, mean GMS."""
     run = _reference(summary)
+    pairs = run.get("pairs") or []
+    with_n = any(is_number(p.get("conflict_rate_n")) for p in pairs)
     rows = [
-        [
-            p["a"],
-            p["b"],
-            signed(p.get("cosine_mean")),
-            pct(p.get("conflict_rate")),
-            signed(p.get("conflict_cosine_mean")),
-            num(p.get("gms_mean"), 3),
-        ]
-        for p in run.get("pairs") or []
+        [p["a"], p["b"], signed(p.get("cosine_mean")), pct(p.get("conflict_rate"))]
+        + [f"{count(p.get('conflict_rate_n'))} ({pct_interval(p.get('conflict_rate_ci95'))})"]
+        * with_n
+        + [signed(p.get("conflict_cosine_mean")), num(p.get("gms_mean"), 3)]
+        for p in pairs
     ]
+    headers = ["task a", "task b", "mean cosine", "conflict rate"]
+    headers += ["n (95% interval)"] * with_n + ["cosine when conflicting", "mean GMS"]
+    notes = [
+        "conflict rate = share of instrumented steps with cosine < 0; "
+        "GMS = gradient magnitude similarity (Yu et al. 2020)"
+    ]
+    if with_n:
+        notes.append("n = instrumented steps the rate rests on; its Wilson 95% interval")
     return TableData(
         title="Task pairs (whole shared trunk)" + _run_title(summary, run),
-        headers=[
-            "task a",
-            "task b",
-            "mean cosine",
-            "conflict rate",
-            "cosine when conflicting",
-            "mean GMS",
-        ],
+        headers=headers,
         rows=rows,
-        align=["l", "l", "r", "r", "r", "r"],
-        notes=[
-            "conflict rate = share of instrumented steps with cosine < 0; "
-            "GMS = gradient magnitude similarity (Yu et al. 2020)"
-        ],
-        marked={i for i, p in enumerate(run.get("pairs") or []) if _conflicting(p)},
+        align=["l", "l"] + ["r"] * (len(headers) - 2),
+        notes=notes,
+        marked={i for i, p in enumerate(pairs) if is_conflict(p)},
     )
-
-
-def _conflicting(pair: dict[str, Any]) -> bool:
-    """The diagnosis' directional-conflict rule (sign flips near zero cosine do not count)."""
-    rate, cos, neg = (
-        pair.get("conflict_rate"),
-        pair.get("cosine_mean"),
-        pair.get("conflict_cosine_mean"),
-    )
-    if not is_number(rate) or not is_number(cos):
-        return False
-    strong = is_number(neg) and neg <= -WEAK_COSINE
-    return cos <= MEAN_COSINE_CONFLICT or (rate >= CONFLICT_WARN and strong)
 
 
 def layer_data(summary: dict[str, Any], top: int | None = 5) -> TableData:
     """The most conflicted shared layers of the reference run (:func:`rank_layers`' order)."""
     layers = summary.get("layers") or []
-    scores = rank_layers(_reference(summary), layers)
+    sizes = summary.get("layer_params")
+    scores = rank_layers(_reference(summary), layers, sizes)
     shown = scores[:top] if top else scores
     rows = [
         [
@@ -137,24 +132,26 @@ def layer_data(summary: dict[str, Any], top: int | None = 5) -> TableData:
             pct(d.worst_rate),
             signed(d.worst_cosine),
         ]
+        + [f"{count(d.params)} ({pct(d.share)})" if d.params else DASH] * bool(sizes)
         for d in shown
     ]
     title = "Most conflicted shared layers"
     if top and len(scores) > top:
         title += f" (top {top} of {len(scores)})"
+    headers = ["layer", "depth", "mean conflict rate", "worst pair", "its conflict rate"]
+    headers += ["its mean cosine"] + ["parameters (share)"] * bool(sizes)
+    notes = ["depth 1 is the shared layer nearest the input"]
+    if sizes:
+        notes.append(
+            "ranked by the worst pair's mean cosine beyond what noise gives a layer of its "
+            "size (±2/√(parameters · steps)), then by size"
+        )
     return TableData(
         title=title,
-        headers=[
-            "layer",
-            "depth",
-            "mean conflict rate",
-            "worst pair",
-            "its conflict rate",
-            "its mean cosine",
-        ],
+        headers=headers,
         rows=rows,
-        align=["l", "r", "r", "l", "r", "r"],
-        notes=["depth 1 is the shared layer nearest the input"],
+        align=["l", "r", "r", "l", "r", "r"] + ["r"] * bool(sizes),
+        notes=notes,
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from mtldiag.analysis.stats import wilson_ci95
 from mtldiag.engine.gramian import StepMetrics
 from mtldiag.rundir.schema import PairEntry, PairStats, RunEntry
 
@@ -35,42 +36,56 @@ class RunAccumulator:
         self.times: list[float] = []
         self.peak_mb = 0.0
         self.weight_sum = [0.0] * t
-        self.weight_n = 0
+        self.weight_n = [0] * t
         self.norm_sum = [0.0] * t
         self.n_inst = 0
+        # Steps where a task had labels (a loss), and instrumented steps where it (or both
+        # tasks of a pair) did: a task's or pair's means rest on those steps only.
+        self.present = [0] * t
+        self.norm_n = [0] * t
         self.pairs: list[tuple[int, int]] = [(i, j) for i in range(t) for j in range(i + 1, t)]
         n_l, n_p = len(self.layers), len(self.pairs)
         self.cos_sum = [[0.0] * n_p for _ in range(n_l)]
         self.neg = [[0] * n_p for _ in range(n_l)]
         self.gms_sum = [[0.0] * n_p for _ in range(n_l)]
         self.neg_cos_sum = [[0.0] * n_p for _ in range(n_l)]
+        self.pair_n = [[0] * n_p for _ in range(n_l)]
         self.status = "ok"
         self.error: str | None = None
         self.extra: dict[str, Any] = {}
 
     def add(
         self,
-        losses: Sequence[float],
+        losses: Sequence[float | None],
         time_ms: float,
         memory_mb: float,
-        weights: Sequence[float] | None,
+        weights: Sequence[float | None] | None,
         metrics: StepMetrics | None,
     ) -> None:
+        """One step; ``None`` entries: a task without labels that step (left out)."""
         self.losses.append(list(losses))
         self.times.append(time_ms)
         self.peak_mb = max(self.peak_mb, memory_mb)
+        for i, v in enumerate(losses):
+            self.present[i] += v is not None
         if weights is not None:
-            self.weight_n += 1
             for i, w in enumerate(weights):
-                self.weight_sum[i] += w
+                if w is not None:
+                    self.weight_sum[i] += w
+                    self.weight_n[i] += 1
         if metrics is None:
             return
         self.n_inst += 1
         for i, n in enumerate(metrics.grad_norm):
-            self.norm_sum[i] += n
+            if n is not None:
+                self.norm_sum[i] += n
+                self.norm_n[i] += 1
         for li in range(len(self.layers)):
             cos, g = metrics.cosine[li], metrics.gms[li]
             for pi in range(len(self.pairs)):
+                if cos[pi] is None:
+                    continue
+                self.pair_n[li][pi] += 1
                 self.cos_sum[li][pi] += cos[pi]
                 if cos[pi] < 0:
                     self.neg[li][pi] += 1
@@ -83,10 +98,14 @@ class RunAccumulator:
 
     def _pair_stats(self, li: int, pi: int) -> PairStats:
         """Pair ``pi``'s statistics over layer ``li`` (0: all shared parameters)."""
-        k, n = self.n_inst, self.neg[li][pi]
+        k, n = self.pair_n[li][pi], self.neg[li][pi]
+        ci = wilson_ci95(n, k)
         return PairStats(
             cosine_mean=finite(self.cos_sum[li][pi] / k) if k else None,
             conflict_rate=n / k if k else None,
+            # The rate is a count over k steps: with 4 steps it can only be 0, 25, ..., 100 %.
+            conflict_rate_n=k,
+            conflict_rate_ci95=[ci[0], ci[1]] if ci is not None else None,
             gms_mean=finite(self.gms_sum[li][pi] / k) if k else None,
             # Mean cosine over the conflicting steps only: how hard they conflict.
             conflict_cosine_mean=finite(self.neg_cos_sum[li][pi] / n) if n else None,
@@ -100,15 +119,17 @@ class RunAccumulator:
         initial = {x: None for x in t}
         if steps:
             head = self.losses[:INITIAL_STEPS]
-            for i, x in enumerate(t):
-                initial[x] = finite(statistics.fmean(r[i] for r in head))
             rows = self.losses[-tail:]
-            finite_rows = [r for r in rows if all(math.isfinite(v) for v in r)] or rows
+            finite_rows = [r for r in rows if all(v is None or math.isfinite(v) for v in r)] or rows
             for i, x in enumerate(t):
-                final[x] = finite(statistics.fmean(r[i] for r in finite_rows))
-                mean[x] = finite(statistics.fmean(r[i] for r in self.losses))
+                initial[x] = _mean(r[i] for r in head)
+                final[x] = _mean(r[i] for r in finite_rows)
+                mean[x] = _mean(r[i] for r in self.losses)
         k = self.n_inst
-        norm_mean = {x: (finite(self.norm_sum[i] / k) if k else None) for i, x in enumerate(t)}
+        norm_mean = {
+            x: (finite(self.norm_sum[i] / self.norm_n[i]) if self.norm_n[i] else None)
+            for i, x in enumerate(t)
+        }
         vals = [v for v in norm_mean.values() if v is not None]
         # A task with a zero gradient makes the ratio unbounded: None, like no gradient at all.
         ratio = max(vals) / min(vals) if vals and min(vals) > 0 else None
@@ -131,7 +152,7 @@ class RunAccumulator:
             grad_norm_mean=norm_mean,
             grad_norm_ratio=finite(ratio),
             weight_mean={
-                x: finite(self.weight_sum[i] / self.weight_n) if self.weight_n else None
+                x: finite(self.weight_sum[i] / self.weight_n[i]) if self.weight_n[i] else None
                 for i, x in enumerate(t)
             },
             pairs=pairs,
@@ -139,5 +160,13 @@ class RunAccumulator:
             step_time_ms_median=finite(statistics.median(self.times)) if self.times else None,
             peak_memory_mb=finite(self.peak_mb),
         )
+        if any(n < steps for n in self.present):  # some task lacked labels on some steps
+            out["present_steps"] = dict(zip(t, self.present, strict=True))
         out.update(self.extra)
         return out
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are there (a task's steps with labels); None if none is."""
+    there = [v for v in values if v is not None]
+    return finite(statistics.fmean(there)) if there else None

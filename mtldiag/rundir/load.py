@@ -23,7 +23,7 @@ from mtldiag.rundir import shape
 from mtldiag.rundir.schema import Summary
 
 STEPS_INT = ("seed", "step", "instrumented")
-STEPS_FLOAT = ("time_ms", "peak_memory_mb")
+STEPS_FLOAT = ("time_ms", "peak_memory_mb", "lr")
 STEPS_PREFIXES = ("loss/", "grad_norm/", "weight/")
 PAIRS_STR = ("method", "a", "b", "layer")
 PAIRS_FLOAT = ("dot", "cosine", "gms")

@@ -130,7 +130,11 @@ def replay_run(
         by_step = {int(s): g for s, g in pairs.groupby("step", sort=False)}
     empty = pd.DataFrame(columns=["a", "b", "layer", "dot", "cosine", "gms"])
     for row in rows.to_dict("records"):
-        losses = [float(row[f"loss/{t}"]) for t in run_tasks]
+        losses: list[float | None] = [float(row[f"loss/{t}"]) for t in run_tasks]
+        if not math.isnan(row.get("lr", math.nan)):
+            # A step that trained has its lr; there an empty loss cell is a task without
+            # labels (missing:). The row of a non-finite loss has none (older runs: no column).
+            losses = [None if math.isnan(v) else v for v in losses]  # type: ignore[arg-type]
         weights = _vector(row, "weight", run_tasks)
         metrics = None
         if int(row["instrumented"]) == 1:
@@ -140,7 +144,11 @@ def replay_run(
                     by_step.get(int(row["step"]), empty), norms, run_tasks, layers
                 )
         acc.add(losses, float(row["time_ms"]), float(row["peak_memory_mb"]), weights, metrics)
-        bad = [t for t, v in zip(run_tasks, losses, strict=True) if not math.isfinite(v)]
+        bad = [
+            t
+            for t, v in zip(run_tasks, losses, strict=True)
+            if v is not None and not math.isfinite(v)
+        ]
         if bad:
             acc.fail(
                 "failed",

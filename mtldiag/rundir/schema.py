@@ -67,6 +67,8 @@ class PairStats(TypedDict):
 
     cosine_mean: float | None
     conflict_rate: float | None
+    conflict_rate_n: int  # the instrumented steps the rate rests on
+    conflict_rate_ci95: list[float] | None  # its Wilson 95 % interval
     gms_mean: float | None
     conflict_cosine_mean: float | None  # mean cosine over the conflicting steps only
 
@@ -102,6 +104,8 @@ class RunEntry(_RunRequired, total=False):
 
     metrics: dict[str, float | None]  # compare only, ok runs: the evaluation per task
     warnings: list[str]  # only when the method reported something
+    skipped_steps: int  # fp16 only: steps the GradScaler skipped (inf/NaN gradients)
+    present_steps: dict[str, int]  # only when a task had no labels on some steps
 
 
 class Finding(TypedDict):
@@ -139,6 +143,25 @@ class MeanStd(TypedDict):
     std: float | None
 
 
+class TaskDiff(TypedDict):
+    """A task's paired relative difference against the reference, in percent (+ is worse)."""
+
+    diff_mean: float | None
+    diff_ci95: list[float] | None
+
+
+class PairedDifference(TypedDict):
+    """The paired difference of two rows' Δm% over the seeds both have (first − second)."""
+
+    diff_mean: float | None
+    diff_std: float | None
+    diff_ci95: list[float] | None
+    seeds: int
+
+
+VerdictKind = Literal["significant", "within_noise", "too_few_seeds", "single_method"]
+
+
 class ComparisonRow(TypedDict):
     """One method or sweep point of the comparison table, aggregated over seeds."""
 
@@ -148,8 +171,12 @@ class ComparisonRow(TypedDict):
     seeds: int
     failed: int
     metric: dict[str, MeanStd]
-    delta_m: float | None
-    delta_m_std: float | None
+    delta_m_per_seed: dict[str, float]  # "<seed>": that seed's Δm% against its reference
+    delta_m: float | None  # their mean
+    delta_m_std: float | None  # their sample std (None with one seed)
+    delta_m_ci95: list[float] | None  # Student-t 95 % interval of the mean
+    per_task: dict[str, TaskDiff]
+    worse_on: list[str]  # tasks whose diff_ci95 lies wholly above 0
     conflict_rate: float | None
     cosine_mean: float | None
     step_time_ms: float | None
@@ -169,6 +196,8 @@ class _ComparisonRequired(TypedDict):
     higher_is_better: dict[str, bool]
     rows: list[ComparisonRow]
     negative_transfer: list[str]
+    first_vs_second: PairedDifference | None
+    verdict_kind: VerdictKind
     verdict: str
     failed_runs: list[FailedRun]
 
@@ -210,6 +239,7 @@ class _SummaryRequired(TypedDict):
 class Summary(_SummaryRequired, total=False):
     """``summary.json``; the optional keys belong to one kind of run (see run-format.md)."""
 
+    layer_params: dict[str, int]  # parameters per shared layer (absent when rebuilt)
     profile: ProfileAsked
     preview: Preview
     compare: CompareAsked
@@ -251,9 +281,13 @@ def new_summary(
     layers: Sequence[str],
     device: str,
     created: str | None = None,
+    layer_params: Mapping[str, int] | None = None,
 ) -> Summary:
-    """A summary with no run yet (status ``complete`` until a run says otherwise)."""
-    return Summary(
+    """A summary with no run yet (status ``complete`` until a run says otherwise).
+
+    ``layer_params`` (parameter count per shared layer) is known to a run, not to a rebuild.
+    """
+    summary = Summary(
         schema=SUMMARY_SCHEMA,
         kind=kind,
         name=name,
@@ -265,6 +299,9 @@ def new_summary(
         runs=[],
         diagnosis=[],
     )
+    if layer_params is not None:
+        summary["layer_params"] = {k: int(v) for k, v in layer_params.items()}
+    return summary
 
 
 # --------------------------------------------------------------------------- the reference run

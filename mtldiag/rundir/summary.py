@@ -16,10 +16,13 @@ from mtldiag.rundir.schema import Preview, RunEntry, Status, Summary, reference_
 
 
 def describe(summary: Summary) -> None:
-    """Set the diagnosis: the findings on the reference run's raw task gradients."""
+    """Set the diagnosis: the findings on the reference run's raw task gradients, and on what
+    the comparison showed when there is one."""
     ref = reference_run(summary["runs"], summary["tasks"])
     if ref is not None:
-        summary["diagnosis"] = diagnose(dict(ref), summary["layers"])
+        summary["diagnosis"] = diagnose(
+            dict(ref), summary["layers"], summary.get("layer_params"), summary.get("comparison")
+        )
 
 
 def conclude_profile(
@@ -46,7 +49,7 @@ def conclude_compare(
     """
     summary["status"] = status
     summary["evaluation"] = evaluation
-    describe(summary)
     runs: list[Any] = summary["runs"]
     if any(r.get("status") == "ok" for r in runs):
         summary["comparison"] = comparison_table(runs, higher_is_better, evaluation)
+    describe(summary)  # after the comparison: the diagnosis reads what it showed

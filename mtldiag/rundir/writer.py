@@ -181,6 +181,7 @@ class RunWriter:
                 + [f"loss/{x}" for x in t]
                 + [f"grad_norm/{x}" for x in t]
                 + [f"weight/{x}" for x in t]
+                + ["lr"]
             ],
         )
         self._append(
@@ -216,11 +217,13 @@ class RunWriter:
         weights: Sequence[float] | None,
         metrics: StepMetrics | None,
         tasks: Sequence[str] | None = None,
+        lr: float | None = None,
     ) -> None:
         """One steps.csv row (and the pairs.csv rows of an instrumented step), written whole.
 
         ``tasks`` names the tasks ``losses`` refer to when a run trains a subset of the
-        directory's tasks (single-task baselines); the other columns stay empty.
+        directory's tasks (single-task baselines); the other columns stay empty. ``lr``: the
+        learning rate the step was taken with (the first parameter group's).
         """
         if not self.enabled:
             return
@@ -230,7 +233,11 @@ class RunWriter:
         def col(values: Sequence[float] | None) -> list[Any]:
             if values is None:
                 return [""] * len(self.tasks)
-            return [_fmt(values[idx[x]]) if x in idx else "" for x in self.tasks]
+            # None: a task without labels that step
+            return [
+                _fmt(values[idx[x]]) if x in idx and values[idx[x]] is not None else ""
+                for x in self.tasks
+            ]
 
         grad = metrics.grad_norm if metrics is not None else None
         self._append(
@@ -240,6 +247,7 @@ class RunWriter:
                 + col(losses)
                 + col(grad)
                 + col(weights)
+                + ["" if lr is None else _fmt(lr)]
             ],
             f" ({method}, seed {seed}, step {step})",
         )
@@ -247,6 +255,8 @@ class RunWriter:
             rows = []
             for li, layer in enumerate(metrics.layers):
                 for pi, (i, j) in enumerate(metrics.pairs):
+                    if metrics.cosine[li][pi] is None:
+                        continue  # a task of the pair had no labels this step
                     rows.append(
                         [
                             method,

@@ -1,4 +1,4 @@
-"""Build what a run needs from the spec: device, seeded model and loader, optimizer."""
+"""Build what a run needs from the spec: seeded model and loader, optimizer, LR scheduler."""
 
 from __future__ import annotations
 
@@ -10,18 +10,11 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
-from mtldiag.errors import MtldiagError, SpecError, UserCodeError, did_you_mean
+from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import FactorySpec, Spec
-
-_OPTIMIZERS = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "adamw": torch.optim.AdamW,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
+from mtldiag.spec.training import construct_optimizer, construct_scheduler
 
 
 def seed_everything(seed: int) -> None:
@@ -99,20 +92,58 @@ def build_loader(spec: Spec, seed: int, ref: FactorySpec | None = None, **extra:
     return loader
 
 
-def build_optimizer(spec: Spec, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    cfg = dict(spec.optimizer)
-    name = str(cfg.pop("name")).lower()
-    if name not in _OPTIMIZERS:
-        raise SpecError(
-            f"optimizer '{name}' is not supported.{did_you_mean(name, tuple(_OPTIMIZERS))}",
-            hint="use one of " + ", ".join(_OPTIMIZERS),
+def build_optimizer(spec: Spec, model: nn.Module) -> torch.optim.Optimizer:
+    """The spec's optimizer over ``model``'s trainable parameters, or its factory's.
+
+    A factory ``fn(model, **kwargs)`` may build parameter groups. Methods keep their own
+    learned parameters (e.g. Uncertainty's log-variances) out of it: they step them alone.
+    """
+    ospec = spec.optimizer
+    if ospec.factory is None:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return construct_optimizer(ospec, params)
+    ref = FactorySpec(ospec.factory, ospec.kwargs)
+    opt = _call_with(ref, spec, "optimizer", model)
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise UserCodeError(
+            f"optimizer factory '{ospec.factory}' returned a {type(opt).__name__}, "
+            "not a torch.optim.Optimizer."
         )
-    if "betas" in cfg and isinstance(cfg["betas"], list):
-        cfg["betas"] = tuple(cfg["betas"])
+    return opt
+
+
+def build_scheduler(spec: Spec, optimizer: torch.optim.Optimizer) -> Any:
+    """The spec's LR scheduler on ``optimizer`` (None without one)."""
+    sspec = spec.scheduler
+    if sspec is None:
+        return None
+    if sspec.factory is None:
+        return construct_scheduler(sspec, optimizer)
+    ref = FactorySpec(sspec.factory, sspec.kwargs)
+    sched = _call_with(ref, spec, "scheduler", optimizer)
+    if not callable(getattr(sched, "step", None)):
+        raise UserCodeError(
+            f"scheduler factory '{sspec.factory}' returned a {type(sched).__name__}, "
+            "which has no step()."
+        )
+    return sched
+
+
+def _call_with(ref: FactorySpec, spec: Spec, what: str, first: Any) -> Any:
+    """``fn(first, **kwargs)`` for an optimizer or scheduler factory, errors named."""
+    fn = resolve(ref.factory, spec.base_dir, what=what)
     try:
-        return _OPTIMIZERS[name](params, **cfg)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"optimizer '{name}': {exc}", hint="check the optimizer: section") from exc
+        return fn(first, **ref.kwargs)
+    except TypeError as exc:
+        raise UserCodeError(
+            f"{what} factory '{ref.factory}' rejected its arguments: {exc}",
+            hint=f"check {what}.kwargs in the spec",
+        ) from exc
+    except Exception as exc:
+        raise UserCodeError(
+            f"{what} factory '{ref.factory}' raised {type(exc).__name__}: {exc}",
+            hint="add --debug to see the traceback",
+        ) from exc
 
 
 def move_to(batch: Any, device: torch.device) -> Any:
@@ -135,9 +166,20 @@ class BatchCycle:
         self.loader = loader
         self.seed = seed
         self.epoch = 0
+        self.drawn = 0  # batches drawn in this pass
         self._it: Iterator[Any] | None = None
 
+    def passes_done(self) -> int:
+        """Loader passes finished: a pass ends with its last batch when the loader has a
+        length, else when the next batch is asked for."""
+        try:
+            ended = self.drawn == len(self.loader)
+        except TypeError:  # no __len__
+            ended = False
+        return self.epoch + int(ended)
+
     def _new_iter(self) -> Iterator[Any]:
+        self.drawn = 0
         torch.manual_seed(self.seed * 1_000_003 + self.epoch)
         sampler = getattr(self.loader, "sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
@@ -158,17 +200,19 @@ class BatchCycle:
         if self._it is None:
             self._it = self._new_iter()
         try:
-            return next(self._it)
+            batch = next(self._it)
         except StopIteration:
             self.epoch += 1
             self._it = self._new_iter()
             try:
-                return next(self._it)
+                batch = next(self._it)
             except StopIteration:
                 raise UserCodeError(
                     "the data loader is empty: it yielded no batch.",
                     hint="check the data factory (and drop_last with a small data set)",
                 ) from None
+        self.drawn += 1
+        return batch
 
     def __iter__(self) -> BatchCycle:
         return self

@@ -224,7 +224,6 @@ def run_compare(
 
     first = prepare(spec, seed_list[0], dev)
     tasks = first.tasks
-    layers = first.selection.layout.layers
     stats = label_stats(spec, first.loader)
     for ms in method_specs:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -252,8 +251,8 @@ def run_compare(
     run_dir = writer.claim()
     trackers = open_run_trackers(writer, names, spec, "compare", resolved)
     writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
-    summary = base_summary(spec, "compare", tasks, layers, str(dev))
-    summary["compare"] = dict(resolved)  # type: ignore[typeddict-item]
+    summary = base_summary(spec, "compare", tasks, first.selection.layout, str(dev))
+    summary["compare"] = resolved
     evaluation = None
     if hasattr(observer, "set_total"):
         observer.set_total(len(plan))  # type: ignore[union-attr]

@@ -18,7 +18,8 @@ from mtldiag.runs.imports import resolve
 from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import Spec, TaskSpec
 
-LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor]]
+# A loss of None: the task has no labels in that batch (left out of the step).
+LossFn = Callable[[nn.Module, Any], dict[str, torch.Tensor | None]]
 
 _BUILTIN: dict[str, Callable[..., torch.Tensor]] = {
     "mse": F.mse_loss,
@@ -129,6 +130,27 @@ def _class_targets(loss: str, pred: torch.Tensor, target: torch.Tensor) -> torch
     return target
 
 
+def _labelled(
+    task: TaskSpec, pred: torch.Tensor, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Under ``missing: skip``: the samples that have a label (NaN marks a missing one, as
+    does ``ignore_index`` for cross_entropy/nll); None when no sample has one."""
+    if target.dim() == 0:
+        target = target.reshape(1)
+    if target.is_floating_point():
+        absent = torch.isnan(target).reshape(target.shape[0], -1).any(dim=1)
+        if bool(absent.all()):
+            return None
+        if bool(absent.any()):
+            return pred[~absent], target[~absent]
+        return pred, target
+    if task.loss in ("cross_entropy", "nll"):
+        ignore = task.loss_kwargs.get("ignore_index", -100)
+        if bool((target == ignore).all()):
+            return None  # the loss ignores the other ignored samples itself
+    return pred, target
+
+
 def build_loss_fn(spec: Spec) -> LossFn:
     """The ``(model, batch) -> {task: loss}`` function the spec describes."""
     if spec.losses is not None:
@@ -136,14 +158,21 @@ def build_loss_fn(spec: Spec) -> LossFn:
         return user_fn  # type: ignore[return-value]
     tasks = spec.tasks
     fns = {t.name: _loss_callable(t, spec.base_dir) for t in tasks}
+    skip = spec.train.missing == "skip"
 
-    def compute(model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+    def compute(model: nn.Module, batch: Any) -> dict[str, torch.Tensor | None]:
         inputs, targets = split_batch(batch)
         outputs = call_model(model, inputs)
-        losses = {}
+        losses: dict[str, torch.Tensor | None] = {}
         for t in tasks:
             pred = _pick(outputs, t.output, "model output", t.name)
             target = _pick(targets, t.target, "batch targets", t.name)
+            if skip:
+                labelled = _labelled(t, pred, target)
+                if labelled is None:
+                    losses[t.name] = None
+                    continue
+                pred, target = labelled
             target = _prepare_target(t.loss, pred, target)
             try:
                 losses[t.name] = fns[t.name](pred, target, **t.loss_kwargs)
@@ -160,16 +189,22 @@ def build_loss_fn(spec: Spec) -> LossFn:
 
 def check_losses(
     losses: Any, expected: Sequence[str] | None, require_grad: bool = True
-) -> dict[str, torch.Tensor]:
-    """Validate what a loss function returned: a dict of scalar tensors with the right tasks."""
+) -> dict[str, torch.Tensor | None]:
+    """Validate what a loss function returned: a dict of scalar tensors (or None for a task
+    without labels in the batch) with the right tasks."""
     if not isinstance(losses, Mapping) or not losses:
         raise UserCodeError(
             f"the losses function must return a non-empty dict {{task: scalar tensor}}, "
             f"not {type(losses).__name__}."
         )
     for name, value in losses.items():
+        if value is None:
+            continue  # the task has no labels in this batch
         if not isinstance(value, torch.Tensor):
-            raise UserCodeError(f"loss of task '{name}' is a {type(value).__name__}, not a tensor.")
+            raise UserCodeError(
+                f"loss of task '{name}' is a {type(value).__name__}, not a tensor "
+                "(or None for a batch without its labels)."
+            )
         if value.numel() != 1:
             raise UserCodeError(
                 f"loss of task '{name}' is not a scalar: shape {tuple(value.shape)}.",
@@ -220,7 +255,9 @@ def label_stats(spec: Spec, loader: Any, max_batches: int = 50) -> dict[str, Tas
                 for c in collected[t.name]
             ]
         ).double()
-        stats[t.name] = _stats_for(t.loss, y)
+        y = y[~torch.isnan(y).any(dim=1)]  # NaN: a missing label (missing: skip)
+        if y.numel():
+            stats[t.name] = _stats_for(t.loss, y)
     return stats
 
 

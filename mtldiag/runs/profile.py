@@ -11,6 +11,7 @@ import torch
 from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
+from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
@@ -40,11 +41,12 @@ def base_summary(
     spec: Spec,
     kind: Literal["profile", "compare"],
     tasks: list[str],
-    layers: list[str],
+    layout: SharedLayout,
     device: str,
 ) -> Summary:
     """The summary of a run directory of ``spec`` before any run ended."""
-    return new_summary(kind, spec.name, tasks, layers, device)
+    sizes = dict(zip(layout.layers, layout.layer_sizes, strict=True))
+    return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
 
 
 def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
@@ -113,7 +115,6 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
-    layers = prep.selection.layout.layers
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
@@ -126,10 +127,14 @@ def run_profile(
     run_dir = writer.claim()
     trackers = open_run_trackers(writer, names, spec, "profile", resolved)
     writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
-    summary = base_summary(spec, "profile", prep.tasks, layers, str(dev))
+    summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev))
     summary["profile"] = resolved
 
-    preview_acc = _preview_accumulator(prep.tasks) if preview else None
+    preview_acc = (
+        PreviewAccumulator(prep.tasks, dtype=prep.selection.layout.params[0].dtype)
+        if preview
+        else None
+    )
     on_probe = None
     if preview_acc is not None:
 
@@ -167,10 +172,6 @@ def run_profile(
         writer.close()
     _finish(writer, summary, run, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
-
-
-def _preview_accumulator(tasks: list[str]) -> PreviewAccumulator:
-    return PreviewAccumulator(tasks)
 
 
 def _finish(

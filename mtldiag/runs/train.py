@@ -1,4 +1,6 @@
-"""The training loop of ``profile`` and ``compare``: seed, batches, method, probe, records."""
+"""The training loop of ``profile`` and ``compare``: batches, method, probe, optimizer step,
+schedule, records. Each optimizer step: K micro-batches through the probe (the method fills
+``.grad``), clipping, the (scaled) optimizer step, the LR schedule."""
 
 from __future__ import annotations
 
@@ -11,20 +13,29 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
-from mtldiag.engine.device import StepTimer, autocast, peak_memory_mb, reset_peak_memory
+from mtldiag.engine.device import StepTimer, peak_memory_mb, reset_peak_memory
 from mtldiag.engine.gramian import ALL_LAYERS
-from mtldiag.engine.jacobian import build_layout
 from mtldiag.engine.probe import GradientProbe, ProbeStep
-from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
-from mtldiag.methods.base import Method, RunContext, TaskStats, WeightingMethod
+from mtldiag.methods.base import Method, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
 from mtldiag.rundir.writer import RunWriter
-from mtldiag.runs.build import BatchCycle, build_loader, build_model, build_optimizer, move_to
-from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses, label_stats
-from mtldiag.runs.usercode import user_code_error
-from mtldiag.spec import Spec
+from mtldiag.runs.build import BatchCycle, build_optimizer, build_scheduler, move_to
+from mtldiag.runs.losses import label_stats
+from mtldiag.runs.prepare import Prepared, compute_losses, has_unused, prepare, run_context
 from mtldiag.trackers.hub import Trackers
+
+# Callers import these from here (the loop's public face).
+__all__ = [
+    "NullObserver",
+    "Observer",
+    "Prepared",
+    "compute_losses",
+    "move_to",
+    "prepare",
+    "run_context",
+    "train_run",
+]
 
 
 class Observer(Protocol):
@@ -47,91 +58,32 @@ class NullObserver:
 
 
 @dataclass
-class Prepared:
-    """A model and loader built under one seed, with the shared parameters found."""
+class _Loop:
+    """One run's training state: what each step reads and advances."""
 
-    spec: Spec
-    seed: int
-    device: torch.device
-    model: nn.Module
-    loader: Any
-    loss_fn: LossFn
+    prep: Prepared
+    label: str
     tasks: list[str]
-    selection: SharedSelection
-    first_losses: dict[str, float]
+    forward_model: nn.Module
+    probe: GradientProbe
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler | None
+    acc: RunAccumulator
+    batches: BatchCycle
+    timer: StepTimer
+    distributed: bool
+    weighting: bool
+    epoch: int = 0  # the loader pass the last scheduler step saw (interval: epoch)
 
 
-def compute_losses(
-    loss_fn: LossFn,
-    model: nn.Module,
-    batch: Any,
-    tasks: Sequence[str] | None,
-    device: torch.device,
-    precision: str,
-) -> dict[str, torch.Tensor]:
-    batch = move_to(batch, device)
-    try:
-        with autocast(device, precision):
-            raw = loss_fn(model, batch)
-    except MtldiagError:
-        raise
-    except Exception as exc:  # the user's forward or losses function broke on this batch
-        raise user_code_error("the model's forward or a task's loss", exc) from exc
-    losses = check_losses(raw, tasks)
-    return {t: losses[t] for t in tasks} if tasks else losses
-
-
-def prepare(
-    spec: Spec,
-    seed: int,
-    device: torch.device,
-    shared: SharedSelection | None = None,
-    loader_kwargs: dict[str, Any] | None = None,
-) -> Prepared:
-    """Build model and loader under ``seed`` and find the shared parameters on one batch.
-
-    ``shared`` reuses a selection by parameter *names* (for single-task baselines, which have
-    only one loss to detect sharing with).
-    """
-    model = build_model(spec, seed, device)
-    loader = build_loader(spec, seed, **(loader_kwargs or {}))
-    loss_fn = build_loss_fn(spec)
-    batch = next(BatchCycle(loader, seed))
-    losses = compute_losses(loss_fn, model, batch, spec.task_names or None, device, spec.precision)
-    if shared is None:
-        selection = select_shared(model, losses, spec.shared)
-    else:
-        selection = _same_names(model, shared)
-    first = {t: float(v.detach()) for t, v in losses.items()}
-    del losses
-    model.zero_grad(set_to_none=True)
-    return Prepared(spec, seed, device, model, loader, loss_fn, list(first), selection, first)
-
-
-def _same_names(model: nn.Module, ref: SharedSelection) -> SharedSelection:
-    params = dict(model.named_parameters())
-    chosen = [(n, params[n]) for n in ref.layout.names]
-    names = set(ref.layout.names)
-    others = [(n, p) for n, p in params.items() if n not in names and p.requires_grad]
-    return SharedSelection(
-        build_layout(chosen),
-        tuple(p for _, p in others),
-        tuple(n for n, _ in others),
-        ref.reached_by,
-    )
-
-
-def run_context(
-    prep: Prepared, stats: dict[str, TaskStats], steps: int, tasks: Sequence[str] | None = None
-) -> RunContext:
-    return RunContext(
-        tasks=tuple(tasks or prep.tasks),
-        seed=prep.seed,
-        total_steps=steps,
-        device=prep.device,
-        task_stats=stats,
-        layer_sizes=tuple(prep.selection.layout.layer_sizes),
-    )
+@dataclass(frozen=True)
+class _StepRecord:
+    result: ProbeStep
+    time_ms: float
+    memory_mb: float
+    lr: float
+    skipped: bool
 
 
 def train_run(
@@ -147,7 +99,8 @@ def train_run(
     on_probe: Callable[[ProbeStep], None] | None = None,
     trackers: Trackers | None = None,
 ) -> dict[str, Any]:
-    """Train ``prep.model`` for ``steps`` steps with ``method``; return the run's summary entry.
+    """Train ``prep.model`` for ``steps`` optimizer steps with ``method``; return the run's
+    summary entry.
 
     ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
     :class:`TrainingError` after recording the step; Ctrl-C propagates. ``trackers`` get
@@ -156,8 +109,49 @@ def train_run(
     the summary entry of the steps done.
     """
     observer = observer or NullObserver()
+    loop = _start(prep, method, label, steps, every, list(tasks or prep.tasks), stats)
+    observer.run_started(label, prep.seed, steps)
+    try:
+        for step in range(steps):
+            try:
+                rec = _train_step(loop, step, writer)
+            except UserCodeError as exc:
+                # The user's loader or forward broke mid-run: this run fails at this step, its
+                # rows so far are kept and a comparison goes on with the next run.
+                raise TrainingError(
+                    f"{label} (seed {prep.seed}) at step {step}: {exc.message}", exc.hint
+                ) from exc
+            if on_probe is not None:
+                on_probe(rec.result)
+            _record(loop, step, rec, writer)
+            if trackers:
+                trackers.log_step(rec.result, rec.time_ms, rec.lr)
+            observer.step_done(step, dict(zip(loop.tasks, rec.result.losses, strict=True)))
+    except TrainingError as exc:
+        loop.acc.fail("failed", exc.message)
+        exc.run_result = _result(loop, method)  # type: ignore[attr-defined]
+        observer.run_finished(exc.run_result)  # type: ignore[attr-defined]
+        raise
+    except KeyboardInterrupt as exc:
+        loop.acc.fail("interrupted", "interrupted by the user (Ctrl-C)")
+        exc.run_result = _result(loop, method)  # type: ignore[attr-defined]
+        raise
+    out = _result(loop, method)
+    observer.run_finished(out)
+    return out
+
+
+def _start(
+    prep: Prepared,
+    method: Method,
+    label: str,
+    steps: int,
+    every: int,
+    run_tasks: list[str],
+    stats: dict[str, TaskStats] | None,
+) -> _Loop:
+    """Optimizer, scheduler, scaler, probe and accumulator of one run; the model in train mode."""
     spec, device = prep.spec, prep.device
-    run_tasks = list(tasks or prep.tasks)
     if stats is None:
         stats = label_stats(spec, prep.loader)
     dctx = distributed.context()
@@ -165,130 +159,180 @@ def train_run(
     if dctx is not None:
         # Each rank saw its own shard: the methods must agree on one set of label statistics.
         stats = distributed.broadcast_object(stats)
-        forward_model = distributed.wrap_ddp(prep.model, device, _has_unused(prep, run_tasks))
-    params = [p for p in prep.model.parameters() if p.requires_grad]
-    optimizer = build_optimizer(spec, params)
+        forward_model = distributed.wrap_ddp(prep.model, device, has_unused(prep, run_tasks))
+    optimizer = build_optimizer(spec, prep.model)
+    # fp16 gradients underflow without loss scaling; bf16 has fp32's range and needs none.
+    scaler = torch.amp.GradScaler(device.type) if spec.precision == "fp16" else None
     probe = GradientProbe(
         prep.model,
         shared=prep.selection,
         every=every,
         method=method,
         context=run_context(prep, stats, steps, run_tasks),
+        accumulate=spec.train.accumulate,
+        scaler=scaler,
     )
     # Plain steps of a weighting method back-propagate through DDP (its all-reduce averages
     # every .grad); the other steps forward under no_sync and the probe averages J itself.
     probe.ddp_syncs_plain_steps = dctx is not None
-    weighting = isinstance(method, WeightingMethod)
-    acc = RunAccumulator(label, prep.seed, run_tasks, [ALL_LAYERS, *prep.selection.layout.layers])
-    batches = BatchCycle(prep.loader, prep.seed)
-    timer = StepTimer(device)
+    layers = [ALL_LAYERS, *prep.selection.layout.layers]
+    loop = _Loop(
+        prep=prep,
+        label=label,
+        tasks=run_tasks,
+        forward_model=forward_model,
+        probe=probe,
+        optimizer=optimizer,
+        scheduler=build_scheduler(spec, optimizer),
+        scaler=scaler,
+        acc=RunAccumulator(label, prep.seed, run_tasks, layers),
+        batches=BatchCycle(prep.loader, prep.seed),
+        timer=StepTimer(device),
+        distributed=dctx is not None,
+        weighting=isinstance(method, WeightingMethod),
+    )
     reset_peak_memory(device)
     prep.model.train()
-    observer.run_started(label, prep.seed, steps)
+    return loop
+
+
+def _train_step(loop: _Loop, step: int, writer: RunWriter | None) -> _StepRecord:
+    """One optimizer step: K micro-batches through the probe, then clip, step, schedule."""
+    k = loop.prep.spec.train.accumulate
+    batches = [next(loop.batches) for _ in range(k)]  # drawn first: step time excludes loading
+    loop.timer.start()
+    loop.optimizer.zero_grad(set_to_none=True)
+    lr = float(loop.optimizer.param_groups[0]["lr"])
+    for micro, batch in enumerate(batches):
+        result = _micro_batch(loop, step, batch, last=micro == k - 1, writer=writer)
+    assert result.complete
+    skipped = _optimizer_step(loop)
+    _schedule(loop)
+    return _StepRecord(result, loop.timer.stop(), peak_memory_mb(loop.prep.device), lr, skipped)
+
+
+def _micro_batch(
+    loop: _Loop, step: int, batch: Any, last: bool, writer: RunWriter | None
+) -> ProbeStep:
+    """Forward one batch, stop on a non-finite loss, back-propagate it through the method."""
+    prep, spec = loop.prep, loop.prep.spec
+    # DDP all-reduces on a synced backward: only a weighting method's plain step, and only
+    # its last micro-batch (the .grad of the others accumulate locally, as DDP intends).
+    sync = loop.weighting and not loop.probe.instrumented(step) and last
+    with distributed.forward_context(loop.forward_model, sync):
+        losses = compute_losses(
+            prep.loss_fn, loop.forward_model, batch, loop.tasks, prep.device, spec.precision
+        )
+    # One host transfer for all T losses (a sync per task would stall a GPU T times).
+    given = [v for v in losses.values() if v is not None]  # None: no labels in this batch
+    if not given:
+        raise UserCodeError(
+            f"step {step}: the batch has labels for none of the tasks (every loss is None).",
+            hint="give every batch at least one task's labels",
+        )
+    values = torch.stack([v.detach().float().reshape(()) for v in given])
+    if loop.distributed:
+        # The losses of the global batch: what is logged, what the methods see, and a
+        # NaN on any rank stops every rank at the same step.
+        distributed.average_(values)
+    present = iter(values.tolist())
+    logged = [None if v is None else next(present) for v in losses.values()]
+    _stop_on_bad_loss(loop, step, logged, writer)
     try:
-        for step in range(steps):
-            try:
-                batch = next(batches)
-                timer.start()
-                sync = weighting and not probe.instrumented(step)
-                with distributed.forward_context(forward_model, sync):
-                    losses = compute_losses(
-                        prep.loss_fn, forward_model, batch, run_tasks, device, spec.precision
-                    )
-            except UserCodeError as exc:
-                # The user's loader or forward broke mid-run: this run fails at this step, its
-                # rows so far are kept and a comparison goes on with the next run.
-                raise TrainingError(
-                    f"{label} (seed {prep.seed}) at step {step}: {exc.message}", exc.hint
-                ) from exc
-            optimizer.zero_grad(set_to_none=True)
-            # One host transfer for all T losses (a sync per task would stall a GPU T times).
-            values = torch.stack([v.detach().float().reshape(()) for v in losses.values()])
-            if dctx is not None:
-                # The losses of the global batch: what is logged, what the methods see, and a
-                # NaN on any rank stops every rank at the same step.
-                distributed.average_(values)
-            values_list = values.tolist()
-            bad = [t for t, v in zip(losses, values_list, strict=True) if not math.isfinite(v)]
-            if bad:
-                values = values_list
-                ms = timer.stop()
-                if writer is not None:
-                    writer.write_step(
-                        label,
-                        prep.seed,
-                        step,
-                        ms,
-                        peak_memory_mb(device),
-                        values,
-                        None,
-                        None,
-                        run_tasks,
-                    )
-                acc.add(values, ms, peak_memory_mb(device), None, None)
-                raise TrainingError(
-                    f"{label} (seed {prep.seed}): loss of task '{bad[0]}' is "
-                    f"{values_list[run_tasks.index(bad[0])]} at step {step}.",
-                    hint="lower the learning rate, check the data and the loss for that task; "
-                    "the records of the steps before it are kept",
-                )
-            try:
-                result = probe.backward(losses, global_losses=values if dctx is not None else None)
-            except (MtldiagError, KeyboardInterrupt):
-                raise
-            except Exception as exc:
-                # A method that breaks (a solver error, a bad state) fails its run alone: in a
-                # comparison the other methods go on, as they do after a NaN.
-                ms = timer.stop()
-                acc.add(values_list, ms, peak_memory_mb(device), None, None)
-                raise TrainingError(
-                    f"{label} (seed {prep.seed}): the method's backward raised "
-                    f"{type(exc).__name__} at step {step}: {exc}",
-                    hint="run with --debug for the traceback; try the method's other "
-                    "hyper-parameters or another method",
-                ) from exc
-            optimizer.step()
-            ms = timer.stop()
-            mem = peak_memory_mb(device)
-            if on_probe is not None:
-                on_probe(result)
-            if writer is not None:
-                writer.write_step(
-                    label,
-                    prep.seed,
-                    step,
-                    ms,
-                    mem,
-                    result.losses,
-                    result.weights,
-                    result.metrics,
-                    run_tasks,
-                )
-            if trackers:
-                trackers.log_step(result, ms, optimizer.param_groups[0].get("lr"))
-            acc.add(result.losses, ms, mem, result.weights, result.metrics)
-            observer.step_done(step, dict(zip(run_tasks, result.losses, strict=True)))
-    except TrainingError as exc:
-        acc.fail("failed", exc.message)
-        exc.run_result = acc.result()  # type: ignore[attr-defined]
-        observer.run_finished(exc.run_result)  # type: ignore[attr-defined]
+        return loop.probe.backward(losses, global_losses=values if loop.distributed else None)
+    except (MtldiagError, KeyboardInterrupt):
         raise
-    except KeyboardInterrupt as exc:
-        acc.fail("interrupted", "interrupted by the user (Ctrl-C)")
-        exc.run_result = acc.result()  # type: ignore[attr-defined]
-        raise
-    out = acc.result()
+    except Exception as exc:
+        # A method that breaks (a solver error, a bad state) fails its run alone: in a
+        # comparison the other methods go on, as they do after a NaN.
+        loop.acc.add(logged, loop.timer.stop(), peak_memory_mb(prep.device), None, None)
+        raise TrainingError(
+            f"{loop.label} (seed {prep.seed}): the method's backward raised "
+            f"{type(exc).__name__} at step {step}: {exc}",
+            hint="run with --debug for the traceback; try the method's other "
+            "hyper-parameters or another method",
+        ) from exc
+
+
+def _stop_on_bad_loss(
+    loop: _Loop, step: int, values: list[float | None], writer: RunWriter | None
+) -> None:
+    """Record the step and raise :class:`TrainingError` when a loss is NaN/Inf."""
+    bad = [
+        t for t, v in zip(loop.tasks, values, strict=True) if v is not None and not math.isfinite(v)
+    ]
+    if not bad:
+        return
+    prep = loop.prep
+    ms = loop.timer.stop()
+    mem = peak_memory_mb(prep.device)
+    if writer is not None:
+        writer.write_step(loop.label, prep.seed, step, ms, mem, values, None, None, loop.tasks)
+    loop.acc.add(values, ms, mem, None, None)
+    raise TrainingError(
+        f"{loop.label} (seed {prep.seed}): loss of task '{bad[0]}' is "
+        f"{values[loop.tasks.index(bad[0])]} at step {step}.",
+        hint="lower the learning rate, check the data and the loss for that task; "
+        "the records of the steps before it are kept",
+    )
+
+
+def _optimizer_step(loop: _Loop) -> bool:
+    """Clip the update the method wrote, step the optimizer; True if the scaler skipped it."""
+    train = loop.prep.spec.train
+    params = [p for g in loop.optimizer.param_groups for p in g["params"]]
+    if loop.scaler is not None and (train.clip_grad_norm or train.clip_grad_value):
+        loop.scaler.unscale_(loop.optimizer)  # clip the true update, not the scaled one
+    if train.clip_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(params, train.clip_grad_norm)
+    if train.clip_grad_value is not None:
+        torch.nn.utils.clip_grad_value_(params, train.clip_grad_value)
+    if loop.scaler is None:
+        loop.optimizer.step()
+        return False
+    before = loop.scaler.get_scale()
+    loop.scaler.step(loop.optimizer)  # skips the step on inf/NaN gradients
+    loop.scaler.update()
+    return loop.scaler.get_scale() < before  # the scale backs off exactly when it skipped
+
+
+def _schedule(loop: _Loop) -> None:
+    """Step the LR scheduler after each optimizer step, or when a loader pass ends."""
+    sched, sspec = loop.scheduler, loop.prep.spec.scheduler
+    if sched is None or sspec is None:
+        return
+    if sspec.interval == "step":
+        sched.step()
+    else:
+        while loop.epoch < loop.batches.passes_done():  # a pass ended with this step
+            loop.epoch += 1
+            sched.step()
+
+
+def _record(loop: _Loop, step: int, rec: _StepRecord, writer: RunWriter | None) -> None:
+    r = rec.result
+    if rec.skipped:
+        loop.acc.extra["skipped_steps"] = loop.acc.extra.get("skipped_steps", 0) + 1
+    if writer is not None:
+        writer.write_step(
+            loop.label,
+            loop.prep.seed,
+            step,
+            rec.time_ms,
+            rec.memory_mb,
+            r.losses,
+            r.weights,
+            r.metrics,
+            loop.tasks,
+            lr=rec.lr,
+        )
+    loop.acc.add(r.losses, rec.time_ms, rec.memory_mb, r.weights, r.metrics)
+
+
+def _result(loop: _Loop, method: Method) -> dict[str, Any]:
+    out = loop.acc.result()
+    if loop.scaler is not None:
+        out.setdefault("skipped_steps", 0)
     if method.warnings:  # e.g. Nash-MTL steps whose solve failed and kept the last weights
         out["warnings"] = list(method.warnings)
-    observer.run_finished(out)
     return out
-
-
-def _has_unused(prep: Prepared, tasks: Sequence[str]) -> bool:
-    """Whether some trainable parameter is reached by none of ``tasks`` (DDP must be told)."""
-    wanted = set(tasks)
-    reached = prep.selection.reached_by
-    return any(
-        p.requires_grad and not wanted & set(reached.get(n, ()))
-        for n, p in prep.model.named_parameters()
-    )

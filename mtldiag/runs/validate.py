@@ -26,7 +26,7 @@ def validate_spec(
     for ms in (spec.profile.method, *spec.compare.methods):
         create_method(ms)  # a method name or hyper-parameter the runs would refuse
     prep = prepare(spec, spec.seed, dev)
-    build_optimizer(spec, [p for p in prep.model.parameters() if p.requires_grad])
+    build_optimizer(spec, prep.model)
     _read_batches(prep)
     layout = prep.selection.layout
     layers = []

@@ -9,9 +9,12 @@ from mtldiag.spec.model import (
     PRECISIONS,
     CompareSpec,
     FactorySpec,
+    OptimizerSpec,
     ProfileSpec,
+    SchedulerSpec,
     Spec,
     TaskSpec,
+    TrainSpec,
 )
 from mtldiag.spec.parse import load_spec, parse_spec, spec_to_yaml
 
@@ -22,10 +25,13 @@ __all__ = [
     "PRECISIONS",
     "CompareSpec",
     "FactorySpec",
+    "OptimizerSpec",
     "MethodSpec",
     "ProfileSpec",
+    "SchedulerSpec",
     "Spec",
     "TaskSpec",
+    "TrainSpec",
     "load_spec",
     "parse_method",
     "parse_methods",

@@ -12,6 +12,8 @@ DEFAULT_SPEC = "mtldiag.yaml"
 BUILTIN_LOSSES = ("mse", "l1", "smooth_l1", "cross_entropy", "bce_with_logits", "nll")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
+INTERVALS = ("step", "epoch")
+MISSING = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,38 @@ class FactorySpec:
 
     factory: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """``optimizer:``: a ``torch.optim`` class (``name``, its exact spelling) with keyword
+    arguments, or a ``factory`` ``fn(model, **kwargs) -> Optimizer`` (parameter groups)."""
+
+    name: str | None = "Adam"
+    kwargs: dict[str, Any] = field(default_factory=lambda: {"lr": 1e-3})
+    factory: str | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    """``scheduler:``: a ``torch.optim.lr_scheduler`` class with keyword arguments (a nested
+    ``schedulers:`` list holds SchedulerSpecs, for SequentialLR warm-up), or a ``factory``
+    ``fn(optimizer, **kwargs) -> scheduler``; stepped every optimizer ``step`` or ``epoch``."""
+
+    name: str | None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    factory: str | None = None
+    interval: str = "step"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How each optimizer step is taken. The defaults are mtldiag's plain loop."""
+
+    accumulate: int = 1  # micro-batches per optimizer step
+    clip_grad_norm: float | None = None  # on the update the method wrote, before the step
+    clip_grad_value: float | None = None
+    missing: str = "error"  # "skip": tasks form, ignore_index/NaN targets mark a task absent
 
 
 @dataclass(frozen=True)
@@ -67,7 +101,7 @@ class Spec:
     tasks: tuple[TaskSpec, ...]
     losses: str | None
     shared: str | tuple[str, ...]
-    optimizer: dict[str, Any]
+    optimizer: OptimizerSpec
     profile: ProfileSpec
     compare: CompareSpec
     checks: tuple[dict[str, Any], ...]
@@ -76,6 +110,8 @@ class Spec:
     raw: dict[str, Any]
     path: Path | None = None
     log: tuple[str, ...] = ()  # trackers: tensorboard, mlflow, wandb
+    scheduler: SchedulerSpec | None = None
+    train: TrainSpec = field(default_factory=TrainSpec)
 
     @property
     def base_dir(self) -> Path:

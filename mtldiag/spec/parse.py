@@ -1,5 +1,6 @@
-"""Reading the YAML spec: ``yaml.safe_load``, then each section checked into the dataclasses
-of :mod:`mtldiag.spec.model` (every error names the file, the key and the fix)."""
+"""Reading the YAML spec: ``yaml.safe_load`` with YAML 1.2 numbers, then each section checked
+into the dataclasses of :mod:`mtldiag.spec.model` (every error names the file, the key and the
+fix); the training keys are read by :mod:`mtldiag.spec.training`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from mtldiag.spec.model import (
     Spec,
     TaskSpec,
 )
-from mtldiag.spec.values import Where, whole
+from mtldiag.spec.training import parse_training
+from mtldiag.spec.values import Where, boolean, load_yaml, number, whole
 from mtldiag.trackers.factory import parse_sink_names
 
 _TOP_KEYS = (
@@ -45,6 +47,11 @@ _TOP_KEYS = (
     "eval",
     "method",
     "methods",
+    "scheduler",
+    "accumulate",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "missing",
     "log",
 )
 _FACTORY_KEYS = ("factory", "kwargs")
@@ -83,7 +90,7 @@ def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None =
             hint="a spec is a YAML text file, e.g. sample_configs/synthetic.yaml",
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -113,6 +120,58 @@ def parse_spec(
 ) -> Spec:
     """Validate an already-loaded mapping (see :func:`load_spec`)."""
     ctx = Where(source)
+    data = _top_level(ctx, data, overrides)
+    device, precision = _device(ctx, data)
+    model, data_spec, val = _data(ctx, data)
+    losses = data.get("losses")
+    if losses is not None and not isinstance(losses, str):
+        raise ctx.err("losses", "must be a 'module:function' string.")
+    tasks = _tasks(ctx, data.get("tasks"), general=losses is not None)
+    optimizer, scheduler, train = parse_training(ctx, data)
+    method_hparams = _method_hparams(ctx, data.get("methods") or {})
+    checks = data.get("checks") or []
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise ctx.err("checks", "must be a list of rules like '{metric: conflict_rate, max: 0.4}'.")
+    if checks:
+        parse_rules(checks, f"{source}: 'checks'")  # a bad rule is refused now, not after training
+    ev = data.get("eval")
+    if ev is not None and not isinstance(ev, str):
+        raise ctx.err("eval", "must be a 'module:function' string.")
+    return Spec(
+        name=str(data.get("name") or (path.stem if path else "run")),
+        seed=values.seed(ctx, "seed", data.get("seed", 0)),
+        device=device,
+        precision=precision,
+        model=model,
+        data=data_spec,
+        val=val,
+        tasks=tasks,
+        losses=losses,
+        shared=_shared(ctx, data.get("shared", "auto")),
+        optimizer=optimizer,
+        profile=_profile(ctx, data.get("profile") or {}, data.get("method"), method_hparams),
+        compare=_compare(ctx, data.get("compare") or {}, method_hparams),
+        checks=tuple(checks),
+        eval=ev,
+        method_hparams={k: dict(v) for k, v in method_hparams.items()},
+        raw=data,
+        path=path,
+        scheduler=scheduler,
+        train=train,
+        log=_log(ctx, data.get("log")),
+    )
+
+
+def _log(ctx: Where, value: Any) -> tuple[str, ...]:
+    """The trackers of ``log:`` (a name, a comma list or a list), checked by the trackers."""
+    try:
+        return parse_sink_names(value)
+    except MtldiagError as exc:
+        raise ctx.err("log", exc.message, exc.hint) from None
+
+
+def _top_level(ctx: Where, data: Any, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The top-level mapping, overrides merged in, its keys known and the required ones there."""
     if data is None:
         raise ctx.err("", "the spec is empty.", "see sample_configs/synthetic.yaml for a start")
     if not isinstance(data, dict):
@@ -129,9 +188,10 @@ def parse_spec(
             "give either a 'tasks:' map or a 'losses: module:fn' function.",
             "see the spec example in README.md",
         )
+    return data
 
-    name = str(data.get("name") or (path.stem if path else "run"))
-    seed = values.seed(ctx, "seed", data.get("seed", 0))
+
+def _device(ctx: Where, data: dict[str, Any]) -> tuple[str, str]:
     device = str(data.get("device", "auto"))
     if device.split(":")[0] not in DEVICES:
         raise ctx.err(
@@ -144,86 +204,44 @@ def parse_spec(
             f"'{precision}' is not supported.{did_you_mean(precision, PRECISIONS)}",
             "use fp32, bf16 or fp16",
         )
+    return device, precision
 
+
+def _data(ctx: Where, data: dict[str, Any]) -> tuple[FactorySpec, FactorySpec, FactorySpec | None]:
     model = _factory(ctx, "model", data["model"], _FACTORY_KEYS)
-    data_section = data["data"]
-    data_spec = _factory(ctx, "data", data_section, _DATA_KEYS)
+    section = data["data"]
+    data_spec = _factory(ctx, "data", section, _DATA_KEYS)
     val = None
-    if isinstance(data_section, dict) and data_section.get("val") is not None:
-        val = _factory(ctx, "data.val", data_section["val"], _FACTORY_KEYS)
+    if isinstance(section, dict) and section.get("val") is not None:
+        val = _factory(ctx, "data.val", section["val"], _FACTORY_KEYS)
+    return model, data_spec, val
 
-    losses = data.get("losses")
-    if losses is not None and not isinstance(losses, str):
-        raise ctx.err("losses", "must be a 'module:function' string.")
-    tasks = _tasks(ctx, data.get("tasks"), general=losses is not None)
 
-    shared = data.get("shared", "auto")
+def _shared(ctx: Where, shared: Any) -> str | tuple[str, ...]:
     if isinstance(shared, str):
-        shared_v: str | tuple[str, ...] = shared if shared == "auto" else (shared,)
-    elif isinstance(shared, list) and shared and all(isinstance(s, str) for s in shared):
-        shared_v = tuple(shared)
-    else:
-        raise ctx.err("shared", "must be 'auto' or a list of glob patterns over parameter names.")
+        return shared if shared == "auto" else (shared,)
+    if isinstance(shared, list) and shared and all(isinstance(s, str) for s in shared):
+        return tuple(shared)
+    raise ctx.err("shared", "must be 'auto' or a list of glob patterns over parameter names.")
 
-    optimizer = data.get("optimizer", {"name": "adam", "lr": 1e-3})
-    if not isinstance(optimizer, dict) or "name" not in optimizer:
-        raise ctx.err("optimizer", "must be a mapping with a 'name' (sgd, adam, adamw, rmsprop).")
 
-    method_hparams = data.get("methods") or {}
-    if not isinstance(method_hparams, dict) or not all(
-        isinstance(v, dict) for v in method_hparams.values()
-    ):
+def _method_hparams(ctx: Where, value: Any) -> dict[str, dict[str, Any]]:
+    """``methods:`` keyed by canonical name, so ``methods: {uncertainty: ...}`` also reaches
+    ``--method uw``."""
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
         raise ctx.err(
             "methods", "must map method names to hyper-parameters, e.g. 'gradnorm: {alpha: 1.5}'."
         )
-    # Keyed by canonical name, so `methods: {uncertainty: ...}` also reaches `--method uw`.
-    canonical_hparams: dict[str, dict[str, Any]] = {}
-    for key, hp in method_hparams.items():
-        canonical = canonical_name(str(key))  # not `name`: that is the spec's name
-        if canonical is None:
+    out: dict[str, dict[str, Any]] = {}
+    for key, hp in value.items():
+        name = canonical_name(str(key))
+        if name is None:
             try:
                 lookup(str(key))
             except MtldiagError as exc:
                 raise ctx.err(f"methods.{key}", exc.message) from None
-        canonical_hparams.setdefault(canonical or str(key), {}).update(hp)
-    method_hparams = canonical_hparams
-
-    profile = _profile(ctx, data.get("profile") or {}, data.get("method"), method_hparams)
-    compare = _compare(ctx, data.get("compare") or {}, method_hparams)
-
-    checks = data.get("checks") or []
-    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
-        raise ctx.err("checks", "must be a list of rules like '{metric: conflict_rate, max: 0.4}'.")
-    if checks:
-        parse_rules(checks, f"{source}: 'checks'")  # a bad rule is refused now, not after training
-    ev = data.get("eval")
-    if ev is not None and not isinstance(ev, str):
-        raise ctx.err("eval", "must be a 'module:function' string.")
-    try:
-        log = parse_sink_names(data.get("log"))
-    except MtldiagError as exc:
-        raise ctx.err("log", exc.message, exc.hint) from None
-    return Spec(
-        name=name,
-        seed=seed,
-        device=device,
-        precision=precision,
-        model=model,
-        data=data_spec,
-        val=val,
-        tasks=tasks,
-        losses=losses,
-        shared=shared_v,
-        optimizer=dict(optimizer),
-        profile=profile,
-        compare=compare,
-        checks=tuple(checks),
-        eval=ev,
-        method_hparams={k: dict(v) for k, v in method_hparams.items()},
-        raw=data,
-        path=path,
-        log=log,
-    )
+        out.setdefault(name or str(key), {}).update(hp)
+    return out
 
 
 def _factory(ctx: Where, key: str, value: Any, allowed: tuple[str, ...]) -> FactorySpec:
@@ -264,9 +282,7 @@ def _tasks(ctx: Where, value: Any, general: bool) -> tuple[TaskSpec, ...]:
                     f"unknown loss '{loss}'.{did_you_mean(str(loss), BUILTIN_LOSSES)}",
                     "use " + ", ".join(BUILTIN_LOSSES) + " or 'module:callable'",
                 )
-        weight = entry.get("weight", 1.0)
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
-            raise ctx.err(f"{key}.weight", f"must be a number >= 0, not {weight!r}.")
+        weight = number(ctx, f"{key}.weight", entry.get("weight", 1.0), minimum=0)
         output = entry.get("output", name)
         target = entry.get("target", name)
         out.append(
@@ -276,7 +292,9 @@ def _tasks(ctx: Where, value: Any, general: bool) -> tuple[TaskSpec, ...]:
                 target=target,
                 loss=loss,
                 weight=float(weight),
-                higher_is_better=bool(entry.get("higher_is_better", False)),
+                higher_is_better=boolean(
+                    ctx, f"{key}.higher_is_better", entry.get("higher_is_better", False)
+                ),
                 loss_kwargs=dict(entry.get("loss_kwargs") or {}),
             )
         )
@@ -315,20 +333,15 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
     if steps is not None:
         steps = values.steps(ctx, "compare.steps", steps)
     seeds = section.get("seeds", [0])
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
+    if not isinstance(seeds, list):
         seeds = [seeds]
-    if (
-        not isinstance(seeds, list)
-        or not seeds
-        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-    ):
-        raise ctx.err("compare.seeds", f"must be a non-empty list of whole numbers, not {seeds!r}.")
+    if not seeds:
+        raise ctx.err("compare.seeds", "must be a non-empty list of whole numbers.")
     seeds = [values.seed(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
     every = values.every(ctx, "compare.every", section.get("every", 10))
     sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
-    return CompareSpec(
-        methods, steps, tuple(seeds), every, bool(section.get("single_task", False)), sweep
-    )
+    single = boolean(ctx, "compare.single_task", section.get("single_task", False))
+    return CompareSpec(methods, steps, tuple(seeds), every, single, sweep)
 
 
 def spec_to_yaml(spec: Spec) -> str:

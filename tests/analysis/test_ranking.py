@@ -144,7 +144,8 @@ def test_table_ranks_by_delta_m_against_single_task_models():
     assert rows["sweep:0.5,0.5"]["delta_m"] == pytest.approx(16.25)
     assert rows["sweep:0.5,0.5"]["kind"] == "sweep" and ew["kind"] == "method"
     assert (rows["mgda"]["seeds"], rows["mgda"]["failed"]) == (1, 1)
-    assert rows["mgda"]["delta_m"] == pytest.approx(22.5) and rows["mgda"]["delta_m_std"] == 0.0
+    assert rows["mgda"]["delta_m"] == pytest.approx(22.5) and rows["mgda"]["delta_m_std"] is None
+    assert rows["mgda"]["delta_m_ci95"] is None  # one seed: no interval
     assert t["single_task"] == {"a": {"mean": 1.0, "std": 0.0}, "b": {"mean": 2.0, "std": 0.0}}
 
 
@@ -157,8 +158,19 @@ def test_table_dominance_negative_transfer_failures_and_noise_verdict():
     assert t["failed_runs"] == [{"label": "mgda", "seed": 1, "error": NAN_ERROR}]
     v = t["verdict"]
     assert v.startswith("pcgrad ranks first by Δm%")
-    # 15 ± 7.07 and 16.25 ± 0 overlap
-    assert "the difference is within seed noise" in v
+    # pcgrad 10, 20 minus sweep 16.25, 16.25 per seed: -6.25 and 3.75, mean -1.25, s 10/√2.
+    fvs = t["first_vs_second"]
+    assert (fvs["seeds"], fvs["diff_mean"]) == (2, pytest.approx(-1.25))
+    assert fvs["diff_std"] == pytest.approx(10 / 2**0.5)
+    assert fvs["diff_ci95"] == [
+        pytest.approx(-1.25 - 12.706204736 * 5),
+        pytest.approx(-1.25 + 12.706204736 * 5),
+    ]
+    assert t["verdict_kind"] == "too_few_seeds"
+    assert "cannot be judged from 2 paired seeds" in v
+    # pcgrad's b is 2.4 against 2.0 on both seeds: +20% with a zero-width interval.
+    assert rows["pcgrad"]["worse_on"] == ["b"]
+    assert "worse than the reference beyond noise on 'b' (+20.0%" in v
     assert "Pareto-dominates ew" in v and "Negative transfer on a" in v
     assert "mgda (seed 1)" in v and "training loss" in v
 
@@ -172,6 +184,8 @@ def test_table_has_exactly_the_schema_keys():
         "rows",
         "single_task",
         "negative_transfer",
+        "first_vs_second",
+        "verdict_kind",
         "verdict",
         "failed_runs",
     ]
@@ -182,8 +196,12 @@ def test_table_has_exactly_the_schema_keys():
         "seeds",
         "failed",
         "metric",
+        "delta_m_per_seed",
         "delta_m",
         "delta_m_std",
+        "delta_m_ci95",
+        "per_task",
+        "worse_on",
         "conflict_rate",
         "cosine_mean",
         "step_time_ms",
@@ -192,13 +210,26 @@ def test_table_has_exactly_the_schema_keys():
     }
 
 
-def test_clear_gap_is_not_called_noise():
-    runs = [run("ew", s, {"a": 1.0 + s * 0.01, "b": 1.0}) for s in (0, 1)] + [
-        run("pcgrad", s, {"a": 0.5 + s * 0.01, "b": 1.0}) for s in (0, 1)
-    ]
-    t = comparison_table(runs, LOW, "train_loss_tail")
+def test_verdict_kinds_from_the_paired_seeds():
+    def runs(seeds, gap):
+        return [run("ew", s, {"a": 1.0 + s * 0.01, "b": 1.0}) for s in seeds] + [
+            run("pcgrad", s, {"a": 1.0 - gap[s] + s * 0.01, "b": 1.0}) for s in seeds
+        ]
+
+    # a: -50%, -49.5%, -49.0% per seed against the same seed's ew; b unchanged -> Δm ≈ -25.
+    t = comparison_table(runs((0, 1, 2), [0.5] * 3), LOW, "train_loss_tail")
     assert [r["label"] for r in t["rows"]] == ["pcgrad", "ew"]
-    assert "within seed noise" not in t["verdict"] and "more than one std" in t["verdict"]
+    assert t["verdict_kind"] == "significant"
+    assert "pcgrad beats ew beyond seed noise" in t["verdict"]
+    # The same clear gap on two seeds: too few to judge, and the verdict says so.
+    t = comparison_table(runs((0, 1), [0.5] * 2), LOW, "train_loss_tail")
+    assert t["verdict_kind"] == "too_few_seeds" and "beyond seed noise" not in t["verdict"]
+    # Gaps of +10%, -30%, -5% of a: the interval of the mean includes 0.
+    t = comparison_table(runs((0, 1, 2), [-0.1, 0.3, 0.05]), LOW, "train_loss_tail")
+    assert t["verdict_kind"] == "within_noise" and "includes 0" in t["verdict"]
+    # One method only.
+    t = comparison_table(runs((0,), [0.0])[:1], LOW, "train_loss_tail")
+    assert t["verdict_kind"] == "single_method" and t["first_vs_second"] is None
 
 
 def test_without_single_task_delta_m_is_against_ew_and_says_so():
@@ -209,7 +240,7 @@ def test_without_single_task_delta_m_is_against_ew_and_says_so():
     assert rows["ew"]["delta_m"] == 0.0
     assert rows["uw"]["delta_m"] == pytest.approx(-25.0)  # (-50 % + 0) / 2
     assert "against equal weighting (ew)" in t["verdict"]
-    assert "with one seed, seed noise cannot be judged" in t["verdict"]
+    assert "cannot be judged from 1 paired seed: run at least 3 seeds" in t["verdict"]
     assert t["negative_transfer"] == []
 
 

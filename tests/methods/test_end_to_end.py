@@ -35,6 +35,13 @@ VARIANTS = [
     "mgda:normalization=loss+",
     "gradnormalize:norm=mean,alpha=1.5",
     "cagrad:c=0.4",
+    # issue 16's options
+    "sdmgrad:solver=sgd",
+    "moco:weights_update=softmax,normalize=false",
+    "stch:warmup=2",
+    "fairgrad:alpha=2",
+    "rgw:normalize=true",
+    "config:reduction=mean",
 ]
 
 

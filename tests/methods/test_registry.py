@@ -34,8 +34,20 @@ def test_every_method_is_listed_with_paper_and_defaults():
         "aligned_mtl",
         "upgrad",
         "famo",
+        # issue 16
+        "gls",
+        "stch",
+        "dualproj",
+        "config",
+        "fairgrad",
+        "sdmgrad",
+        "modo",
+        "moco",
+        "db_mtl",
+        "excess_mtl",
+        "rgw",
     }
-    assert set(rows) == expected
+    assert set(rows) == expected and len(rows) == 32
     assert all(r.paper for r in rows.values())
     assert {h.name: h.default for h in rows["cagrad"].hyperparams}["c"] == 0.4
     assert {h.name: h.default for h in rows["gradnorm"].hyperparams}["alpha"] == 1.5
@@ -137,3 +149,22 @@ def test_package_docstring_example_runs():
 
     result = doctest.testmod(pkg, raise_on_error=False, verbose=False)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_docs_and_readme_list_every_method():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    docs = (root / "docs" / "methods.md").read_text(encoding="utf-8")
+    table = set(re.findall(r"^\| `(\w+)` \|", docs, flags=re.M))
+    assert table == set(methods.names())
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Balancing methods", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        ln
+        for ln in section.splitlines()
+        if ln.startswith("| loss weighting") or ln.startswith("| gradient")
+    ]
+    listed = set(re.findall(r"`(\w+)`", " ".join(rows)))
+    assert set(methods.names()) <= listed

@@ -158,7 +158,12 @@ def test_comparison_table_full_and_compact():
     s = {**copy.deepcopy(SUMMARY), "kind": "compare", "comparison": COMPARISON}
     full = comparison.comparison_data(s, level=0)
     assert full.headers[:5] == ["#", "method", "a ↓", "b ↓", "c ↑"]
-    assert full.rows[0][2:6] == ["0.1234 ± 0.01", "2 ± 0.5", "0.9 ± 0", "-3.20 ± 0.4"]
+    assert full.rows[0][2:6] == [
+        "0.123 ± 0.01",
+        "2 ± 0.5",
+        "0.9 ± 0",
+        "-3.20 ± 0.4",
+    ]  # 3 significant digits
     assert full.rows[1][1] == "ew †" and full.marked == {1}
     assert full.rows[1][-1] == "sweep:0.25,0.25,0.5, sweep:0.5,0.25,0.25 +1"
     notes = " ".join(full.notes)
@@ -176,7 +181,7 @@ def test_comparison_table_fits_a_narrow_terminal():
     console.print(terminal.comparison_table_rich(s, console))
     lines = console.export_text().splitlines()
     assert max(len(x.rstrip()) for x in lines) <= 60
-    assert any("pcgrad" in x for x in lines) and any("0.1234" in x for x in lines)
+    assert any("pcgrad" in x for x in lines) and any("0.123" in x for x in lines)
 
 
 def test_single_task_row_is_the_reference():

@@ -146,18 +146,18 @@ def test_compare_summary_with_comparison_renders(profile_run: Path, tmp_path: Pa
 
     run = tmp_path / "compare"
     shutil.copytree(profile_run, run)
-    # A second method: the ew rows relabelled, with task weights that change over training.
+    # A second method (a loss weighting): the ew rows relabelled, with weights that change.
     steps = list(csv.reader((profile_run / "steps.csv").read_text().splitlines()))
     col = steps[0].index("weight/a")
     with open(run / "steps.csv", "a", newline="", encoding="utf-8") as f:
         out = csv.writer(f)
         for row in steps[1:]:
-            out.writerow(["pcgrad", *row[1:col], str(1 + int(row[2]) / 10), *row[col + 1 :]])
+            out.writerow(["uncertainty", *row[1:col], str(1 + int(row[2]) / 10), *row[col + 1 :]])
     pairs = (profile_run / "pairs.csv").read_text().split("\n", 1)[1]
     with open(run / "pairs.csv", "a", encoding="utf-8") as f:
-        f.write(pairs.replace("ew,", "pcgrad,"))
+        f.write(pairs.replace("ew,", "uncertainty,"))
     b = json.loads((profile_run / "summary.json").read_text())
-    b["runs"][0]["method"] = "pcgrad"
+    b["runs"][0]["method"] = "uncertainty"
     b["runs"][0]["final_loss"] = {t: v * 2 for t, v in b["runs"][0]["final_loss"].items()}
     a = json.loads((profile_run / "summary.json").read_text())
     tasks = a["tasks"]
@@ -193,21 +193,31 @@ def test_compare_summary_with_comparison_renders(profile_run: Path, tmp_path: Pa
             "rows": rows,
             "negative_transfer": [],
             "failed_runs": [],
-            "verdict": "pcgrad <wins> by Δm% (-12.5%).",
+            "verdict": "uncertainty <wins> by Δm% (-12.5%).",
         },
     }
     (run / "summary.json").write_text(json.dumps(summary))
-    assert set(read_steps(run / "steps.csv")["method"]) == {"ew", "pcgrad"}
+    assert set(read_steps(run / "steps.csv")["method"]) == {"ew", "uncertainty"}
     paths = write_report(run)
     assert paths.warnings == []
     names = {p.name for p in paths.plots}
     assert {"final_metrics.png", "pareto.png", "weights.png", "loss_curves.png"} <= names
+    assert paths.plots[0].name == "forest.png"  # the decision plot comes first
     raw = (run / "report.html").read_text()
-    assert "pcgrad &lt;wins&gt; by Δm%" in raw and "Comparison, best first" in raw
-    assert "pcgrad †" in raw  # dominated by a sweep point
+    assert "uncertainty &lt;wins&gt; by Δm%" in raw and "Comparison, best first" in raw
+    assert "uncertainty †" in raw  # dominated by a sweep point
     assert_self_contained(run / "report.html")
     md = (run / "report.md").read_text()
     assert "| # | method | a ↓ | b ↓ | c ↓ | Δm% |" in md
+
+
+def test_only_weighting_methods_have_loss_weight_trajectories():
+    # PCGrad's "weights" (its coefficients on the task gradients) are not loss weights.
+    from mtldiag.report.plots.training import _weighting
+
+    assert _weighting("uncertainty") and _weighting("gradnorm:alpha=1.5")
+    assert not _weighting("pcgrad") and not _weighting("cagrad:c=0.4")
+    assert not _weighting("no_such_method")
 
 
 def test_write_report_without_summary_points_to_mtldiag_report(profile_copy: Path):

@@ -18,8 +18,12 @@ DOC = Path(__file__).parents[2] / "docs" / "run-format.md"
 SAMPLE = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
 
 # Keys the doc shows that these two runs cannot hold: a method's warnings, a rebuilt
-# summary, torchrun, CUDA; and the example task names of the task-keyed dicts.
-OPTIONAL = {"warnings", "rebuilt", "world_size", "backend", "cuda", "gpu"}
+# summary, torchrun, CUDA, an fp16 scaler, missing labels; and the example task names of the
+# task-keyed dicts.
+OPTIONAL = {"warnings", "rebuilt", "world_size", "backend", "cuda", "gpu"} | {
+    "skipped_steps",
+    "present_steps",
+}
 EXAMPLE_NAMES = {"a", "b", "c"}
 
 
@@ -83,6 +87,9 @@ def keys_of(
         add("comparison row", row)
         for cell in row["metric"].values():
             add("mean ± std", cell)
+        for diff in row["per_task"].values():
+            add("task difference", diff)
+    add("first vs second", comp["first_vs_second"])
     for cell in comp["single_task"].values():
         add("mean ± std", cell)
     for f in comp["failed_runs"]:

@@ -44,7 +44,8 @@ def test_open_writes_spec_env_and_the_csv_headers(writer):
     assert json.loads((writer.path / "env.json").read_text()) == ENV
     header = (writer.path / "steps.csv").read_text().splitlines()[0].split(",")
     assert header[:6] == ["method", "seed", "step", "instrumented", "time_ms", "peak_memory_mb"]
-    assert header[6:] == [f"{k}/{t}" for k in ("loss", "grad_norm", "weight") for t in TASKS]
+    per_task = [f"{k}/{t}" for k in ("loss", "grad_norm", "weight") for t in TASKS]
+    assert header[6:] == [*per_task, "lr"]
 
 
 def test_a_written_step_reads_back_equal(writer):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.report.plots.comparison import final_metrics, pareto
+from mtldiag.report.plots.forest import forest
 from mtldiag.report.plots.layers import layer_heatmap
 from mtldiag.report.plots.style import DPI, Style, palette, plt, run_labels
 from mtldiag.report.plots.training import (
@@ -40,13 +41,14 @@ PlotFn = Callable[[RunData, dict[str, Style]], "tuple[Any, str] | None"]
 
 # name, title, function — in the order the report shows them
 PLOTS: list[tuple[str, str, PlotFn]] = [
+    ("forest", "Δm% per method, paired by seed", forest),
     ("loss_curves", "Training loss per task", loss_curves),
     ("final_metrics", "Final metric per task", final_metrics),
     ("pareto", "Task trade-off (Pareto)", pareto),
     ("conflict", "Gradient conflict over training", conflict_over_training),
     ("grad_norm_ratio", "Gradient-norm ratio over training", grad_norm_ratio),
-    ("layer_heatmap", "Conflict per shared layer", layer_heatmap),
-    ("weights", "Task-weight trajectories", weight_trajectories),
+    ("layer_heatmap", "Mean cosine per shared layer", layer_heatmap),
+    ("weights", "Loss-weight trajectories", weight_trajectories),
     ("step_time", "Step time", step_time),
 ]
 

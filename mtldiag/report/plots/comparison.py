@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from mtldiag.analysis.stats import t_quantile
 from mtldiag.report.plots.style import (
-    LOG_SPAN,
     SINGLE_COLOR,
     SWEEP_COLOR,
     Style,
@@ -56,37 +57,44 @@ def _metric_table(
     return list(table), table, hib, evaluation
 
 
+def _half_ci95(std: float, n: int) -> float | None:
+    """Half the Student-t 95 % interval of a mean of ``n`` seeds with sample std ``std``."""
+    return t_quantile(n - 1) * std / math.sqrt(n) if n > 1 else None
+
+
 def final_metrics(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
     labels, table, hib, evaluation = _metric_table(data)
     shown = [x for x in labels if label_kind(x) != "sweep"]
     if len(shown) < 2:
         return None
+    seeds = {
+        r["label"]: int(r.get("seeds") or 0)
+        for r in ((data.summary or {}).get("comparison") or {}).get("rows") or []
+    }
     tasks = data.tasks
-    label_h = 0.3 + 0.045 * max(len(x) for x in shown)  # rotated tick labels, inches
-    width = max(3.6, 0.45 * len(shown) + 1.4)
-    fig, axes = grid(len(tasks), max_cols=4, size=(width, 3.0 + label_h))
+    name_w = 0.4 + 0.065 * max(len(x) for x in shown)
+    fig, axes = grid(len(tasks), max_cols=3, size=(3.4 + name_w, 0.34 * len(shown) + 1.3))
     for ax, t in zip(axes, tasks, strict=True):
         names = [x for x in shown if t in table.get(x, {})]
-        means = [table[x][t][0] for x in names]
-        stds = [table[x][t][1] for x in names]
-        ax.bar(
-            range(len(names)),
-            means,
-            yerr=stds,
-            capsize=3,
-            color=[styles.get(x, Style(SINGLE_COLOR)).color for x in names],
-            edgecolor="black",
-            linewidth=0.4,
-        )
-        ax.set_xticks(range(len(names)), names, rotation=40, ha="right", fontsize=8)
+        for k, x in enumerate(names):
+            mean, std = table[x][t]
+            half = _half_ci95(std, seeds.get(x, 0))
+            color = styles.get(x, Style(SINGLE_COLOR)).color
+            if half is not None:
+                ax.plot([mean - half, mean + half], [k, k], color=color, lw=2)
+            ax.plot([mean], [k], "o", color=color, mec="black", mew=0.5, ms=6)
+        ax.set_yticks(range(len(names)), names, fontsize=8)
+        ax.invert_yaxis()
+        ax.margins(x=0.08)  # the axis fits the data: no bar from 0 hiding 2.236 vs 2.276
         ax.set_title(f"task {t} ({'higher' if hib.get(t) else 'lower'} is better)", fontsize=10)
-        ax.set_ylabel(evaluation)
-        ax.grid(axis="y", alpha=0.3)
-        if means and min(means) > 0 and max(means) / min(means) >= LOG_SPAN:
-            ax.set_yscale("log")
-    fig.suptitle(f"Final {evaluation} per task (mean ± std over seeds)", fontsize=12)
-    adjust(fig, bottom=label_h + 0.1, hspace=(label_h + 0.6) / 3.0)
-    return fig, f"Each method's final {evaluation} per task; error bars are one std over seeds."
+        ax.set_xlabel(evaluation)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Final {evaluation} per task (mean and 95% interval over seeds)", fontsize=12)
+    adjust(fig, left=name_w + 0.2, bottom=0.6, wspace=0.25 + name_w / 3.4)
+    return fig, (
+        f"Each method's final {evaluation} per task: the dot is the mean over seeds, the bar "
+        "its Student-t 95% interval (none with one seed); each axis spans that task's values."
+    )
 
 
 def _front(points: list[tuple[float, float]], hib: tuple[bool, bool]) -> list[tuple[float, float]]:
@@ -120,6 +128,14 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
             st = styles.get(x, Style(SWEEP_COLOR))
             if label_kind(x) == "sweep":
                 sweep_pts.append((ma, mb))
+                ax.annotate(  # which weights: "0.25,0.75"
+                    x.split(":", 1)[1],
+                    (ma, mb),
+                    xytext=(4, -8),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color="#555555",
+                )
                 ax.scatter(
                     [ma],
                     [mb],
@@ -150,10 +166,17 @@ def pareto(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
         ax.set_xlabel(f"{ta} {evaluation} ({'↑' if hib.get(ta) else '↓'} better)")
         ax.set_ylabel(f"{tb} {evaluation} ({'↑' if hib.get(tb) else '↓'} better)")
         ax.grid(alpha=0.3)
-    fig.suptitle("Task trade-off: each method vs the linear-scalarization sweep", fontsize=12)
-    legend(fig, axes)
-    return fig, (
-        "Final metric of one task against another (mean ± std over seeds); the dashed "
-        "line joins the sweep points no other sweep point dominates; a hollow marker is "
-        "a method that a sweep point Pareto-dominates."
+    has_sweep = any(label_kind(x) == "sweep" for x in shown)
+    title = "Task trade-off: each method" + (
+        " vs the linear-scalarization sweep" if has_sweep else " (mean ± std over seeds)"
     )
+    fig.suptitle(title, fontsize=12)
+    legend(fig, axes)
+    caption = "Final metric of one task against another (mean ± std over seeds)."
+    if has_sweep:
+        caption += (
+            " Grey squares are sweep points, labelled with their loss weights; the dashed line "
+            "joins those no other sweep point dominates; a hollow marker is a method that a "
+            "sweep point Pareto-dominates."
+        )
+    return fig, caption

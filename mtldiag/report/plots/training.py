@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtldiag.analysis.numbers import sig
 from mtldiag.engine.gramian import ALL_LAYERS
+from mtldiag.methods import registry
+from mtldiag.methods.base import MethodError
 from mtldiag.report.plots.style import (
     TASK_COLORS,
     Style,
@@ -186,7 +189,9 @@ def weight_trajectories(data: RunData, styles: dict[str, Style]) -> tuple[Any, s
     cols = [f"weight/{t}" for t in tasks]
     movers = []
     for x in styles:
-        if label_kind(x) != "method":
+        # Loss weights mean something only for a weighting method; a Gramian method's
+        # "weights" (PCGrad's 80) are not loss weights and are not drawn as such.
+        if label_kind(x) != "method" or not _weighting(x):
             continue
         w = steps.loc[steps["method"] == x, cols].to_numpy(float)
         if w.size and np.isfinite(w).any() and np.nanmax(np.nanstd(w, axis=0)) > 1e-9:
@@ -205,9 +210,19 @@ def weight_trajectories(data: RunData, styles: dict[str, Style]) -> tuple[Any, s
         ax.set_xlabel("step")
         ax.set_ylabel("task weight")
         ax.grid(alpha=0.3)
-    fig.suptitle("Task-weight trajectories (methods whose weights change)", fontsize=12)
+    fig.suptitle("Loss-weight trajectories (weighting methods whose weights change)", fontsize=12)
     legend(fig, axes)
-    return fig, "The weight each method gave each task's loss, per step (mean over seeds)."
+    return fig, (
+        "The weight each loss-weighting method gave each task's loss, per step (mean over "
+        "seeds); gradient methods (PCGrad, MGDA, ...) do not weight losses and are not shown."
+    )
+
+
+def _weighting(label: str) -> bool:
+    try:
+        return registry.lookup(label.partition(":")[0]).family == "weighting"
+    except MethodError:
+        return False
 
 
 def step_time(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
@@ -250,7 +265,7 @@ def step_time(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None
             px, pv = downsample(sub["step"].to_numpy(float), sub["time_ms"].to_numpy(float))
             ax.plot(px, pv, ".", ms=3, color=color, label=name)
     med = float(np.median(steps["time_ms"]))
-    ax.axhline(med, color="black", lw=0.8, ls="--", label=f"median {med:.3g} ms")
+    ax.axhline(med, color="black", lw=0.8, ls="--", label=f"median {sig(med)} ms")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("step time (ms)")
