@@ -220,8 +220,9 @@ CASES = [
     ("spec-weight", _spec(tasks__a={"loss": "mse", "weight": -1}), 2, "'tasks.a.weight'"),
     ("spec-losses-type", _spec(losses=3), 2, "'losses'"),
     ("spec-shared", _spec(shared=["decoder.*"]), 2, "matches no trainable parameter"),
-    ("spec-optimizer", _spec(optimizer={"name": "sgdd", "lr": 0.1}), 2, "Did you mean 'sgd'"),
-    ("spec-optimizer-kw", _spec(optimizer={"name": "sgd", "lrr": 0.1}), 2, "optimizer 'sgd'"),
+    ("spec-optimizer", _spec(optimizer={"name": "sgdd", "lr": 0.1}), 2, "unknown optimizer 'sgdd'"),
+    ("spec-optimizer-kw", _spec(optimizer={"name": "sgd", "lrr": 0.1}), 2, "'optimizer.lrr'"),
+    ("spec-lr-text", _spec(optimizer={"name": "sgd", "lr": "fast"}), 2, "'optimizer.lr'"),
     ("spec-checks-type", _spec(checks="conflict_rate"), 2, "'checks'"),
     (
         "spec-checks-rule",
