@@ -102,8 +102,12 @@ def test_a_methods_section_leaves_the_spec_name_alone():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("seed", 2**32), ("seed", -1), ("profile", {"steps": 10**9 + 1}), ("profile", {"every": 0})],
+    [("seed", 2**32), ("seed", -1), ("profile", {"steps": 10**9 + 1}), ("profile", {"every": -1})],
 )
 def test_numbers_out_of_bounds_name_their_key(key, value):
     with pytest.raises(SpecError, match=f"'{key}[.a-z]*': must be a whole number from"):
         parse_spec({**SYNTHETIC, key: value})
+
+
+def test_every_zero_means_plain_training_in_the_spec_as_in_python():
+    assert parse_spec({**SYNTHETIC, "profile": {"every": 0}}).profile.every == 0

@@ -69,8 +69,8 @@ def steps(ctx: Where, key: str, value: Any) -> int:
 
 
 def every(ctx: Where, key: str, value: Any) -> int:
-    """Instrument every K-th step: K >= 1 (``every: 1`` instruments them all)."""
-    return whole(ctx, key, value, 1, STEPS_MAX)
+    """Instrument every K-th step (``1``: all of them; ``0``: none, plain training)."""
+    return whole(ctx, key, value, 0, STEPS_MAX)
 
 
 # YAML 1.1 (PyYAML) reads a float only with a dot: `1e-3`, `5e-4` and `1E+2` come back as

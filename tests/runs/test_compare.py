@@ -190,7 +190,7 @@ def test_validation_loader_is_used_when_given(tmp_path: Path):
         ({"seeds": []}, "--seeds is empty"),
         ({"seeds": [1, 1]}, "repeats a seed"),
         ({"steps": 0}, "'--steps': must be a whole number from 1 to"),
-        ({"every": 0}, "'--every': must be a whole number from 1 to"),  # as profile.every
+        ({"every": -1}, "'--every': must be a whole number from 0 to"),  # as compare.every
         ({"seeds": [0, 2**40]}, "'--seeds': must be a whole number from 0 to 4294967295"),
         ({"sweep": -1}, "--sweep must be 0"),
     ],
