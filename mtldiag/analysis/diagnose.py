@@ -49,16 +49,17 @@ def diagnose(
     layers: Sequence[str],
     layer_params: Mapping[str, int] | None = None,
     comparison: Mapping[str, Any] | None = None,
+    space: str = "shared parameters",
 ) -> list[dict[str, Any]]:
     """Findings for one run entry of ``summary.json`` (``layers`` input side first).
 
     ``layer_params`` (the summary's parameter count per layer) weights the layer ranking; with
     a ``comparison`` (a compare summary's), the findings say what it showed instead of
-    suggesting one.
+    suggesting one. ``space``: what the gradients are taken w.r.t., as the findings name it.
     """
     out: list[dict[str, Any]] = []
     out += _loss_scale(run)
-    out += _norm_dominance(run)
+    out += _norm_dominance(run, space)
     pairs = [f for pair in run.get("pairs") or [] for f in pair_findings(pair)]
     out += pairs
     location = []
@@ -131,7 +132,7 @@ def _loss_scale(run: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
+def _norm_dominance(run: dict[str, Any], space: str) -> list[dict[str, Any]]:
     norms = {t: v for t, v in (run.get("grad_norm_mean") or {}).items() if v is not None}
     if len(norms) < 2:
         return []
@@ -142,7 +143,7 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
             finding(
                 "grad_norm_dominance",
                 "critical",
-                f"Task '{small}' has no gradient on the shared parameters.",
+                f"Task '{small}' has no gradient on the {space}.",
                 "Check that its loss depends on the shared trunk.",
                 dominant=big,
                 smallest=small,
@@ -157,7 +158,7 @@ def _norm_dominance(run: dict[str, Any]) -> list[dict[str, Any]]:
         finding(
             "grad_norm_dominance",
             severity,
-            f"Task '{big}' pulls the shared parameters {ratio:.1f}x harder than task '{small}' "
+            f"Task '{big}' pulls the {space} {ratio:.1f}x harder than task '{small}' "
             f"(mean gradient norm {norms[big]:.3g} vs {norms[small]:.3g}).",
             "Equalise gradient magnitudes: gradnorm (learned weights), gradnormalize (unit-norm "
             "task gradients) or imtl; loss-scale weighting helps when the losses differ too.",

@@ -14,6 +14,7 @@ from mtldiag.cli.profile import (
     CLIP_NORM,
     PRECISION,
     SPEC_HELP,
+    print_space,
     training_overrides,
 )
 from mtldiag.cli.progress import make_observer
@@ -21,6 +22,7 @@ from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.errors import MtldiagError
 from mtldiag.runs.compare import run_compare
+from mtldiag.runs.resume import resume_compare
 from mtldiag.spec import load_spec
 
 
@@ -85,6 +87,27 @@ def compare(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    jobs: int | None = typer.Option(
+        None, "--jobs", "-j", help="Worker processes, one device each [spec: compare.jobs, 1]."
+    ),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Finish a stopped comparison in RUN_DIR with its recorded spec and options.",
+    ),
+    executor: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (this machine, --jobs workers) | ray (one Ray task per run).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster to submit to (host:port) [a local Ray]."
+    ),
+    wrt: str | None = typer.Option(
+        None,
+        "--wrt",
+        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
+    ),
     log: str | None = typer.Option(
         None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
     ),
@@ -100,25 +123,37 @@ def compare(
 ) -> None:
     """Train with each balancing method under identical seeds and data; rank them."""
     seed_list = parse_seeds(seeds)  # a malformed option is reported before reading the spec
-    loaded = load_spec(spec, overrides=training_overrides(accumulate, precision, clip_grad_norm))
+    options = {
+        "methods": methods,
+        "seeds": seed_list,
+        "steps": steps,
+        "every": every,
+        "single_task": single_task,
+        "sweep": sweep,
+        "device": device,
+        "wrt": wrt,
+    }
+    how = {"jobs": jobs, "executor": executor, "ray_address": ray_address, "log": log}
+    training = training_overrides(accumulate, precision, clip_grad_norm)
     if rules is not None:
         load_rules(rules)  # a bad rules file is refused before training, not after it
     with make_observer(err_console, quiet or as_json) as obs:
-        result = run_compare(
-            loaded,
-            methods=methods,
-            seeds=seed_list,
-            steps=steps,
-            every=every,
-            single_task=single_task,
-            sweep=sweep,
-            out=out,
-            device=device,
-            observer=obs,
-            log=log,
-        )
+        if resume is not None:
+            if out is not None:
+                raise MtldiagError("--resume continues RUN_DIR: it takes no --out.")
+            if training:
+                raise MtldiagError(
+                    "--resume trains the way the run was recorded: it takes no "
+                    "--accumulate, --precision or --clip-grad-norm."
+                )
+            result = resume_compare(resume, spec, observer=obs, **how, **options)
+        else:
+            loaded = load_spec(spec, overrides=training)
+            result = run_compare(loaded, out=out, observer=obs, **how, **options)
     if not is_main():  # torchrun: rank 0 reports
         return
+    if not (as_json or quiet):
+        print_space(err_console, result.summary)
     render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     runs = result.summary.get("runs") or []
     if runs and not any(r.get("status") == "ok" for r in runs):

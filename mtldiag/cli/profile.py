@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
@@ -78,6 +79,11 @@ def profile(
     baseline: Path | None = typer.Option(
         None, "--baseline", help="Baseline run directory for --check."
     ),
+    wrt: str | None = typer.Option(
+        None,
+        "--wrt",
+        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
+    ),
     log: str | None = typer.Option(
         None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
     ),
@@ -106,16 +112,28 @@ def profile(
             method=method,
             observer=obs,
             preview=preview,
+            wrt=wrt,
             log=log,
         )
     if not is_main():  # torchrun: rank 0 reports
         return
+    if not (as_json or quiet):
+        print_space(err_console, result.summary)
     render_result(console, err_console, result.summary, result.run_dir, as_json, quiet)
     if check or rules is not None or baseline is not None:
         to = err_console if as_json else console
         code = check_and_render(result.run_dir, rules, baseline, None, None, "table", to)
         if code:
             raise typer.Exit(code)
+
+
+def print_space(out: Console, summary: Any) -> None:
+    """Say so when every gradient number is a representation-space one (never mixed)."""
+    if summary.get("jacobian") == "representation":
+        out.print(
+            "[yellow]gradients w.r.t. the shared representation (--wrt representation): norms, "
+            "cosines, conflicts and updates are representation-space numbers[/]"
+        )
 
 
 @app.command()

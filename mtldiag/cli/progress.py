@@ -39,6 +39,10 @@ class RichObserver:
         self.total_runs = total_runs
         self.overall: TaskID | None = None
         self.current: TaskID | None = None
+        # With --jobs N, runs go on side by side: one bar per worker slot, ``focus`` picks the
+        # slot the next callback is about.
+        self._bars: dict[int, tuple[TaskID | None, float, float]] = {}
+        self._slot = 0
         self._t0 = 0.0
         self._last = 0.0
 
@@ -60,6 +64,14 @@ class RichObserver:
             self.overall = self.progress.add_task("all runs", total=runs, rate="", info="")
         elif self.overall is not None:
             self.progress.update(self.overall, total=runs)
+
+    def focus(self, slot: int) -> None:
+        """The next callbacks come from worker ``slot`` (a parallel comparison)."""
+        if slot == self._slot:
+            return
+        self._bars[self._slot] = (self.current, self._t0, self._last)
+        self._slot = slot
+        self.current, self._t0, self._last = self._bars.get(slot, (None, 0.0, 0.0))
 
     def run_started(self, label: str, seed: int, steps: int) -> None:
         if self.current is not None:

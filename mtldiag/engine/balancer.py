@@ -98,8 +98,15 @@ class Balancer:
         )
         self.method.reset(ctx)
 
-    def backward(self, losses: Mapping[str, torch.Tensor]) -> BalanceStep:
-        """Back-propagate ``losses`` ({task: scalar}) through the method; fill ``.grad``."""
+    def backward(
+        self, losses: Mapping[str, torch.Tensor], features: torch.Tensor | None = None
+    ) -> BalanceStep:
+        """Back-propagate ``losses`` ({task: scalar}) through the method; fill ``.grad``.
+
+        ``features``: the shared representation ``z`` the heads read (the trunk's output, not
+        detached). A gradient method then works on the T gradients w.r.t. ``z`` (T backward
+        passes through the heads, one through the trunk: MGDA-UB, LibMTL's ``rep_grad``).
+        """
         if self.tasks is None:
             self._setup(losses)
         assert self.tasks is not None
@@ -122,6 +129,7 @@ class Balancer:
             per_task=False,
             loss_scale=loss_scale,
             micro=self.micro,
+            features=features,
         )
         if not result.complete:
             return BalanceStep(step, detached.tolist(), None, complete=False)

@@ -134,6 +134,7 @@ class GradientProbe:
         self,
         losses: Mapping[str, torch.Tensor | None],
         global_losses: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> ProbeStep:
         """Back-propagate the task losses through the method; fill every ``.grad``.
 
@@ -143,7 +144,9 @@ class GradientProbe:
         Under torchrun (a process group mtldiag started) the per-task gradients are averaged
         across ranks before anything is derived from them, so metrics and update are those of
         the global batch and the same on every rank. ``global_losses``: the losses already
-        averaged across ranks, in task order (else the probe averages them).
+        averaged across ranks, in task order (else the probe averages them). ``features``: the
+        shared representation ``z`` of this forward: per-task gradients, Gramians and metrics are
+        then taken w.r.t. ``z`` (representation mode, see :mod:`mtldiag.engine.representation`).
         """
         if self.engine is None:
             self._setup(losses)
@@ -181,6 +184,7 @@ class GradientProbe:
             ddp_syncs_plain_steps=self.ddp_syncs_plain_steps,
             loss_scale=loss_scale,
             micro=self.micro,
+            features=features,
         )
         if not result.complete:
             return ProbeStep(step, inst, detached.tolist(), None, None, None, complete=False)
@@ -188,7 +192,8 @@ class GradientProbe:
         stack = result.gramians if result.finite else None
         weights = result.weights
         assert result.losses is not None
-        metrics = step_metrics(stack, self.engine.layout) if inst and stack is not None else None
+        layout = result.layout or self.engine.layout  # representation mode: the columns of z
+        metrics = step_metrics(stack, layout) if inst and stack is not None else None
         w_list = None if weights is None else weights.detach().float().cpu().tolist()
         losses_list = result.losses.tolist()
         if partial:

@@ -24,7 +24,8 @@ from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
 from mtldiag.engine.micro import MicroBatches, scaled
-from mtldiag.methods.base import GramianMethod, Method, WeightingMethod
+from mtldiag.engine.representation import RepresentationEngine
+from mtldiag.methods.base import GramianMethod, Method, MethodError, WeightingMethod
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class StepResult:
     complete: bool = True  # False: a micro-batch was added, .grad is not the update yet
     finite: bool = True  # False: inf/NaN per-task gradients under a loss scale; no update
     losses: torch.Tensor | None = None  # (T,) what the method saw: the micro-batches' mean
+    layout: SharedLayout | None = None  # the columns the Gramians are of, if not the engine's
 
 
 def detached_losses(ordered: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -116,6 +118,7 @@ def backward_step(
     ddp_syncs_plain_steps: bool = False,
     loss_scale: float | None = None,
     micro: MicroBatches | None = None,
+    features: torch.Tensor | None = None,
 ) -> StepResult:
     """Back-propagate the T task losses ``ordered`` through ``method``; fill every ``.grad``.
 
@@ -123,7 +126,10 @@ def backward_step(
     torchrun). ``per_task``: take the per-task gradients even for a weighting method (an
     instrumented step); a gradient method always takes them. ``ddp_syncs_plain_steps``: DDP
     already averages a plain backward's ``.grad`` (the trainer wraps the model), so a weighting
-    method's plain step needs no average of its own.
+    method's plain step needs no average of its own. ``features``: the shared representation
+    ``z``: representation mode (:mod:`mtldiag.engine.representation`), where the per-task
+    gradients are taken w.r.t. ``z`` and the direction ``dz`` back-propagated once through the
+    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`.
 
     ``loss_scale``: ``ordered`` were multiplied by it (a ``GradScaler``): the per-task
     gradients are unscaled before Gramians and method, the ``.grad`` written stays scaled for
@@ -147,6 +153,14 @@ def backward_step(
                 micro.weights = weights
         else:
             weights = micro.weights
+    rep = None
+    if features is not None and (per_task or not weighting):
+        if distributed.context() is not None or micro is not None:
+            raise MethodError(
+                "representation gradients run on one process without accumulation: "
+                "drop --wrt representation, or torchrun / accumulate."
+            )
+        rep = RepresentationEngine(features, engine.others)
     if not per_task and weighting:
         assert weights is not None
         # Under torchrun .grad is averaged once, after the last micro-batch.
@@ -154,6 +168,9 @@ def backward_step(
         result = _plain_step(engine, method, ordered, weights, average, loss_scale)
         if micro is not None and not micro.last:
             return StepResult(weights, None, None, complete=False)
+    elif rep is not None:
+        result = _jacobian_step(rep, method, ordered, losses, weights, loss_scale, None)  # type: ignore[arg-type]
+        result = replace(result, layout=rep.layout)
     elif distributed.context() is None and (weighting or isinstance(method, GramianMethod)):
         result = _grads_step(engine, method, ordered, losses, weights, loss_scale, micro)
     else:

@@ -25,7 +25,7 @@ from mtldiag.report.cells import (
     ratio,
     signed,
 )
-from mtldiag.rundir.schema import reference_run
+from mtldiag.rundir.schema import gradient_space, reference_run
 
 # -- which run the one-run tables describe -------------------------------------------------
 
@@ -43,6 +43,13 @@ def _run_title(summary: dict[str, Any], run: dict[str, Any]) -> str:
 
 
 # -- table builders ------------------------------------------------------------------------
+
+
+def _space_title(summary: dict[str, Any]) -> str:
+    """A note in the title when the numbers are representation-space ones."""
+    if gradient_space(summary) == "shared representation":
+        return " (gradients w.r.t. the shared representation z)"
+    return ""
 
 
 def task_data(summary: dict[str, Any]) -> TableData:
@@ -78,7 +85,7 @@ def task_data(summary: dict[str, Any]) -> TableData:
             row.append(num(weight.get(t)))
         rows.append(row)
     return TableData(
-        title="Tasks" + _run_title(summary, run),
+        title="Tasks" + _space_title(summary) + _run_title(summary, run),
         headers=headers,
         rows=rows,
         align=["l"] + ["r"] * (len(headers) - 1),
@@ -108,7 +115,12 @@ def pair_data(summary: dict[str, Any]) -> TableData:
     if with_n:
         notes.append("n = instrumented steps the rate rests on; its Wilson 95% interval")
     return TableData(
-        title="Task pairs (whole shared trunk)" + _run_title(summary, run),
+        title=(
+            "Task pairs (shared representation z)"
+            if gradient_space(summary) == "shared representation"
+            else "Task pairs (whole shared trunk)"
+        )
+        + _run_title(summary, run),
         headers=headers,
         rows=rows,
         align=["l", "l"] + ["r"] * (len(headers) - 2),

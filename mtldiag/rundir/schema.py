@@ -221,6 +221,7 @@ class CompareAsked(TypedDict):
     every: int
     single_task: bool
     sweep: int
+    spec_path: str | None  # the spec file (relative paths in spec.yaml resolve from its folder)
 
 
 class _SummaryRequired(TypedDict):
@@ -246,6 +247,7 @@ class Summary(_SummaryRequired, total=False):
     evaluation: str | None
     comparison: Comparison
     rebuilt: str
+    jacobian: Literal["parameters", "representation"]  # what the per-task gradients are over
 
 
 class _EnvRequired(TypedDict):
@@ -272,6 +274,17 @@ class Env(_EnvRequired, total=False):
 def utc_now() -> str:
     """The ``created`` timestamp: UTC, to the second."""
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def gradient_space(summary: Mapping[str, Any]) -> str:
+    """What a summary's per-task gradients are taken w.r.t., in words for titles and findings.
+
+    Representation-space numbers (``--wrt representation``) are never to read as parameter
+    ones: every title and finding that names the space asks here.
+    """
+    if summary.get("jacobian") == "representation":
+        return "shared representation"
+    return "shared parameters"
 
 
 def new_summary(

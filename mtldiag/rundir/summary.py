@@ -12,7 +12,14 @@ from typing import Any
 
 from mtldiag.analysis.diagnose import diagnose
 from mtldiag.analysis.ranking import comparison_table
-from mtldiag.rundir.schema import Preview, RunEntry, Status, Summary, reference_run
+from mtldiag.rundir.schema import (
+    Preview,
+    RunEntry,
+    Status,
+    Summary,
+    gradient_space,
+    reference_run,
+)
 
 
 def describe(summary: Summary) -> None:
@@ -21,7 +28,11 @@ def describe(summary: Summary) -> None:
     ref = reference_run(summary["runs"], summary["tasks"])
     if ref is not None:
         summary["diagnosis"] = diagnose(
-            dict(ref), summary["layers"], summary.get("layer_params"), summary.get("comparison")
+            dict(ref),
+            summary["layers"],
+            summary.get("layer_params"),
+            summary.get("comparison"),
+            gradient_space(summary),
         )
 
 

@@ -11,7 +11,7 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -114,10 +114,11 @@ class RunWriter:
         self._claimed = False
         self._made = False  # whether claim() created the folder (abandon() may remove it)
 
-    def claim(self) -> Path:
+    def claim(self, resume: bool = False) -> Path:
         """Create (or take) the run directory and lock it for this process, writing nothing
-        in it yet; return its final path. Refuses (exit 2) a folder that already holds a run
-        or that another process is writing. :meth:`open` claims it when not done yet."""
+        in it yet; return its final path. Refuses (exit 2) a folder that another process is
+        writing, or that already holds a run unless ``resume`` (``compare --resume``
+        continues one). :meth:`open` claims it when not done yet."""
         if not self.enabled or self._claimed:
             return self.path
         try:
@@ -129,7 +130,7 @@ class RunWriter:
                 self.path.mkdir(parents=True, exist_ok=True)
             self._lock = lock_directory(self.path)
             held = [f for f in _RECORDS if (self.path / f).exists()]
-            if held:
+            if held and not resume:
                 raise MtldiagError(
                     f"'{self.path}' already holds a run ({', '.join(held)}): writing into it "
                     "would mix two runs.",
@@ -155,24 +156,42 @@ class RunWriter:
             self.path.rmdir()
         self._claimed = False
 
-    def open(self, spec_yaml: str, env: Env) -> None:
-        """Claim the run directory (:meth:`claim`), then write the spec, the environment and
-        the CSV headers."""
+    def open(
+        self, spec_yaml: str, env: Env, keep: Collection[tuple[str, int]] | None = None
+    ) -> None:
+        """Claim the run directory (:meth:`claim`), write spec and environment, start the CSVs
+        with their headers.
+
+        ``keep``: continue this run directory (``compare --resume``): its spec and environment
+        stay, the CSV rows of the ``(method, seed)`` runs in ``keep`` stay and every other row
+        goes (atomically), new rows are appended.
+        """
         if not self.enabled:
             return
-        self.claim()
+        self.claim(resume=keep is not None)
         try:
-            (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
-            (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
-            # Unbuffered: each row goes to the file in one write() of its own (see _append).
-            self._steps = open(self.path / "steps.csv", "wb", buffering=0)  # noqa: SIM115
-            self._pairs = open(self.path / "pairs.csv", "wb", buffering=0)  # noqa: SIM115
+            self._start_files(spec_yaml, env, keep)
         except OSError as exc:
             self.close()
             raise MtldiagError(
                 f"cannot write the run directory '{self.path}': {exc.strerror or exc}.",
                 hint=_OUT_HINT,
             ) from exc
+
+    def _start_files(
+        self, spec_yaml: str, env: Env, keep: Collection[tuple[str, int]] | None
+    ) -> None:
+        append = keep is not None
+        if keep is not None:
+            self._keep_rows({(str(m), str(seed)) for m, seed in keep})
+        mode = "ab" if append else "wb"
+        # Unbuffered: each row goes to the file in one write() of its own (see _append).
+        self._steps = open(self.path / "steps.csv", mode, buffering=0)  # noqa: SIM115
+        self._pairs = open(self.path / "pairs.csv", mode, buffering=0)  # noqa: SIM115
+        if append:
+            return
+        (self.path / "spec.yaml").write_text(spec_yaml, encoding="utf-8")
+        (self.path / "env.json").write_text(json.dumps(env, indent=2), encoding="utf-8")
         t = self.tasks
         self._append(
             self._steps,
@@ -205,6 +224,19 @@ class RunWriter:
                 hint=f"free some space, then `mtldiag report {self.path}` rebuilds the summary "
                 "from the rows written",
             ) from exc
+
+    def _keep_rows(self, keys: set[tuple[str, str]]) -> None:
+        for name in ("steps.csv", "pairs.csv"):
+            path = self.path / name
+            if not path.exists():
+                continue
+            with open(path, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                kept = [r for r in rows[1:] if len(r) > 1 and (r[0], r[1]) in keys]
+                csv.writer(f).writerows(rows[:1] + kept)
+            os.replace(tmp, path)
 
     def write_step(
         self,

@@ -20,18 +20,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mtldiag.analysis.sweep import simplex_weights
-from mtldiag.engine.device import autocast
 from mtldiag.engine.distributed import setup_device
-from mtldiag.errors import Interrupted, MtldiagError, TrainingError, UserCodeError
+from mtldiag.engine.representation import choose_representation, metric_layers
+from mtldiag.errors import Interrupted, MtldiagError
+from mtldiag.methods.base import TaskStats
 from mtldiag.rundir.schema import single_label, sweep_label
 from mtldiag.rundir.summary import conclude_compare
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
-from mtldiag.runs.build import build_loader
-from mtldiag.runs.imports import resolve
-from mtldiag.runs.losses import check_losses, label_stats
+from mtldiag.runs.executors import (
+    Executor,
+    PoolExecutor,
+    RayExecutor,
+    SerialExecutor,
+    worker_devices,
+)
+from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
+from mtldiag.runs.losses import label_stats
 from mtldiag.runs.profile import (
     base_summary,
     close_run,
@@ -39,20 +44,13 @@ from mtldiag.runs.profile import (
     open_run_trackers,
     resolved_spec,
 )
-from mtldiag.runs.train import (
-    Observer,
-    Prepared,
-    move_to,
-    prepare,
-    run_context,
-    train_run,
-)
+from mtldiag.runs.train import Observer, Prepared, prepare, run_context
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
 from mtldiag.spec.values import OPTIONS
 from mtldiag.trackers.factory import parse_sink_names
 from mtldiag.trackers.hub import Trackers
 
-EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
+EXECUTORS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,46 @@ class CompareResult:
 
 
 @dataclass(frozen=True)
-class PlannedRun:
-    label: str
-    seed: int
-    method: MethodSpec
-    tasks: tuple[str, ...] | None = None  # None: all tasks
+class CompareOptions:
+    """What a comparison asks for: recorded as ``summary["compare"]``, reused by ``--resume``."""
+
+    methods: tuple[MethodSpec, ...]
+    seeds: tuple[int, ...]
+    steps: int
+    every: int
+    single_task: bool
+    sweep: int
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "methods": [m.label for m in self.methods],
+            "seeds": list(self.seeds),
+            "steps": self.steps,
+            "every": self.every,
+            "single_task": self.single_task,
+            "sweep": self.sweep,
+        }
+
+
+@dataclass
+class CompareSetup:
+    """A planned comparison: the first run's model (built to find tasks and shared layers), the
+    label statistics every run's method sees, and one job per planned run."""
+
+    spec: Spec
+    options: CompareOptions
+    first: Prepared
+    stats: dict[str, TaskStats]
+    jobs: list[RunJob]
+    representation: str | None = None  # representation mode: the module whose output is z
+
+    @property
+    def tasks(self) -> list[str]:
+        return self.first.tasks
+
+    @property
+    def layers(self) -> list[str]:
+        return metric_layers(self.representation, self.first.selection.layout.layers)
 
 
 def plan_runs(
@@ -93,99 +126,25 @@ def plan_runs(
     return runs
 
 
-def evaluate(
-    spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any, run: dict[str, Any]
-) -> tuple[dict[str, float | None], str]:
-    """Per-task metric of a trained model and which evaluation produced it."""
-    model = prep.model
-    if spec.eval is not None:
-        fn = resolve(spec.eval, spec.base_dir, what="eval")
-        model.eval()
-        try:
-            with torch.no_grad():
-                values = fn(model, val_loader if val_loader is not None else prep.loader)
-        except Exception as exc:
-            raise UserCodeError(f"eval '{spec.eval}' raised {type(exc).__name__}: {exc}") from exc
-        finally:
-            model.train()
-        if not isinstance(values, dict) or set(tasks) - set(values):
-            got = ", ".join(map(str, values)) if isinstance(values, dict) else type(values).__name__
-            raise UserCodeError(
-                f"eval '{spec.eval}' must return {{task: value}} for {', '.join(tasks)}; "
-                f"it returned: {got}."
-            )
-        out: dict[str, float | None] = {}
-        for t in tasks:
-            try:
-                out[t] = float(values[t])
-            except (TypeError, ValueError):
-                raise UserCodeError(
-                    f"eval '{spec.eval}' returned {values[t]!r} for task '{t}'; "
-                    "expected a number (or a one-element tensor)."
-                ) from None
-        return out, "eval_fn"
-    if val_loader is not None:
-        return _val_losses(spec, prep, tasks, val_loader), "val_loss"
-    return {t: run["final_loss"].get(t) for t in tasks}, "train_loss_tail"
-
-
-def _val_losses(
-    spec: Spec, prep: Prepared, tasks: Sequence[str], loader: Any
-) -> dict[str, float | None]:
-    sums = dict.fromkeys(tasks, 0.0)
-    n = 0
-    prep.model.eval()
-    try:
-        with torch.no_grad():
-            for i, batch in enumerate(loader):
-                if i >= EVAL_MAX_BATCHES:
-                    break
-                with autocast(prep.device, spec.precision):
-                    raw = prep.loss_fn(prep.model, move_to(batch, prep.device))
-                losses = check_losses(raw, tasks, require_grad=False)
-                for t in tasks:
-                    sums[t] += float(losses[t])
-                n += 1
-    finally:
-        prep.model.train()
-    if n == 0:
-        raise UserCodeError("the validation loader (data.val) is empty.")
-    return {t: sums[t] / n for t in tasks}
-
-
-def run_compare(
-    spec: Spec | str | Path | None = None,
-    *,
+def compare_options(
+    spec: Spec,
     methods: str | Sequence[Any] | None = None,
     seeds: Sequence[int] | None = None,
     steps: int | None = None,
     every: int | None = None,
     single_task: bool | None = None,
     sweep: int | None = None,
-    out: str | Path | None = None,
-    device: str | None = None,
-    observer: Observer | None = None,
-    log: str | list[str] | None = None,
-) -> CompareResult:
-    """Train with each method (and baselines) and write a comparison run directory.
-
-    Keyword arguments override the spec's ``compare:`` section (``log``: trackers, else the
-    spec's ``log:``). A run that diverges is
-    marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps
-    every finished run and raises :class:`~mtldiag.errors.Interrupted`.
-    """
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
-    if device is not None:
-        spec = replace(spec, device=device, raw={**spec.raw, "device": device})
+) -> CompareOptions:
+    """Step 1, plan: the spec's ``compare:`` section with the caller's overrides, checked."""
     cfg = spec.compare
     if methods is not None:
         # Hyper-parameters from the spec (top-level `methods:` and `compare.hyperparams`)
         # apply to methods named on the command line too.
         section = spec.raw.get("compare") if isinstance(spec.raw.get("compare"), dict) else {}
         hp = {**spec.method_hparams, **(section.get("hyperparams") or {})}
-        method_specs = parse_methods(methods, hp)
+        method_specs = tuple(parse_methods(methods, hp))
     else:
-        method_specs = cfg.methods
+        method_specs = tuple(cfg.methods)
     if not method_specs:
         raise MtldiagError(
             "no methods to compare.",
@@ -200,105 +159,207 @@ def run_compare(
         )
     for ms in method_specs:
         create_method(ms)  # fail on a bad name or hyper-parameter before any training
-    seed_list = list(seeds) if seeds is not None else list(cfg.seeds)
+    seed_list = tuple(seeds) if seeds is not None else tuple(cfg.seeds)
+    if seeds is not None:
+        seed_list = tuple(values.seed(OPTIONS, "--seeds", s) for s in seed_list)
     if not seed_list:
         raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
     if len(set(seed_list)) != len(seed_list):
         raise MtldiagError(
-            f"--seeds repeats a seed: {seed_list}.",
+            f"--seeds repeats a seed: {list(seed_list)}.",
             hint="a repeated seed reruns the very same run; for example --seeds 0,1,2",
         )
-    if seeds is not None:
-        seed_list = [values.seed(OPTIONS, "--seeds", s) for s in seed_list]
-    if steps is not None:
+    # Options are checked by the spec's own bound functions: same values, same words.
+    n_steps = (
         values.steps(OPTIONS, "--steps", steps)
-    if every is not None:
-        values.every(OPTIONS, "--every", every)
-    n_steps = steps if steps is not None else (cfg.steps or spec.profile.steps)
-    n_every = every if every is not None else cfg.every
-    want_single = cfg.single_task if single_task is None else single_task
+        if steps is not None
+        else (cfg.steps or spec.profile.steps)
+    )
+    n_every = values.every(OPTIONS, "--every", every) if every is not None else cfg.every
     n_sweep = cfg.sweep if sweep is None else sweep
     if n_sweep < 0:
         raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
-    dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
+    want_single = cfg.single_task if single_task is None else single_task
+    return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
 
-    first = prepare(spec, seed_list[0], dev)
-    tasks = first.tasks
+
+def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None) -> CompareSetup:
+    """Step 2, prepare: build the first run's model, check every method against it, plan jobs.
+
+    ``wrt``: ``representation`` | ``parameters`` (default: the spec's ``representation:``).
+    """
+    dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
+    first = prepare(spec, options.seeds[0], dev)
+    names = first.selection.layout.names
+    rep = choose_representation(first.model, names, spec.representation, wrt)
     stats = label_stats(spec, first.loader)
-    for ms in method_specs:
+    for ms in options.methods:
         # reset() checks what the run must feed the method (fixed weights naming the
         # spec's tasks, prior losses...): a bad one is bad input, found before any training.
-        create_method(ms).reset(run_context(first, stats, n_steps))
+        create_method(ms).reset(run_context(first, stats, options.steps))
     sweep_w: list[list[float]] = []
-    if n_sweep:
-        sweep_w = [list(map(float, w)) for w in simplex_weights(len(tasks), n_sweep, seed_list[0])]
-    plan = plan_runs(method_specs, seed_list, tasks, want_single, sweep_w)
-    val_ref = spec.val
+    if options.sweep:
+        weights = simplex_weights(len(first.tasks), options.sweep, options.seeds[0])
+        sweep_w = [list(map(float, w)) for w in weights]
+    plan = plan_runs(options.methods, options.seeds, first.tasks, options.single_task, sweep_w)
+    shared = names_only(first.selection)
+    tasks = tuple(first.tasks)
+    jobs = [
+        RunJob(i, pr, spec, options.steps, options.every, stats, shared, tasks, str(dev), None, rep)
+        for i, pr in enumerate(plan)
+    ]
+    return CompareSetup(spec, options, first, stats, jobs, rep)
 
+
+def make_executor(
+    spec: Spec, jobs: int = 1, executor: str = "local", ray_address: str | None = None
+) -> Executor:
+    """``local`` with one job: in this process; with N: N worker processes; ``ray``: Ray tasks.
+
+    Called before anything is built, so that bad execution options (``--jobs 0``, more jobs
+    than a pinned device, an unreachable Ray cluster) cost nothing.
+    """
+    if executor == "ray":
+        ray = RayExecutor(ray_address)
+        ray.connect()
+        return ray
+    if executor not in EXECUTORS:
+        raise MtldiagError(f"--executor '{executor}' is not an executor.", hint="use local or ray")
+    devices = worker_devices(spec.device, jobs)
+    return SerialExecutor() if jobs == 1 else PoolExecutor(devices)
+
+
+def open_compare_dir(
+    setup: CompareSetup,
+    out: str | Path | None,
+    kept: Sequence[dict[str, Any]] = (),
+    resume: bool = False,
+    log: str | list[str] | None = None,
+) -> tuple[RunWriter, dict[str, Any], Trackers]:
+    """Step 3a: the run directory (a new one, or, ``resume``, one whose ``kept`` runs stay)
+    and the trackers (``log``, else the spec's ``log:``)."""
+    spec = setup.spec
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
-    resolved = {
-        "methods": [m.label for m in method_specs],
-        "seeds": seed_list,
-        "steps": n_steps,
-        "every": n_every,
-        "single_task": want_single,
-        "sweep": n_sweep,
-    }
     names = parse_sink_names(log) if log is not None else spec.log
     # A default name is made unique when the folder is created; --out is taken as given. The
     # folder is claimed (empty, locked) before the trackers open: TensorBoard writes inside it.
-    writer = RunWriter(run_dir, tasks, fresh=out is None)
-    run_dir = writer.claim()
-    trackers = open_run_trackers(writer, names, spec, "compare", resolved)
-    writer.open(spec_to_yaml(resolved_spec(spec, "compare", resolved)), environment(dev))
-    summary = base_summary(spec, "compare", tasks, first.selection.layout, str(dev))
-    summary["compare"] = resolved
-    evaluation = None
+    writer = RunWriter(run_dir, setup.tasks, fresh=out is None)
+    writer.claim(resume=resume)
+    recorded = setup.options.record()
+    trackers = open_run_trackers(writer, names, spec, "compare", recorded)
+    keep = [(r["method"], r["seed"]) for r in kept] if resume else None
+    resolved = resolved_spec(spec, "compare", recorded)
+    writer.open(spec_to_yaml(resolved), environment(setup.first.device), keep)
+    summary = base_summary(
+        spec,
+        "compare",
+        setup.tasks,
+        setup.first.selection.layout,
+        str(setup.first.device),
+        setup.representation,
+    )
+    summary["compare"] = {
+        **setup.options.record(),
+        "spec_path": str(spec.path) if spec.path is not None else None,
+    }
+    summary["jacobian"] = "representation" if setup.representation else "parameters"
+    summary["runs"] = list(kept)
+    return writer, summary, trackers
+
+
+def execute_compare(
+    setup: CompareSetup,
+    executor: Executor,
+    writer: RunWriter,
+    summary: dict[str, Any],
+    observer: Observer | None = None,
+    trackers: Trackers | None = None,
+) -> CompareResult:
+    """Step 3b-4, execute and finish: run every job whose run is not in ``summary`` yet.
+
+    Runs land in ``summary["runs"]`` in plan order whatever order they finish in, and
+    ``summary.json`` is rewritten (status ``interrupted``) after each, so a killed comparison
+    keeps its finished runs for ``--resume``. Ctrl-C keeps them too and raises
+    :class:`~mtldiag.errors.Interrupted`. ``trackers`` get every step of an in-process run;
+    from worker processes or Ray tasks, each run's summary entry as it comes back.
+    """
+    trackers = trackers or Trackers()
+    in_process = isinstance(executor, SerialExecutor)
+    if in_process:
+        executor.trackers = trackers
+    order = {(j.run.label, j.run.seed): j.index for j in setup.jobs}
+    done = {(r["method"], r["seed"]) for r in summary["runs"]}
+    todo = [j for j in setup.jobs if (j.run.label, j.run.seed) not in done]
+    evaluation: list[str | None] = [summary.get("evaluation")]
+
+    def on_done(outcome: JobOutcome) -> None:
+        if not in_process:  # the serial executor started and ended the tracker run itself
+            job = setup.jobs[outcome.index]
+            trackers.start_run(job.run.label, job.run.seed, list(job.run.tasks or job.tasks))
+            trackers.end_run(outcome.run)
+        summary["runs"].append(outcome.run)
+        summary["runs"].sort(key=lambda r: order.get((r["method"], r["seed"]), len(order)))
+        if outcome.evaluation is not None:
+            evaluation[0] = outcome.evaluation
+        writer.write_summary({**summary, "status": "interrupted", "evaluation": evaluation[0]})
+
     if hasattr(observer, "set_total"):
-        observer.set_total(len(plan))  # type: ignore[union-attr]
+        observer.set_total(len(todo))  # type: ignore[union-attr]
+    spec = setup.spec
     try:
-        for pr in plan:
-            prep = first if (pr is plan[0]) else prepare(spec, pr.seed, dev, shared=first.selection)
-            method = create_method(pr.method)
-            run_tasks = list(pr.tasks) if pr.tasks else tasks
-            trackers.start_run(pr.label, pr.seed, run_tasks)
-            try:
-                run = train_run(
-                    prep,
-                    method,
-                    pr.label,
-                    n_steps,
-                    n_every,
-                    writer,
-                    observer,
-                    tasks=pr.tasks,
-                    stats=stats,
-                    trackers=trackers,
-                )
-            except TrainingError as exc:
-                run = exc.run_result  # type: ignore[attr-defined]
-                summary["runs"].append(run)
-                trackers.end_run(run)
-                continue
-            val_loader = build_loader(spec, pr.seed, val_ref) if val_ref is not None else None
-            metrics, evaluation = evaluate(spec, prep, run_tasks, val_loader, run)
-            run["metrics"] = metrics
-            summary["runs"].append(run)
-            trackers.end_run(run)
-    except KeyboardInterrupt as exc:
-        partial = getattr(exc, "run_result", None)
-        if partial is not None:
-            summary["runs"].append(partial)
-        trackers.end_run(partial)
-        _finish(writer, summary, spec, tasks, evaluation, "interrupted", trackers)
+        executor.execute(todo, writer, observer, on_done)
+    except KeyboardInterrupt:
+        _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted", trackers)
         raise Interrupted(
-            f"interrupted; {len(summary['runs'])} run(s) are kept in {run_dir}.",
-            hint=f"mtldiag report {run_dir} rebuilds the report from them",
+            f"interrupted; {len(summary['runs'])} run(s) are kept in {writer.path}.",
+            hint=f"mtldiag compare --resume {writer.path} runs the others",
         ) from None
     finally:
         writer.close()
-    _finish(writer, summary, spec, tasks, evaluation, "complete", trackers)
-    return CompareResult(run_dir, summary)
+    _finish(writer, summary, spec, setup.tasks, evaluation[0], "complete", trackers)
+    return CompareResult(writer.path, summary)
+
+
+def run_compare(
+    spec: Spec | str | Path | None = None,
+    *,
+    methods: str | Sequence[Any] | None = None,
+    seeds: Sequence[int] | None = None,
+    steps: int | None = None,
+    every: int | None = None,
+    single_task: bool | None = None,
+    sweep: int | None = None,
+    out: str | Path | None = None,
+    device: str | None = None,
+    observer: Observer | None = None,
+    jobs: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    wrt: str | None = None,
+    log: str | list[str] | None = None,
+) -> CompareResult:
+    """Train with each method (and baselines) and write a comparison run directory.
+
+    Keyword arguments override the spec's ``compare:`` section. ``jobs``: worker processes on
+    this machine (spec ``compare.jobs``, default 1: in this process); ``executor="ray"``: Ray
+    tasks on the cluster at ``ray_address`` (default: a local Ray). A run that diverges is
+    marked failed (step and task in its ``error``) and the others go on; Ctrl-C keeps every
+    finished run and raises :class:`~mtldiag.errors.Interrupted`. ``wrt``: ``representation``
+    runs every method on the gradients w.r.t. the spec's ``representation:`` module (default
+    ``auto``), ``parameters`` on the shared parameters. ``log``: trackers, else the spec's
+    ``log:``.
+    """
+    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+    if device is not None:
+        spec = replace(spec, device=device, raw={**spec.raw, "device": device})
+    options = compare_options(spec, methods, seeds, steps, every, single_task, sweep)
+    n_jobs = jobs if jobs is not None else spec.compare.jobs
+    runner = make_executor(spec, n_jobs, executor, ray_address)
+    setup = prepare_compare(spec, options, wrt)
+    if isinstance(runner, SerialExecutor):
+        runner.first = setup.first  # the model built to plan is the first run's: reuse it
+    writer, summary, trackers = open_compare_dir(setup, out, log=log)
+    return execute_compare(setup, runner, writer, summary, observer, trackers)
 
 
 def _finish(

@@ -12,6 +12,7 @@ from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.jacobian import SharedLayout
+from mtldiag.engine.representation import choose_representation, metric_layers
 from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
@@ -43,8 +44,16 @@ def base_summary(
     tasks: list[str],
     layout: SharedLayout,
     device: str,
+    representation: str | None = None,
 ) -> Summary:
-    """The summary of a run directory of ``spec`` before any run ended."""
+    """The summary of a run directory of ``spec`` before any run ended.
+
+    ``representation``: the module whose output the metrics are taken on (one "layer", whose
+    size the layer ranking does not weigh); None: the shared parameters' layers and sizes.
+    """
+    if representation:
+        layers = metric_layers(representation, layout.layers)
+        return new_summary(kind, spec.name, tasks, layers, device)
     sizes = dict(zip(layout.layers, layout.layer_sizes, strict=True))
     return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
 
@@ -92,13 +101,15 @@ def run_profile(
     observer: Observer | None = None,
     preview: bool = False,
     log: str | list[str] | None = None,
+    wrt: str | None = None,
 ) -> ProfileResult:
     """Profile ``spec`` (a path, a :class:`Spec`, or ``mtldiag.yaml``): train, record, diagnose.
 
     Keyword arguments override the spec (``log``: trackers, e.g. ``"tensorboard,mlflow"``,
     else the spec's ``log:``). On a NaN loss raises :class:`TrainingError`, on
     Ctrl-C :class:`Interrupted`; in both cases ``summary.json`` of the steps done is written
-    first and the message names the run directory.
+    first and the message names the run directory. ``wrt``: ``representation`` or
+    ``parameters`` (default: the spec's ``representation:``, else parameters).
     """
     spec = _as_spec(spec)
     raw_over: dict[str, Any] = {}
@@ -115,6 +126,7 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
+    rep = choose_representation(prep.model, prep.selection.layout.names, spec.representation, wrt)
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))
@@ -127,8 +139,9 @@ def run_profile(
     run_dir = writer.claim()
     trackers = open_run_trackers(writer, names, spec, "profile", resolved)
     writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
-    summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev))
+    summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev), rep)
     summary["profile"] = resolved
+    summary["jacobian"] = "representation" if rep else "parameters"
 
     preview_acc = (
         PreviewAccumulator(prep.tasks, dtype=prep.selection.layout.params[0].dtype)
@@ -155,6 +168,7 @@ def run_profile(
             on_probe=on_probe,
             stats=stats,
             trackers=trackers,
+            representation=rep,
         )
     except TrainingError as exc:
         _finish(writer, summary, exc.run_result, "failed", preview_acc, trackers)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, peak_memory_mb, reset_peak_memory
 from mtldiag.engine.gramian import ALL_LAYERS
 from mtldiag.engine.probe import GradientProbe, ProbeStep
+from mtldiag.engine.representation import RepresentationHook, metric_layers
 from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
 from mtldiag.methods.base import Method, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
@@ -74,6 +75,7 @@ class _Loop:
     timer: StepTimer
     distributed: bool
     weighting: bool
+    hook: RepresentationHook | None = None  # captures z in representation mode
     epoch: int = 0  # the loader pass the last scheduler step saw (interval: epoch)
 
 
@@ -97,6 +99,7 @@ def train_run(
     tasks: Sequence[str] | None = None,
     stats: dict[str, TaskStats] | None = None,
     on_probe: Callable[[ProbeStep], None] | None = None,
+    representation: str | None = None,
     trackers: Trackers | None = None,
 ) -> dict[str, Any]:
     """Train ``prep.model`` for ``steps`` optimizer steps with ``method``; return the run's
@@ -106,11 +109,16 @@ def train_run(
     :class:`TrainingError` after recording the step; Ctrl-C propagates. ``trackers`` get
     every step next to the run directory's row. In both cases the
     rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
-    the summary entry of the steps done.
+    the summary entry of the steps done. ``representation``: the module whose output is the
+    shared representation ``z`` (representation mode; its metrics have one layer).
     """
     observer = observer or NullObserver()
-    loop = _start(prep, method, label, steps, every, list(tasks or prep.tasks), stats)
+    loop = _start(
+        prep, method, label, steps, every, list(tasks or prep.tasks), stats, representation
+    )
     observer.run_started(label, prep.seed, steps)
+    if loop.hook is not None:
+        loop.hook.__enter__()
     try:
         for step in range(steps):
             try:
@@ -136,6 +144,9 @@ def train_run(
         loop.acc.fail("interrupted", "interrupted by the user (Ctrl-C)")
         exc.run_result = _result(loop, method)  # type: ignore[attr-defined]
         raise
+    finally:
+        if loop.hook is not None:
+            loop.hook.__exit__(None, None, None)  # a forward hook must not outlive its run
     out = _result(loop, method)
     observer.run_finished(out)
     return out
@@ -149,6 +160,7 @@ def _start(
     every: int,
     run_tasks: list[str],
     stats: dict[str, TaskStats] | None,
+    representation: str | None = None,
 ) -> _Loop:
     """Optimizer, scheduler, scaler, probe and accumulator of one run; the model in train mode."""
     spec, device = prep.spec, prep.device
@@ -175,7 +187,7 @@ def _start(
     # Plain steps of a weighting method back-propagate through DDP (its all-reduce averages
     # every .grad); the other steps forward under no_sync and the probe averages J itself.
     probe.ddp_syncs_plain_steps = dctx is not None
-    layers = [ALL_LAYERS, *prep.selection.layout.layers]
+    layers = [ALL_LAYERS, *metric_layers(representation, prep.selection.layout.layers)]
     loop = _Loop(
         prep=prep,
         label=label,
@@ -190,6 +202,7 @@ def _start(
         timer=StepTimer(device),
         distributed=dctx is not None,
         weighting=isinstance(method, WeightingMethod),
+        hook=RepresentationHook(prep.model, representation) if representation else None,
     )
     reset_peak_memory(device)
     prep.model.train()
@@ -239,7 +252,11 @@ def _micro_batch(
     logged = [None if v is None else next(present) for v in losses.values()]
     _stop_on_bad_loss(loop, step, logged, writer)
     try:
-        return loop.probe.backward(losses, global_losses=values if loop.distributed else None)
+        return loop.probe.backward(
+            losses,
+            global_losses=values if loop.distributed else None,
+            features=loop.hook.output if loop.hook is not None else None,
+        )
     except (MtldiagError, KeyboardInterrupt):
         raise
     except Exception as exc:

@@ -85,6 +85,7 @@ class CompareSpec:
     every: int = 10
     single_task: bool = False
     sweep: int = 0
+    jobs: int = 1  # worker processes for the (method, seed) runs (how, not what: not recorded)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,9 @@ class Spec:
     method_hparams: dict[str, dict[str, Any]]
     raw: dict[str, Any]
     path: Path | None = None
+    # The module whose output is the shared representation z (or "auto"): gradient methods and
+    # the diagnostics then work on dL_i/dz (mtldiag.engine.representation). None: parameters.
+    representation: str | None = None
     log: tuple[str, ...] = ()  # trackers: tensorboard, mlflow, wandb
     scheduler: SchedulerSpec | None = None
     train: TrainSpec = field(default_factory=TrainSpec)

@@ -45,6 +45,7 @@ _TOP_KEYS = (
     "compare",
     "checks",
     "eval",
+    "representation",
     "method",
     "methods",
     "scheduler",
@@ -58,7 +59,16 @@ _FACTORY_KEYS = ("factory", "kwargs")
 _DATA_KEYS = ("factory", "kwargs", "val")
 _TASK_KEYS = ("output", "target", "loss", "weight", "higher_is_better", "loss_kwargs")
 _PROFILE_KEYS = ("steps", "every", "method")
-_COMPARE_KEYS = ("methods", "steps", "seeds", "every", "single_task", "sweep", "hyperparams")
+_COMPARE_KEYS = (
+    "methods",
+    "steps",
+    "seeds",
+    "every",
+    "single_task",
+    "sweep",
+    "hyperparams",
+    "jobs",
+)
 
 
 def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Spec:
@@ -159,7 +169,15 @@ def parse_spec(
         scheduler=scheduler,
         train=train,
         log=_log(ctx, data.get("log")),
+        representation=_representation(ctx, data.get("representation")),
     )
+
+
+def _representation(ctx: Where, value: Any) -> str | None:
+    """``representation:``: the module whose output is the shared ``z``, or ``auto``."""
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ctx.err("representation", "must be a module name (e.g. 'trunk') or 'auto'.")
+    return value
 
 
 def _log(ctx: Where, value: Any) -> tuple[str, ...]:
@@ -340,8 +358,9 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
     seeds = [values.seed(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
     every = values.every(ctx, "compare.every", section.get("every", 10))
     sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
+    jobs = whole(ctx, "compare.jobs", section.get("jobs", 1), minimum=1)
     single = boolean(ctx, "compare.single_task", section.get("single_task", False))
-    return CompareSpec(methods, steps, tuple(seeds), every, single, sweep)
+    return CompareSpec(methods, steps, tuple(seeds), every, single, sweep, jobs)
 
 
 def spec_to_yaml(spec: Spec) -> str:

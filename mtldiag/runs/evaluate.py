@@ -1,0 +1,79 @@
+"""A trained run's per-task metric: the spec's ``eval`` function, else the validation loss,
+else the training-loss tail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from mtldiag.engine.device import autocast
+from mtldiag.errors import UserCodeError
+from mtldiag.runs.build import move_to
+from mtldiag.runs.imports import resolve
+from mtldiag.runs.losses import check_losses
+from mtldiag.runs.train import Prepared
+from mtldiag.spec import Spec
+
+EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
+
+
+def evaluate(
+    spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any, run: dict[str, Any]
+) -> tuple[dict[str, float | None], str]:
+    """Per-task metric of a trained model and which evaluation produced it."""
+    model = prep.model
+    if spec.eval is not None:
+        fn = resolve(spec.eval, spec.base_dir, what="eval")
+        model.eval()
+        try:
+            with torch.no_grad():
+                values = fn(model, val_loader if val_loader is not None else prep.loader)
+        except Exception as exc:
+            raise UserCodeError(f"eval '{spec.eval}' raised {type(exc).__name__}: {exc}") from exc
+        finally:
+            model.train()
+        if not isinstance(values, dict) or set(tasks) - set(values):
+            got = ", ".join(map(str, values)) if isinstance(values, dict) else type(values).__name__
+            raise UserCodeError(
+                f"eval '{spec.eval}' must return {{task: value}} for {', '.join(tasks)}; "
+                f"it returned: {got}."
+            )
+        out: dict[str, float | None] = {}
+        for t in tasks:
+            try:
+                out[t] = float(values[t])
+            except (TypeError, ValueError):
+                raise UserCodeError(
+                    f"eval '{spec.eval}' returned {values[t]!r} for task '{t}'; "
+                    "expected a number (or a one-element tensor)."
+                ) from None
+        return out, "eval_fn"
+    if val_loader is not None:
+        return _val_losses(spec, prep, tasks, val_loader), "val_loss"
+    return {t: run["final_loss"].get(t) for t in tasks}, "train_loss_tail"
+
+
+def _val_losses(
+    spec: Spec, prep: Prepared, tasks: Sequence[str], loader: Any
+) -> dict[str, float | None]:
+    sums = dict.fromkeys(tasks, 0.0)
+    n = 0
+    prep.model.eval()
+    try:
+        with torch.no_grad():
+            for i, batch in enumerate(loader):
+                if i >= EVAL_MAX_BATCHES:
+                    break
+                with autocast(prep.device, spec.precision):
+                    raw = prep.loss_fn(prep.model, move_to(batch, prep.device))
+                losses = check_losses(raw, tasks, require_grad=False)
+                for t in tasks:
+                    sums[t] += float(losses[t])
+                n += 1
+    finally:
+        prep.model.train()
+    if n == 0:
+        raise UserCodeError("the validation loader (data.val) is empty.")
+    return {t: sums[t] / n for t in tasks}
