@@ -150,9 +150,11 @@ class RunWriter:
 
     def abandon(self) -> None:
         """Give the folder back before anything was written (a tracker that cannot start):
-        unlocked, and removed when this writer made it and it is still empty."""
+        unlocked, and removed when this writer made it, locked it and it is still empty. (A
+        writer refused the lock never removes it: the folder is the other process's.)"""
+        held = self._lock is not None
         self.close()
-        if self._made and self.path.is_dir() and not any(self.path.iterdir()):
+        if held and self._made and self.path.is_dir() and not any(self.path.iterdir()):
             self.path.rmdir()
         self._claimed = False
 
