@@ -34,6 +34,13 @@ class TrainingError(MtldiagError):
     exit_code = 1
 
 
+class RecordsError(MtldiagError):
+    """The run directory cannot be written any more (a full disk, a folder removed): the run
+    stops; the rows already written are whole and ``mtldiag report`` rebuilds from them."""
+
+    exit_code = 1
+
+
 class Interrupted(MtldiagError):
     """Ctrl-C during a run; the records so far are kept."""
 

@@ -93,3 +93,21 @@ def test_method_hyperparameters_reach_every_alias_of_the_method():
 def test_misspelled_method_under_methods_is_an_error():
     with pytest.raises(SpecError, match="methods.pcgard.*Did you mean 'pcgrad'"):
         parse_spec({**SYNTHETIC, "methods": {"pcgard": {"reduction": "mean"}}})
+
+
+def test_a_methods_section_leaves_the_spec_name_alone():
+    spec = parse_spec({**SYNTHETIC, "methods": {"gradnorm": {"alpha": 1.5}}})
+    assert spec.name == "synth"  # it once took the last method's name, and so the run folder
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("seed", 2**32), ("seed", -1), ("profile", {"steps": 10**9 + 1}), ("profile", {"every": -1})],
+)
+def test_numbers_out_of_bounds_name_their_key(key, value):
+    with pytest.raises(SpecError, match=f"'{key}[.a-z]*': must be a whole number from"):
+        parse_spec({**SYNTHETIC, key: value})
+
+
+def test_every_zero_means_plain_training_in_the_spec_as_in_python():
+    assert parse_spec({**SYNTHETIC, "profile": {"every": 0}}).profile.every == 0

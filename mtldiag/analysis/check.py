@@ -162,6 +162,11 @@ def _summary_error(exc: SummaryError, path: Path, role: str) -> CheckError:
             f"{role} summary '{exc.file}' is not valid JSON ({exc.detail}).",
             hint=f"`mtldiag report {exc.file.parent}` rebuilds it",
         )
+    if exc.reason == "wrong_types":
+        return CheckError(
+            f"{role} summary '{exc.file}' is damaged: {exc.detail}",
+            hint=f"`mtldiag report {exc.file.parent} --rebuild` rebuilds it from the CSVs",
+        )
     return CheckError(f"'{exc.file}' is not an mtldiag summary (no 'schema: mtldiag.summary/...').")
 
 

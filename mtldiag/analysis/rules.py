@@ -228,10 +228,22 @@ def parse_rules(data: Any, source: str = "rules") -> tuple[Rule, ...]:
 def load_rules(path: str | Path) -> tuple[Rule, ...]:
     """Read a YAML rules file."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckError(
+            f"rules file '{path}' is a directory, not a YAML rules file.",
+            hint="pass the file, e.g. --rules sample_configs/rules.yaml",
+        )
     if not path.is_file():
         raise CheckError(f"rules file '{path}' does not exist.", hint="check the --rules path")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CheckError(
+            f"rules file '{path}' is not UTF-8 text (byte {exc.start}): is it the right file?",
+            hint="a rules file is YAML, e.g. sample_configs/rules.yaml",
+        ) from None
+    except OSError as exc:
+        raise CheckError(f"cannot read rules file '{path}': {exc.strerror}.") from None
     except yaml.YAMLError as exc:
         raise CheckError(
             f"rules file '{path}' is not valid YAML: {str(exc).splitlines()[0]}."
@@ -253,7 +265,7 @@ def rules_from_run(run: str | Path) -> tuple[Rule, ...]:
         )
     try:
         data = yaml.safe_load(spec.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
+    except (yaml.YAMLError, UnicodeDecodeError):
         raise CheckError(f"'{spec}' is not valid YAML.", hint=hint) from None
     if not isinstance(data, dict) or not data.get("checks"):
         raise CheckError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -100,23 +101,34 @@ def guarded(fn: F) -> F:
             everywhere = isinstance(exc, TrainingError | Interrupted)
             if not distributed.failure(exc.message, exc.hint, exc.exit_code, everywhere):
                 raise typer.Exit(code=exc.exit_code) from None
-            if debug_enabled():
-                raise
+            _traceback_if_debug()
             raise fail(exc.message, exc.hint, code=exc.exit_code) from None
         except KeyboardInterrupt:
             if not distributed.failure("interrupted (Ctrl-C).", None, 130, everywhere=True):
                 raise typer.Exit(code=130) from None
-            if debug_enabled():
-                raise
+            _traceback_if_debug()
             raise fail("interrupted (Ctrl-C).", code=130) from None
         except Exception as exc:
-            if not distributed.failure(f"{type(exc).__name__}: {exc}", None, 1):
+            # Not a domain error: a bug of ours. One line still, and the way to the traceback.
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            if not distributed.failure(message, _BUG_HINT, 1):
                 raise typer.Exit(code=1) from None
-            raise
+            _traceback_if_debug()
+            raise fail(message, _BUG_HINT, code=1) from None
         finally:
             distributed.finish()
 
     return wrapper  # type: ignore[return-value]
+
+
+_BUG_HINT = "this is a bug in mtldiag: rerun with --debug and report the traceback"
+
+
+def _traceback_if_debug() -> None:
+    """Under --debug, the traceback on stderr before the one-line error; the exit code is the
+    one the error carries either way (a script testing for 2 sees 2 with --debug too)."""
+    if debug_enabled():
+        err_console.file.write(traceback.format_exc())
 
 
 def _speak(message: str, hint: str | None, code: int) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
 from mtldiag.cli.profile import (
@@ -134,6 +135,8 @@ def compare(
     }
     how = {"jobs": jobs, "executor": executor, "ray_address": ray_address, "log": log}
     training = training_overrides(accumulate, precision, clip_grad_norm)
+    if rules is not None:
+        load_rules(rules)  # a bad rules file is refused before training, not after it
     with make_observer(err_console, quiet or as_json) as obs:
         if resume is not None:
             if out is not None:

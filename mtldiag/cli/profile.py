@@ -7,8 +7,10 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.check import check_and_render
 from mtldiag.cli.progress import make_observer
@@ -97,6 +99,8 @@ def profile(
 ) -> None:
     """Train with instrumented steps and tell why the tasks fight."""
     loaded = load_spec(spec, overrides=training_overrides(accumulate, precision, clip_grad_norm))
+    if rules is not None:
+        load_rules(rules)  # a bad rules file is refused before training, not after it
     with make_observer(err_console, quiet or as_json) as obs:
         result = run_profile(
             loaded,
@@ -144,13 +148,13 @@ def validate(
     table.add_column("layer")
     table.add_column("parameters", justify="right")
     table.add_column("tasks reaching it")
-    for row in report["layers"]:
-        table.add_row(row["layer"], f"{row['numel']:,}", ", ".join(row["tasks"]))
+    for row in report["layers"]:  # names are the user's: escaped, a task 'c[/]' is no markup
+        table.add_row(escape(row["layer"]), f"{row['numel']:,}", escape(", ".join(row["tasks"])))
     losses = Table(title="Task losses on one batch", title_justify="left", min_width=30)
     losses.add_column("task")
     losses.add_column("loss", justify="right")
     for t, v in report["losses"].items():
-        losses.add_row(t, f"{v:.4g}")
+        losses.add_row(escape(t), f"{v:.4g}")
     console.print(losses)
     console.print(table)
     _summary_line(report)

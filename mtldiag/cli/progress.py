@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -75,7 +76,8 @@ class RichObserver:
     def run_started(self, label: str, seed: int, steps: int) -> None:
         if self.current is not None:
             self.progress.remove_task(self.current)
-        desc = f"{label} (seed {seed})" if self.total_runs > 1 else label
+        # Labels and task names are the user's text: a task named 'c[/]' is not Rich markup.
+        desc = escape(f"{label} (seed {seed})" if self.total_runs > 1 else label)
         self.current = self.progress.add_task(desc, total=steps, rate="", info="")
         self._t0 = self._last = time.perf_counter()
 
@@ -88,14 +90,14 @@ class RichObserver:
         self._last = now
         rate = (step + 1) / max(now - self._t0, 1e-9)
         shown = [(t, v) for t, v in losses.items() if v is not None][:4]  # None: no labels
-        info = "  ".join(f"{t}={v:.3g}" for t, v in shown)
+        info = escape("  ".join(f"{t}={v:.3g}" for t, v in shown))
         self.progress.update(self.current, advance=1, rate=f"{rate:.1f} steps/s", info=info)
 
     def run_finished(self, result: dict[str, Any]) -> None:
         if self.current is not None:
             status = result.get("status", "ok")
             if status != "ok":
-                self.progress.update(self.current, info=f"[red]{status}[/]")
+                self.progress.update(self.current, info=f"[red]{escape(str(status))}[/]")
         if self.overall is not None:
             self.progress.advance(self.overall)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtldiag.errors import MtldiagError
+from mtldiag.errors import MtldiagError, RecordsError
 from mtldiag.report.write import ReportPaths, write_report
 from mtldiag.rundir.load import HINT, load_run
 from mtldiag.rundir.rebuild import rebuild_summary
@@ -20,7 +20,8 @@ class BuiltReport:
     summary: dict[str, Any]
     summary_path: Path
     rebuilt: bool
-    paths: ReportPaths
+    paths: ReportPaths | None  # None: the folder could not be written (see ``not_written``)
+    not_written: str | None = None
 
 
 def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
@@ -30,6 +31,11 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
     Raises :class:`MtldiagError` when the folder is missing or has nothing to report.
     """
     data = load_run(run_dir)
+    if data.summary_problem and not rebuild:
+        raise MtldiagError(
+            f"summary '{data.path / 'summary.json'}' is damaged: {data.summary_problem}",
+            hint=f"`mtldiag report {data.path} --rebuild` rebuilds it from the CSVs",
+        )
     rebuilt = False
     if data.summary is None or rebuild:
         if data.steps is None or data.steps.empty:
@@ -39,7 +45,15 @@ def build_report(run_dir: str | Path, rebuild: bool = False) -> BuiltReport:
             )
         why = "summary.json was missing or unreadable" if data.summary is None else "--rebuild"
         data.summary = rebuild_summary(data, why)
-        RunWriter(data.path, data.tasks).write_summary(data.summary)
         rebuilt = True
-    paths = write_report(data)
+    # A run directory on a read-only mount, or owned by someone else, still has a summary to
+    # show: the caller prints it and says why nothing was written.
+    try:
+        if rebuilt:
+            RunWriter(data.path, data.tasks).write_summary(data.summary)
+        paths = write_report(data)
+    except (OSError, RecordsError) as exc:
+        cause = exc.__cause__ if isinstance(exc, RecordsError) else exc
+        reason = getattr(cause, "strerror", None) or str(cause)
+        return BuiltReport(data.summary, data.path / "summary.json", rebuilt, None, reason)
     return BuiltReport(data.summary, data.path / "summary.json", rebuilt, paths)

@@ -10,6 +10,7 @@ import xml.etree.ElementTree as ET
 
 from mtldiag.analysis.check import CheckReport, RuleResult
 from mtldiag.analysis.rules import fmt_number
+from mtldiag.report.markdown import md_escape
 
 JUNIT_CLASSNAME = "mtldiag.check"
 
@@ -63,16 +64,22 @@ def render_junit(report: CheckReport) -> str:
 
 
 def _cell(text: str) -> str:
+    """Our own text (limits, failures) in a table cell: only ``|`` needs escaping."""
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(text: str) -> str:
+    """Text for a code span in a table cell: no backtick to close it early, ``|`` escaped."""
+    return text.replace("`", "'").replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(report: CheckReport) -> str:
     """A markdown section (heading, one table row per rule) for a pull-request comment."""
     status = "✅ passed" if report.passed else "❌ failed"
     lines = [f"### mtldiag check: {status} — {report.headline()}", ""]
-    where = f"Run `{report.run}`" + (f" ({report.name})" if report.name else "")
+    where = f"Run `{_code(report.run)}`" + (f" ({md_escape(report.name)})" if report.name else "")
     if report.baseline is not None:
-        where += f" against baseline `{report.baseline}`"
+        where += f" against baseline `{_code(report.baseline)}`"
     lines += [where + ".", ""]
     if report.status != "complete":
         lines += [
@@ -85,8 +92,10 @@ def render_markdown(report: CheckReport) -> str:
         "|---|---|---:|---:|---|---|",
     ]
     for r in report.results:
-        rule = f"`{_cell(r.name)}`" + (f" ({_cell(r.detail)})" if r.detail else "")
+        rule = f"`{_code(r.name)}`" + (f" ({md_escape(r.detail)})" if r.detail else "")
         result = "✅ PASS" if r.passed else "❌ FAIL: " + _cell("; ".join(r.failures))
         numbers = f"{fmt_number(r.value)} | {fmt_number(r.baseline)}"
-        lines.append(f"| {rule} | {_cell(r.method)} | {numbers} | {_cell(r.limit)} | {result} |")
+        lines.append(
+            f"| {rule} | {md_escape(r.method)} | {numbers} | {_cell(r.limit)} | {result} |"
+        )
     return "\n".join(lines) + "\n"

@@ -1,20 +1,31 @@
 """``report.md``: the report as Markdown, tables inline, plots linked from ``plots/``.
 
-User-given names are escaped so that a ``|`` cannot break a table and ``<tag>`` stays text.
+User-given names are escaped (:func:`md_escape`): a ``|`` cannot break a table, ``<tag>`` stays
+text, and a task named ``[click](https://evil.example)`` is not a link.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from mtldiag.report.cells import TableData
 from mtldiag.report.content import ReportContent
 
-_ESCAPES = {"\\": "\\\\", "|": "\\|", "<": "\\<", ">": "\\>", "\n": " ", "\r": " "}
+# Every character that starts Markdown syntax inside a line: links and images ([]), emphasis
+# (*_~), code (`), HTML (<>), table cells (|). CommonMark reads a backslash before any ASCII
+# punctuation as the character itself. ("#" and "-" matter only at a line's start, where no
+# user string is put.)
+_ESCAPES = {c: "\\" + c for c in "\\`*_~[]<>|"} | {"\n": " ", "\r": " "}
+# GitHub also links bare URLs ("https://x", "www.x"), escapes or not: a zero-width space
+# after the scheme's colon or after "www" keeps the text and stops the link.
+_AUTOLINK = re.compile(r"(?i)\b((?:https?|ftp|mailto):)(?=/)|\b(www)(?=\.)")
 
 
 def md_escape(value: Any) -> str:
-    return "".join(_ESCAPES.get(c, c) for c in str(value))
+    """``value`` as Markdown text that renders as itself: no link, emphasis, code or tag."""
+    text = _AUTOLINK.sub(lambda m: (m.group(1) or m.group(2)) + "\u200b", str(value))
+    return "".join(_ESCAPES.get(c, c) for c in text)
 
 
 def md_table(data: TableData, level: str = "##") -> str:
@@ -63,7 +74,7 @@ def render_markdown(content: ReportContent) -> str:
     if content.plots:
         out += ["## Plots", ""]
         for p in content.plots:
-            alt = md_escape(p.title).replace("[", "\\[").replace("]", "\\]")
+            alt = md_escape(p.title)
             out += [
                 f"### {md_escape(p.title)}",
                 "",

@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from mtldiag.errors import MtldiagError
+from mtldiag.rundir import shape
 from mtldiag.rundir.schema import Summary
 
 STEPS_INT = ("seed", "step", "instrumented")
@@ -40,6 +41,8 @@ class RunData:
     pairs: pd.DataFrame | None
     spec: dict[str, Any] | None
     env: dict[str, Any] | None
+    # summary.json parsed but not a summary ("'runs': must be a list"): ``summary`` is None.
+    summary_problem: str | None = None
 
     @property
     def tasks(self) -> list[str]:
@@ -64,7 +67,12 @@ def _read_text(path: Path) -> str | None:
 def _frame(text: str | None, numeric: list[str], ints: list[str]) -> pd.DataFrame | None:
     if text is None or not text.strip():
         return None
-    df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="skip")
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, on_bad_lines="skip")
+    except (ValueError, pd.errors.ParserError):  # not CSV at all
+        return None
+    if not {"method", *ints} <= set(df.columns):
+        return None  # not one of our files (its header lacks the key columns): nothing read
     for col in numeric:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")
@@ -129,7 +137,21 @@ def read_summary(path: str | Path) -> Summary:
         raise SummaryError("invalid_json", file, str(exc)) from None
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("mtldiag.summary/"):
         raise SummaryError("not_a_summary", file)
+    wrong = _shape(data)
+    if wrong:
+        raise SummaryError("wrong_types", file, wrong)
     return data  # type: ignore[return-value]
+
+
+def _shape(data: dict[str, Any]) -> str | None:
+    """What is wrong with a parsed summary: no schema marker, a missing section every reader
+    needs, or a value of the wrong type (:func:`mtldiag.rundir.shape.problem`)."""
+    if not str(data.get("schema", "")).startswith("mtldiag.summary/"):
+        return "no 'schema: mtldiag.summary/...' (not an mtldiag summary)."
+    for key in ("kind", "tasks", "runs"):
+        if key not in data:
+            return f"'{key}': is missing."
+    return shape.problem(data, Summary)
 
 
 def _yaml(path: Path) -> dict[str, Any] | None:
@@ -149,17 +171,29 @@ def load_run(run_dir: str | Path) -> RunData:
     ``summary.json`` nor a ``steps.csv`` with rows.
     """
     path = Path(run_dir)
+    if path.is_file():
+        # A file inside a run directory (its summary.json, report.md) is a near miss.
+        inside = path.parent if (path.parent / "steps.csv").is_file() else None
+        raise MtldiagError(
+            f"'{path}' is a file, not a run directory.",
+            hint=f"pass its folder: {inside}" if inside else HINT,
+        )
     if not path.is_dir():
         raise MtldiagError(f"run directory '{path}' does not exist.", hint=HINT)
+    summary = _json(path / "summary.json")
+    wrong = None
+    if summary is not None and (wrong := _shape(summary)):
+        summary = None
     data = RunData(
         path=path,
-        summary=_json(path / "summary.json"),
+        summary=summary,
         steps=read_steps(path / "steps.csv"),
         pairs=read_pairs(path / "pairs.csv"),
         spec=_yaml(path / "spec.yaml"),
         env=_json(path / "env.json"),
+        summary_problem=wrong,
     )
-    if data.summary is None and (data.steps is None or data.steps.empty):
+    if data.summary is None and not wrong and (data.steps is None or data.steps.empty):
         raise MtldiagError(
             f"'{path}' is not a usable mtldiag run directory: no summary.json and no "
             "recorded steps in steps.csv.",

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
-from mtldiag.errors import UserCodeError
+from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.runs.imports import resolve
+from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import FactorySpec, Spec
 from mtldiag.spec.training import construct_optimizer, construct_scheduler
 
@@ -52,6 +53,13 @@ def build_model(spec: Spec, seed: int, device: torch.device) -> nn.Module:
         raise UserCodeError(
             f"model factory '{spec.model.factory}' returned a {type(model).__name__}, "
             "not a torch.nn.Module."
+        )
+    if not any(p.requires_grad for p in model.parameters()):
+        n = sum(1 for _ in model.parameters())
+        raise UserCodeError(
+            f"model factory '{spec.model.factory}' returned a model with no trainable "
+            f"parameter ({n} parameters, all frozen with requires_grad=False): nothing to train.",
+            hint="unfreeze at least the shared layers (p.requires_grad_(True))",
         )
     return model.to(device)
 
@@ -179,6 +187,16 @@ class BatchCycle:
         return iter(self.loader)
 
     def __next__(self) -> Any:
+        try:
+            return self._next()
+        except (MtldiagError, StopIteration):
+            raise
+        except Exception as exc:  # the user's loader (or its dataset, its workers) broke
+            raise user_code_error(
+                f"the data loader (pass {self.epoch + 1})", exc, "check the data factory"
+            ) from exc
+
+    def _next(self) -> Any:
         if self._it is None:
             self._it = self._new_iter()
         try:

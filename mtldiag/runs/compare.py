@@ -37,10 +37,17 @@ from mtldiag.runs.executors import (
 )
 from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
 from mtldiag.runs.losses import label_stats
-from mtldiag.runs.profile import base_summary, close_run, create_method, tracker_setup
+from mtldiag.runs.profile import (
+    base_summary,
+    close_run,
+    create_method,
+    open_run_trackers,
+    resolved_spec,
+)
 from mtldiag.runs.train import Observer, Prepared, prepare, run_context
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml
-from mtldiag.trackers.factory import open_trackers, parse_sink_names
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
+from mtldiag.spec.values import OPTIONS
+from mtldiag.trackers.factory import parse_sink_names
 from mtldiag.trackers.hub import Trackers
 
 EXECUTORS = ("local", "ray")
@@ -153,6 +160,8 @@ def compare_options(
     for ms in method_specs:
         create_method(ms)  # fail on a bad name or hyper-parameter before any training
     seed_list = tuple(seeds) if seeds is not None else tuple(cfg.seeds)
+    if seeds is not None:
+        seed_list = tuple(values.seed(OPTIONS, "--seeds", s) for s in seed_list)
     if not seed_list:
         raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
     if len(set(seed_list)) != len(seed_list):
@@ -160,13 +169,14 @@ def compare_options(
             f"--seeds repeats a seed: {list(seed_list)}.",
             hint="a repeated seed reruns the very same run; for example --seeds 0,1,2",
         )
-    n_steps = steps if steps is not None else (cfg.steps or spec.profile.steps)
-    n_every = every if every is not None else cfg.every
+    # Options are checked by the spec's own bound functions: same values, same words.
+    n_steps = (
+        values.steps(OPTIONS, "--steps", steps)
+        if steps is not None
+        else (cfg.steps or spec.profile.steps)
+    )
+    n_every = values.every(OPTIONS, "--every", every) if every is not None else cfg.every
     n_sweep = cfg.sweep if sweep is None else sweep
-    if n_steps < 1:
-        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
-    if n_every < 0:
-        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
     if n_sweep < 0:
         raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
     want_single = cfg.single_task if single_task is None else single_task
@@ -231,10 +241,15 @@ def open_compare_dir(
     spec = setup.spec
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     names = parse_sink_names(log) if log is not None else spec.log
-    trackers = open_trackers(names, tracker_setup(spec, run_dir, "compare", setup.options.record()))
-    writer = RunWriter(run_dir, setup.tasks)
+    # A default name is made unique when the folder is created; --out is taken as given. The
+    # folder is claimed (empty, locked) before the trackers open: TensorBoard writes inside it.
+    writer = RunWriter(run_dir, setup.tasks, fresh=out is None)
+    writer.claim(resume=resume)
+    recorded = setup.options.record()
+    trackers = open_run_trackers(writer, names, spec, "compare", recorded)
     keep = [(r["method"], r["seed"]) for r in kept] if resume else None
-    writer.open(spec_to_yaml(spec), environment(setup.first.device), keep)
+    resolved = resolved_spec(spec, "compare", recorded)
+    writer.open(spec_to_yaml(resolved), environment(setup.first.device), keep)
     summary = base_summary(
         spec,
         "compare",

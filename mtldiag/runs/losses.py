@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from torch import nn
 from mtldiag.errors import UserCodeError
 from mtldiag.methods.base import TaskStats
 from mtldiag.runs.imports import resolve
+from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import Spec, TaskSpec
 
 # A loss of None: the task has no labels in that batch (left out of the step).
@@ -100,8 +101,32 @@ def _prepare_target(loss: str | None, pred: torch.Tensor, target: torch.Tensor) 
         target = target.to(pred.dtype)
         if pred.dim() == target.dim() + 1 and pred.shape[-1] == 1:
             target = target.unsqueeze(-1)
-    elif loss in ("cross_entropy", "nll") and target.is_floating_point() and target.dim() == 1:
-        target = target.long()
+    elif loss in ("cross_entropy", "nll") and target.is_floating_point():
+        target = _class_targets(loss, pred, target)
+    return target
+
+
+def _class_targets(loss: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Float targets of a classification loss: class ids stored as floats become ids; class
+    probabilities (cross_entropy, same shape as the logits) pass; anything else is refused,
+    since torch would train on it silently (a regression target gives a loss below zero)."""
+    if target.shape != pred.shape or loss == "nll":
+        if bool((target == target.round()).all()):
+            return target.long()
+        raise UserCodeError(
+            f"{loss} needs class ids (whole numbers) as targets; got float values such as "
+            f"{float(target[target != target.round()].reshape(-1)[0]):.4g}.",
+            hint="is this a regression task? use loss: mse, l1 or smooth_l1",
+        )
+    rows = target.reshape(-1, target.shape[-1]) if target.dim() > 1 else target.reshape(1, -1)
+    if not bool(((target >= 0) & (target <= 1)).all()) or not torch.allclose(
+        rows.sum(-1), torch.ones_like(rows[:, 0]), atol=1e-3
+    ):
+        raise UserCodeError(
+            "cross_entropy with float targets of the logits' shape needs class probabilities "
+            "(each in [0, 1], each row summing to 1).",
+            hint="is this a regression task? use loss: mse, l1 or smooth_l1",
+        )
     return target
 
 
@@ -211,7 +236,7 @@ def label_stats(spec: Spec, loader: Any, max_batches: int = 50) -> dict[str, Tas
     if not known:
         return stats
     collected: dict[str, list[torch.Tensor]] = {t.name: [] for t in known}
-    for i, batch in enumerate(loader):
+    for i, batch in enumerate(_batches(loader)):
         if i >= max_batches:
             break
         try:
@@ -234,6 +259,23 @@ def label_stats(spec: Spec, loader: Any, max_batches: int = 50) -> dict[str, Tas
         if y.numel():
             stats[t.name] = _stats_for(t.loss, y)
     return stats
+
+
+def _batches(loader: Any) -> Iterator[Any]:
+    """The loader's batches; its own errors become one line naming the batch and the frame."""
+    it = iter(loader)
+    i = 0
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise user_code_error(
+                f"the data loader (batch {i})", exc, "check the data factory"
+            ) from exc
+        yield batch
+        i += 1
 
 
 def _stats_for(loss: str | None, y: torch.Tensor) -> TaskStats:

@@ -12,10 +12,11 @@ from torch import nn
 from mtldiag.engine.device import autocast
 from mtldiag.engine.jacobian import build_layout
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.errors import UserCodeError
+from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.methods.base import RunContext, TaskStats
 from mtldiag.runs.build import BatchCycle, build_loader, build_model, move_to
 from mtldiag.runs.losses import LossFn, build_loss_fn, check_losses
+from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import Spec
 
 
@@ -44,8 +45,13 @@ def compute_losses(
 ) -> dict[str, torch.Tensor | None]:
     """The batch's task losses under autocast (None: a task without labels in it)."""
     batch = move_to(batch, device)
-    with autocast(device, precision):
-        raw = loss_fn(model, batch)
+    try:
+        with autocast(device, precision):
+            raw = loss_fn(model, batch)
+    except MtldiagError:
+        raise
+    except Exception as exc:  # the user's forward or losses function broke on this batch
+        raise user_code_error("the model's forward or a task's loss", exc) from exc
     losses = check_losses(raw, tasks)
     return {t: losses[t] for t in tasks} if tasks else losses
 

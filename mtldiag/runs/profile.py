@@ -13,7 +13,7 @@ from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.engine.representation import choose_representation, metric_layers
-from mtldiag.errors import Interrupted, MtldiagError, TrainingError
+from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
 from mtldiag.rundir.schema import Summary, new_summary
@@ -21,7 +21,8 @@ from mtldiag.rundir.summary import conclude_profile
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.losses import label_stats
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml
+from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml, values
+from mtldiag.spec.values import OPTIONS
 from mtldiag.trackers.base import TrackerSetup, flat_params
 from mtldiag.trackers.factory import open_trackers, parse_sink_names
 from mtldiag.trackers.hub import Trackers
@@ -57,10 +58,30 @@ def base_summary(
     return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
 
 
+def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
+    """``spec`` with the run's parameters (options and keyword overrides included) written
+    into ``section``, so the run directory's spec.yaml says what the run was asked to do: a
+    rebuild after a kill compares the steps done with these."""
+    base = spec.raw.get(section) if isinstance(spec.raw.get(section), dict) else {}
+    return replace(spec, raw={**spec.raw, "seed": spec.seed, section: {**base, **resolved}})
+
+
 def tracker_setup(spec: Spec, run_dir: Path, kind: str, resolved: dict[str, Any]) -> TrackerSetup:
     """What the trackers of one command are told: names, group, the resolved spec as params."""
     params = flat_params({**spec.raw, kind: resolved})
     return TrackerSetup(run_dir, spec.name, f"{spec.name}-{run_dir.name}", kind, params)
+
+
+def open_run_trackers(
+    writer: RunWriter, names: Any, spec: Spec, kind: str, resolved: dict[str, Any]
+) -> Trackers:
+    """The trackers of a run whose directory ``writer`` has just claimed (its final name); a
+    tracker that cannot start gives the directory back (removed if still empty)."""
+    try:
+        return open_trackers(names, tracker_setup(spec, writer.path, kind, resolved))
+    except BaseException:
+        writer.abandon()
+        raise
 
 
 def create_method(ms: MethodSpec) -> Method:
@@ -95,15 +116,11 @@ def run_profile(
     if device is not None:
         raw_over["device"] = device
     if seed is not None:
-        raw_over["seed"] = seed
+        raw_over["seed"] = values.seed(OPTIONS, "--seed", seed)
     if raw_over:
         spec = replace(spec, raw={**spec.raw, **raw_over}, **raw_over)
-    n_steps = steps if steps is not None else spec.profile.steps
-    n_every = every if every is not None else spec.profile.every
-    if n_steps < 1:
-        raise MtldiagError(f"--steps must be at least 1, not {n_steps}.")
-    if n_every < 0:
-        raise MtldiagError(f"--every must be 0 (never) or more, not {n_every}.")
+    n_steps = values.steps(OPTIONS, "--steps", steps) if steps is not None else spec.profile.steps
+    n_every = values.every(OPTIONS, "--every", every) if every is not None else spec.profile.every
     ms = parse_method(method, spec.method_hparams) if method is not None else spec.profile.method
     method_obj = create_method(ms)
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
@@ -116,9 +133,12 @@ def run_profile(
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     resolved = {"steps": n_steps, "every": n_every, "method": ms.label}
     names = parse_sink_names(log) if log is not None else spec.log
-    trackers = open_trackers(names, tracker_setup(spec, run_dir, "profile", resolved))
-    writer = RunWriter(run_dir, prep.tasks)
-    writer.open(spec_to_yaml(spec), environment(dev))
+    # A default name is made unique when the folder is created; --out is taken as given. The
+    # folder is claimed (empty, locked) before the trackers open: TensorBoard writes inside it.
+    writer = RunWriter(run_dir, prep.tasks, fresh=out is None)
+    run_dir = writer.claim()
+    trackers = open_run_trackers(writer, names, spec, "profile", resolved)
+    writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev), rep)
     summary["profile"] = resolved
     summary["jacobian"] = "representation" if rep else "parameters"
@@ -188,7 +208,13 @@ def close_run(writer: RunWriter, summary: dict[str, Any], trackers: Trackers | N
     both to the trackers and close them."""
     writer.write_summary(summary)
     if writer.enabled:
-        write_report(writer.path)
+        try:
+            write_report(writer.path)
+        except OSError as exc:  # a full disk after the summary: the summary is the record
+            raise RecordsError(
+                f"cannot write the report in '{writer.path}': {exc.strerror or exc}.",
+                hint=f"free some space, then `mtldiag report {writer.path}` writes it",
+            ) from exc
     if trackers is not None:
         trackers.finish(summary, writer.path)
         trackers.close()

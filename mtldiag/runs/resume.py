@@ -22,10 +22,12 @@ from mtldiag.runs.compare import (
     open_compare_dir,
     prepare_compare,
 )
+from mtldiag.runs.profile import resolved_spec
 from mtldiag.runs.train import Observer
 from mtldiag.spec import Spec, load_spec, parse_methods, parse_spec
 
 NOT_RECORDED = {"compare.jobs"}  # how the runs were executed, not what they are
+_RESOLVED = ("methods", "seeds", "steps", "every", "single_task", "sweep")
 
 
 def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
@@ -108,6 +110,9 @@ def resume_compare(
     diffs = _option_diffs(record, recorded, options, summary.get("jacobian", "parameters"))
     if spec is not None:
         given = spec if isinstance(spec, Spec) else load_spec(spec)
+        # The recorded spec.yaml carries the resolved options (runs.profile.resolved_spec):
+        # resolve the given spec the same way so only a real difference shows.
+        given = resolved_spec(given, "compare", {k: record[k] for k in _RESOLVED if k in record})
         diffs += differing_keys(given.raw, recorded.raw)
     if diffs:
         raise MtldiagError(

@@ -121,7 +121,14 @@ def train_run(
         loop.hook.__enter__()
     try:
         for step in range(steps):
-            rec = _train_step(loop, step, writer)
+            try:
+                rec = _train_step(loop, step, writer)
+            except UserCodeError as exc:
+                # The user's loader or forward broke mid-run: this run fails at this step, its
+                # rows so far are kept and a comparison goes on with the next run.
+                raise TrainingError(
+                    f"{label} (seed {prep.seed}) at step {step}: {exc.message}", exc.hint
+                ) from exc
             if on_probe is not None:
                 on_probe(rec.result)
             _record(loop, step, rec, writer)

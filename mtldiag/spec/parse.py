@@ -10,9 +10,11 @@ from typing import Any
 
 import yaml
 
+from mtldiag.analysis.rules import parse_rules
 from mtldiag.errors import MtldiagError, SpecError, did_you_mean
 from mtldiag.methods.registry import lookup
 from mtldiag.methods.syntax import MethodSpec, canonical_name, parse_method, parse_methods
+from mtldiag.spec import values
 from mtldiag.spec.model import (
     BUILTIN_LOSSES,
     DEFAULT_SPEC,
@@ -92,6 +94,11 @@ def load_spec(path: str | Path | None = None, overrides: dict[str, Any] | None =
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"cannot read spec file '{path}': {exc.strerror}.") from exc
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"spec file '{path}' is not UTF-8 text (byte {exc.start}): is it the right file?",
+            hint="a spec is a YAML text file, e.g. sample_configs/synthetic.yaml",
+        ) from None
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
@@ -135,12 +142,14 @@ def parse_spec(
     checks = data.get("checks") or []
     if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
         raise ctx.err("checks", "must be a list of rules like '{metric: conflict_rate, max: 0.4}'.")
+    if checks:
+        parse_rules(checks, f"{source}: 'checks'")  # a bad rule is refused now, not after training
     ev = data.get("eval")
     if ev is not None and not isinstance(ev, str):
         raise ctx.err("eval", "must be a 'module:function' string.")
     return Spec(
         name=str(data.get("name") or (path.stem if path else "run")),
-        seed=whole(ctx, "seed", data.get("seed", 0), minimum=0),
+        seed=values.seed(ctx, "seed", data.get("seed", 0)),
         device=device,
         precision=precision,
         model=model,
@@ -314,8 +323,8 @@ def _profile(ctx: Where, section: Any, method: Any, hp: dict[str, Any]) -> Profi
     if not isinstance(section, dict):
         raise ctx.err("profile", "must be a mapping like '{steps: 200, every: 1}'.")
     ctx.check_keys(section, _PROFILE_KEYS, "profile")
-    steps = whole(ctx, "profile.steps", section.get("steps", 200), minimum=1)
-    every = whole(ctx, "profile.every", section.get("every", 1), minimum=1)
+    steps = values.steps(ctx, "profile.steps", section.get("steps", 200))
+    every = values.every(ctx, "profile.every", section.get("every", 1))
     m = section.get("method", method) or "ew"
     try:
         ms = parse_method(m, hp)
@@ -340,14 +349,14 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
             raise ctx.err("compare.methods", exc.message, exc.hint) from None
     steps = section.get("steps")
     if steps is not None:
-        steps = whole(ctx, "compare.steps", steps, minimum=1)
+        steps = values.steps(ctx, "compare.steps", steps)
     seeds = section.get("seeds", [0])
     if not isinstance(seeds, list):
         seeds = [seeds]
     if not seeds:
         raise ctx.err("compare.seeds", "must be a non-empty list of whole numbers.")
-    seeds = [whole(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
-    every = whole(ctx, "compare.every", section.get("every", 10), minimum=1)
+    seeds = [values.seed(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
+    every = values.every(ctx, "compare.every", section.get("every", 10))
     sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
     jobs = whole(ctx, "compare.jobs", section.get("jobs", 1), minimum=1)
     single = boolean(ctx, "compare.single_task", section.get("single_task", False))

@@ -21,7 +21,7 @@ class Where:
         self.source = source
 
     def err(self, key: str, problem: str, hint: str | None = None) -> SpecError:
-        where = f"{self.source}: '{key}'" if key else self.source
+        where = ": ".join(x for x in (self.source, f"'{key}'" if key else "") if x)
         return SpecError(f"{where}: {problem}", hint)
 
     def check_keys(self, section: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -35,14 +35,42 @@ class Where:
                 )
 
 
-def whole(ctx: Where, key: str, value: Any, minimum: int = 0) -> int:
-    """A whole number >= ``minimum``; ``1e3`` (text or float) counts when it is whole."""
+# Options of `profile`/`compare` (and their keyword arguments in Python) are checked by the
+# same functions as the spec's keys, so both take the same values and say the same words.
+OPTIONS = Where("")
+
+# numpy's legacy RandomState takes seeds 0..2**32-1 (torch takes more): one bound for both.
+SEED_MAX = 2**32 - 1
+# A billion steps is days of training on the smallest model: a larger count is a typo.
+STEPS_MAX = 10**9
+
+
+def whole(ctx: Where, key: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number >= ``minimum`` (and <= ``maximum``); ``1e3`` (text or float) counts when
+    it is whole."""
     value = as_number(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ctx.err(key, f"must be a whole number >= {minimum}, not {value!r}.")
+    bad = isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    if bad or (maximum is not None and value > maximum):
+        span = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise ctx.err(key, f"must be a whole number {span}, not {value!r}.")
     return value
+
+
+def seed(ctx: Where, key: str, value: Any) -> int:
+    """A seed for torch, numpy and Python's random alike."""
+    return whole(ctx, key, value, 0, SEED_MAX)
+
+
+def steps(ctx: Where, key: str, value: Any) -> int:
+    """A count of training steps."""
+    return whole(ctx, key, value, 1, STEPS_MAX)
+
+
+def every(ctx: Where, key: str, value: Any) -> int:
+    """Instrument every K-th step (``1``: all of them; ``0``: none, plain training)."""
+    return whole(ctx, key, value, 0, STEPS_MAX)
 
 
 # YAML 1.1 (PyYAML) reads a float only with a dot: `1e-3`, `5e-4` and `1E+2` come back as

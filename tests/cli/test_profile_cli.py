@@ -42,10 +42,12 @@ def test_bad_key_exit_2_with_suggestion(tmp_path: Path):
     assert res.exit_code == 2 and "Did you mean 'shared'?" in res.output
 
 
-def test_debug_shows_traceback(tmp_path: Path):
+def test_debug_shows_traceback_and_keeps_the_exit_code(tmp_path: Path):
     p = write_spec(tmp_path, {**SYNTHETIC, "sharde": "auto"})
     res = runner.invoke(app, ["--debug", "validate", str(p)])
-    assert res.exit_code != 0 and res.exception is not None
+    assert res.exit_code == 2, res.output
+    assert "Traceback (most recent call last)" in res.output and "SpecError" in res.output
+    assert "Did you mean 'shared'?" in res.output
 
 
 def test_validate_prints_losses_and_shared_layers(tmp_path: Path):

@@ -100,7 +100,7 @@ def test_warnings_sit_next_to_the_run_status_in_html_and_markdown():
     assert runs.rows[1][2:4] == ["ok", ""] and runs.marked == {0}
     assert f"<td>ok</td><td>{escaped}</td>" in page
     md = render_markdown(content)
-    assert "> **Warning:** nash_mtl: \\<b\\>solve\\</b\\> failed" in md
+    assert "> **Warning:** nash\\_mtl: \\<b\\>solve\\</b\\> failed" in md
     # no warnings: no column
     plain = copy.deepcopy(SUMMARY)
     assert "warnings" not in tables.runs_data(plain).headers

@@ -8,6 +8,7 @@ import pytest
 
 from mtldiag.errors import MtldiagError
 from mtldiag.rundir.load import SummaryError, load_run, read_pairs, read_steps, read_summary
+from mtldiag.rundir.schema import new_summary
 
 HEADER = "method,seed,step,instrumented,time_ms,peak_memory_mb,loss/NA,loss/b,grad_norm/NA,"
 HEADER += "grad_norm/b,weight/NA,weight/b\n"
@@ -49,9 +50,27 @@ def test_read_summary_says_what_is_wrong(tmp_path):
 
 
 def test_read_summary_returns_the_file(tmp_path):
-    data = {"schema": "mtldiag.summary/1", "kind": "profile", "runs": []}
+    data = dict(new_summary("profile", "synth", ["a", "b"], ["encoder"], "cpu"))
     (tmp_path / "summary.json").write_text(json.dumps(data))
     assert read_summary(tmp_path) == data
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"runs": 5}, "'runs': must be a list, not int"),
+        ({"tasks": "ab"}, "'tasks': must be a list"),
+        ({"status": "fine"}, "'status': must be one of"),
+        ({"runs": [{"method": "ew", "seed": "0"}]}, "'runs[0].seed': must be a whole number"),
+        ({"name": None}, "'name': must be text, not null"),
+    ],
+)
+def test_read_summary_names_the_key_of_a_wrong_type(tmp_path, change, where):
+    data = {**new_summary("profile", "synth", ["a", "b"], ["encoder"], "cpu"), **change}
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    with pytest.raises(SummaryError, match="wrong_types") as info:
+        read_summary(tmp_path)
+    assert where in info.value.detail
 
 
 def test_load_run_reads_what_is_there_and_refuses_an_empty_folder(tmp_path):

@@ -35,9 +35,9 @@ def test_rebuilt_run_matches_the_one_training_wrote(profile_run: Path):
     assert rebuilt["tasks"] == original["tasks"] and rebuilt["layers"] == original["layers"]
     assert rebuilt["name"] == original["name"]
     run, orig = rebuilt["runs"][0], original["runs"][0]
-    # Called from Python (not the CLI) the asked-for steps are the spec's 200: "cut short".
-    assert run.pop("status") == "interrupted" and orig.pop("status") == "ok"
-    assert "20 steps" in run.pop("error") and orig.pop("error") is None
+    # The 20 steps asked from Python are in the run's spec.yaml: all done, so the run is ok.
+    assert load_run(profile_run).spec["profile"]["steps"] == 20  # the sample spec says 200
+    assert run["status"] == orig["status"] == "ok" and run["error"] is None
     close(orig, run)
     assert [f["code"] for f in rebuilt["diagnosis"]] == [f["code"] for f in original["diagnosis"]]
 
@@ -79,3 +79,14 @@ def test_rebuilt_says_why(profile_copy: Path):
     assert lost.summary["rebuilt"].endswith("(summary.json was missing or unreadable)")
     on_disk = json.loads((profile_copy / "summary.json").read_text())
     assert on_disk["rebuilt"] == lost.summary["rebuilt"]
+
+
+def test_a_run_killed_before_the_steps_asked_from_python_is_rebuilt_as_cut_short(
+    profile_copy: Path,
+):
+    # Rows that stop at step 11 of the 20 recorded at the start: the run was cut short.
+    steps = profile_copy / "steps.csv"
+    lines = steps.read_text().splitlines(keepends=True)
+    steps.write_text("".join(lines[:13]))  # header + steps 0..11
+    run = rebuild_summary(load_run(profile_copy))["runs"][0]
+    assert run["status"] == "interrupted" and "12 steps" in run["error"]

@@ -8,9 +8,10 @@ import math
 import pytest
 
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
+from mtldiag.errors import MtldiagError
 from mtldiag.rundir.load import read_pairs, read_steps
 from mtldiag.rundir.schema import new_summary
-from mtldiag.rundir.writer import RunWriter
+from mtldiag.rundir.writer import RunWriter, default_run_dir, safe_name
 
 TASKS = ["a", "b", "c"]
 ENV = {"mtldiag": "0", "device": "cpu"}
@@ -87,3 +88,46 @@ def test_summary_is_written_whole_and_refuses_nan(writer):
     with pytest.raises(ValueError):
         writer.write_summary({**summary, "device": float("nan")})
     assert json.loads(out.read_text()) == summary  # the good summary is still there
+
+
+@pytest.mark.parametrize(
+    ("name", "safe"), [("..", "run"), (".", "run"), (".hidden", "hidden"), ("a/../b", "a_.._b")]
+)
+def test_a_run_name_is_one_path_component_never_dot_or_dotdot(name, safe):
+    assert safe_name(name) == safe
+    assert default_run_dir(name, "runs").parent.name == safe
+
+
+def test_default_names_are_taken_atomically_one_folder_per_writer(tmp_path):
+    base = tmp_path / "runs" / "x" / "20260101-000000"
+    first, second = RunWriter(base, ["a"], fresh=True), RunWriter(base, ["a"], fresh=True)
+    first.open("", {})  # type: ignore[arg-type]
+    second.open("", {})  # type: ignore[arg-type]
+    assert (first.path, second.path) == (base, base.with_name(base.name + "-2"))
+    first.close()
+    second.close()
+
+
+def test_an_out_folder_that_holds_a_run_or_is_being_written_is_refused(tmp_path):
+    writer = RunWriter(tmp_path / "run", ["a"])
+    writer.open("", {})  # type: ignore[arg-type]
+    with pytest.raises(MtldiagError, match="being written by another mtldiag process"):
+        RunWriter(tmp_path / "run", ["a"]).open("", {})  # type: ignore[arg-type]
+    writer.close()
+    with pytest.raises(MtldiagError, match="already holds a run"):
+        RunWriter(tmp_path / "run", ["a"]).open("", {})  # type: ignore[arg-type]
+    assert read_steps(tmp_path / "run" / "steps.csv") is not None  # the first run is intact
+
+
+def test_a_claimed_folder_given_back_before_any_write_is_removed(tmp_path):
+    writer = RunWriter(tmp_path / "runs" / "x" / "stamp", ["a"], fresh=True)
+    path = writer.claim()  # what the trackers are told before they open
+    assert path.is_dir() and not any(path.iterdir())
+    writer.abandon()  # a tracker could not start: no empty folder is left behind
+    assert not path.exists()
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    mine = RunWriter(kept, ["a"])
+    mine.claim()
+    mine.abandon()  # not made by the writer (an existing --out): the user's folder stays
+    assert kept.is_dir()

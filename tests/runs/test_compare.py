@@ -189,7 +189,9 @@ def test_validation_loader_is_used_when_given(tmp_path: Path):
         ({"methods": "cagrad:c=-3"}, "`c` should be a non-negative float"),
         ({"seeds": []}, "--seeds is empty"),
         ({"seeds": [1, 1]}, "repeats a seed"),
-        ({"steps": 0}, "--steps must be at least 1"),
+        ({"steps": 0}, "'--steps': must be a whole number from 1 to"),
+        ({"every": -1}, "'--every': must be a whole number from 0 to"),  # as compare.every
+        ({"seeds": [0, 2**40]}, "'--seeds': must be a whole number from 0 to 4294967295"),
         ({"sweep": -1}, "--sweep must be 0"),
     ],
 )

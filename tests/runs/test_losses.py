@@ -97,3 +97,26 @@ def test_label_stats_closed_forms():
     assert stats["cls"].theory_initial_loss == pytest.approx(math.log(3))
     assert stats["reg"].prior_loss == pytest.approx(1.0)
     assert stats["reg"].theory_initial_loss == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        (torch.tensor([0.0, 1.5, 2.0, 1.0, 0.0, 3.0]), "needs class ids .whole numbers."),
+        (torch.randn(6, 5) * 3, "class probabilities"),  # a regression target, logits' shape
+    ],
+)
+def test_cross_entropy_refuses_float_targets_that_are_not_classes(target, words):
+    s = spec({"cls": {"loss": "cross_entropy"}, "reg": {"loss": "mse"}})
+    batch = (torch.randn(6, 3), {"cls": target, "reg": torch.randn(6)})
+    with pytest.raises(UserCodeError, match=words):
+        build_loss_fn(s)(TwoHeads(), batch)
+
+
+def test_cross_entropy_takes_class_probabilities():
+    s = spec({"cls": {"loss": "cross_entropy"}, "reg": {"loss": "mse"}})
+    probs = torch.softmax(torch.randn(6, 5), dim=-1)
+    losses = build_loss_fn(s)(
+        TwoHeads(), (torch.randn(6, 3), {"cls": probs, "reg": torch.randn(6)})
+    )
+    assert losses["cls"].item() > 0
