@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -12,6 +13,7 @@ from mtldiag import methods
 from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.jacobian import SharedLayout
+from mtldiag.engine.probe import ProbeStep
 from mtldiag.engine.representation import choose_representation, metric_layers
 from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
@@ -20,6 +22,7 @@ from mtldiag.rundir.schema import Summary, new_summary
 from mtldiag.rundir.summary import conclude_profile
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.losses import label_stats
+from mtldiag.runs.prepare import Prepared
 from mtldiag.runs.train import Observer, prepare, run_context, train_run
 from mtldiag.spec import MethodSpec, Spec, load_spec, parse_method, spec_to_yaml, values
 from mtldiag.spec.values import OPTIONS
@@ -111,14 +114,7 @@ def run_profile(
     first and the message names the run directory. ``wrt``: ``representation`` or
     ``parameters`` (default: the spec's ``representation:``, else parameters).
     """
-    spec = _as_spec(spec)
-    raw_over: dict[str, Any] = {}
-    if device is not None:
-        raw_over["device"] = device
-    if seed is not None:
-        raw_over["seed"] = values.seed(OPTIONS, "--seed", seed)
-    if raw_over:
-        spec = replace(spec, raw={**spec.raw, **raw_over}, **raw_over)
+    spec = _with_options(_as_spec(spec), device, seed)
     n_steps = values.steps(OPTIONS, "--steps", steps) if steps is not None else spec.profile.steps
     n_every = values.every(OPTIONS, "--every", every) if every is not None else spec.profile.every
     ms = parse_method(method, spec.method_hparams) if method is not None else spec.profile.method
@@ -143,18 +139,7 @@ def run_profile(
     summary["profile"] = resolved
     summary["jacobian"] = "representation" if rep else "parameters"
 
-    preview_acc = (
-        PreviewAccumulator(prep.tasks, dtype=prep.selection.layout.params[0].dtype)
-        if preview
-        else None
-    )
-    on_probe = None
-    if preview_acc is not None:
-
-        def on_probe(step: Any) -> None:
-            if step.gramian is not None:
-                preview_acc.add(step.gramian, torch.tensor(step.losses))
-
+    preview_acc, on_probe = _preview(prep, preview)
     try:
         trackers.start_run(ms.label, spec.seed, prep.tasks)
         run = train_run(
@@ -186,6 +171,33 @@ def run_profile(
         writer.close()
     _finish(writer, summary, run, "complete", preview_acc, trackers)
     return ProfileResult(run_dir, summary)
+
+
+def _with_options(spec: Spec, device: str | None, seed: int | None) -> Spec:
+    """The spec with ``--device`` / ``--seed`` applied (and recorded in its raw mapping)."""
+    raw_over: dict[str, Any] = {}
+    if device is not None:
+        raw_over["device"] = device
+    if seed is not None:
+        raw_over["seed"] = values.seed(OPTIONS, "--seed", seed)
+    if raw_over:
+        spec = replace(spec, raw={**spec.raw, **raw_over}, **raw_over)
+    return spec
+
+
+def _preview(
+    prep: Prepared, wanted: bool
+) -> tuple[PreviewAccumulator | None, Callable[[ProbeStep], None] | None]:
+    """``--preview``: an accumulator of every Gramian method's effect, fed by each step."""
+    if not wanted:
+        return None, None
+    acc = PreviewAccumulator(prep.tasks, dtype=prep.selection.layout.params[0].dtype)
+
+    def on_probe(step: ProbeStep) -> None:
+        if step.gramian is not None:
+            acc.add(step.gramian, torch.tensor(step.losses))
+
+    return acc, on_probe
 
 
 def _finish(
