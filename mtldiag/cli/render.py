@@ -22,17 +22,17 @@ _SEVERITY = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 def render_summary(console: Console, summary: dict[str, Any]) -> None:
     """Tables, diagnosis, run status, the runs' warnings, then the preview table if any."""
-    console.print(tables.task_table(summary))
-    console.print(tables.pair_table(summary))
+    console.print(tables.task_table(summary, console))
+    console.print(tables.pair_table(summary, console))
     if summary.get("layers") and len(summary["layers"]) > 1:
-        console.print(tables.layer_table(summary, top=5))
+        console.print(tables.layer_table(summary, top=5, console=console))
     if summary.get("comparison"):
         console.print(tables.comparison_table_rich(summary, console))
     render_diagnosis(console, summary.get("diagnosis") or [])
     if summary.get("status") not in (None, "complete"):
         console.print(f"[yellow]run status: {escape(str(summary['status']))}[/]")
     render_run_warnings(console, summary)
-    preview = tables.preview_table(summary)
+    preview = tables.preview_table(summary, console)
     if preview is not None:
         console.print(preview)
 

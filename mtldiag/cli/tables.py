@@ -6,6 +6,7 @@ report.md show); every cell is a :class:`~rich.text.Text`, so user names are nev
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich import box
@@ -42,22 +43,56 @@ def to_rich(data: TableData, keep: tuple[int, ...] = (0,)) -> Table:
     return table
 
 
-def task_table(summary: dict[str, Any]) -> Table:
-    return to_rich(task_data(summary))
+def _width(console: Console, table: Table) -> int:
+    return Measurement.get(console, console.options.update_width(10_000), table).maximum
 
 
-def pair_table(summary: dict[str, Any]) -> Table:
-    return to_rich(pair_data(summary), keep=(0, 1))
+def abbreviate(data: TableData, keep: tuple[int, ...], budget: int) -> TableData:
+    """``data`` with the names in columns ``keep`` longer than ``budget`` shortened to a unique
+    prefix and an index (``semantic_se…1``), and a legend line for each in the notes."""
+    aliases: dict[str, str] = {}
+    for row in data.rows:
+        for k in keep:
+            name = row[k]
+            if len(name) > budget and name not in aliases:
+                tag = str(len(aliases) + 1)
+                aliases[name] = name[: max(1, budget - 1 - len(tag))] + "…" + tag
+    if not aliases:
+        return data
+    rows = [[aliases.get(c, c) if k in keep else c for k, c in enumerate(r)] for r in data.rows]
+    legend = [f"{short} = {name}" for name, short in aliases.items()]
+    return replace(data, rows=rows, notes=[*data.notes, *legend])
 
 
-def layer_table(summary: dict[str, Any], top: int = 5) -> Table:
-    return to_rich(layer_data(summary, top=top))
+def fitted(data: TableData, keep: tuple[int, ...] = (0,), console: Console | None = None) -> Table:
+    """:func:`to_rich`, with long names abbreviated (and a legend) until the table fits the
+    console's width; numbers then keep whole columns instead of wrapping letter by letter."""
+    table = to_rich(data, keep)
+    if console is None:
+        return table
+    for budget in (24, 16, 12, 8):
+        if _width(console, table) <= console.width:
+            break
+        table = to_rich(abbreviate(data, keep, budget), keep)
+    return table
 
 
-def preview_table(summary: dict[str, Any]) -> Table | None:
+def task_table(summary: dict[str, Any], console: Console | None = None) -> Table:
+    return fitted(task_data(summary), console=console)
+
+
+def pair_table(summary: dict[str, Any], console: Console | None = None) -> Table:
+    return fitted(pair_data(summary), keep=(0, 1), console=console)
+
+
+def layer_table(summary: dict[str, Any], top: int = 5, console: Console | None = None) -> Table:
+    return fitted(layer_data(summary, top=top), keep=(0, 3), console=console)  # layer, worst pair
+
+
+def preview_table(summary: dict[str, Any], console: Console | None = None) -> Table | None:
     """The ``--preview`` table as the terminal shows it (``None`` without a preview)."""
     data = preview_data(summary)
-    return None if data is None else to_rich(data)
+    return None if data is None else fitted(data, console=console)
 
 
 def comparison_table_rich(
@@ -73,7 +108,7 @@ def comparison_table_rich(
         if data is None:
             return Text("")
         names = (0, 1) if level < 3 else (0,)
-        table = to_rich(data, keep=names)
+        table = to_rich(data, keep=names) if level < 3 else fitted(data, names, console)
         if console is None:
             break
         wide = console.options.update_width(10_000)  # measure unclamped
