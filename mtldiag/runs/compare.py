@@ -35,6 +35,7 @@ from mtldiag.runs.executors import (
     SerialExecutor,
     worker_devices,
 )
+from mtldiag.runs.imports import resolve
 from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
 from mtldiag.runs.losses import label_stats
 from mtldiag.runs.profile import (
@@ -188,6 +189,8 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
 
     ``wrt``: ``representation`` | ``parameters`` (default: the spec's ``representation:``).
     """
+    if spec.eval is not None:  # an eval that cannot be imported is bad input: before training
+        resolve(spec.eval, spec.base_dir, what="eval")
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
     first = prepare(spec, options.seeds[0], dev)
     names = first.selection.layout.names

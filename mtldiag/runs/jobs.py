@@ -20,7 +20,7 @@ from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
 from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.engine.representation import metric_layers
 from mtldiag.engine.shared import SharedSelection
-from mtldiag.errors import TrainingError
+from mtldiag.errors import TrainingError, UserCodeError
 from mtldiag.methods.base import TaskStats
 from mtldiag.methods.syntax import MethodSpec
 from mtldiag.rundir.accumulate import RunAccumulator
@@ -123,7 +123,8 @@ def execute_job(
     prep: Prepared | None = None,
     trackers: Trackers | None = None,
 ) -> JobOutcome:
-    """Train, evaluate and return one run; a diverging or failing run returns its record.
+    """Train, evaluate and return one run; a diverging or failing run returns its record, as
+    does one whose evaluation (the user's eval function, data.val) raises.
 
     ``prep``: the run's model and loader when the caller already built them (the parent's
     first run). Ctrl-C propagates with the partial record as ``.run_result``.
@@ -152,7 +153,16 @@ def execute_job(
         )
     except TrainingError as exc:
         return JobOutcome(job.index, exc.run_result)  # type: ignore[attr-defined]
-    val_loader = build_loader(spec, pr.seed, spec.val) if spec.val is not None else None
-    metrics, evaluation = evaluate(spec, prep, tasks, val_loader, run)
+    try:
+        val_loader = build_loader(spec, pr.seed, spec.val) if spec.val is not None else None
+        metrics, evaluation = evaluate(spec, prep, tasks, val_loader, run)
+    except UserCodeError as exc:
+        # The user's eval function or validation loader broke after training: this run fails
+        # alone (its rows are written, its training summary kept) and the comparison goes on.
+        run["status"] = "failed"
+        run["error"] = f"{pr.label} (seed {pr.seed}) in evaluation after step {job.steps}: " + (
+            exc.message
+        )
+        return JobOutcome(job.index, run)
     run["metrics"] = metrics
     return JobOutcome(job.index, run, evaluation)
