@@ -177,9 +177,7 @@ def compare_options(
         else (cfg.steps or spec.profile.steps)
     )
     n_every = values.every(OPTIONS, "--every", every) if every is not None else cfg.every
-    n_sweep = cfg.sweep if sweep is None else sweep
-    if n_sweep < 0:
-        raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
+    n_sweep = cfg.sweep if sweep is None else values.sweep(OPTIONS, "--sweep", sweep)
     want_single = cfg.single_task if single_task is None else single_task
     return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
 

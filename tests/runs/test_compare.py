@@ -217,7 +217,8 @@ def test_validation_loader_is_used_when_given(tmp_path: Path):
         ({"steps": 0}, "'--steps': must be a whole number from 1 to"),
         ({"every": -1}, "'--every': must be a whole number from 0 to"),  # as compare.every
         ({"seeds": [0, 2**40]}, "'--seeds': must be a whole number from 0 to 4294967295"),
-        ({"sweep": -1}, "--sweep must be 0"),
+        ({"sweep": -1}, "'--sweep': must be a whole number from 0 to 1000, not -1"),
+        ({"sweep": 10**9}, "'--sweep': must be a whole number from 0 to 1000,"),
     ],
 )
 def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, message):
