@@ -286,5 +286,6 @@ def test_eval_raising_in_one_compare_run_fails_that_run_and_the_others_go_on(
     assert "eval 'my_eval.py:evaluate' raised KeyError" in error and "'acc'" in error
     assert f"my_eval.py:{EVAL_RAISE_LINE} in evaluate" in error and "\n" not in error
     assert "metrics" not in failed[0] and ok[0]["metrics"] == {t: 1.0 for t in "abc"}
+    assert f"{failed[0]['method']} (seed 0): failed" in err  # the progress says so too
     # The failed run's training records are kept: 3 rows per run in steps.csv.
     assert failed[0]["steps"] == ok[0]["steps"] == 3 and _rows(run) == 6
