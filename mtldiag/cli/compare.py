@@ -160,7 +160,8 @@ def compare(
         first = next((r.get("error") for r in runs if r.get("error")), "")
         raise fail(
             f"every run failed; the first: {first}",
-            hint="lower the learning rate or check the data; the records are kept",
+            hint="fix what the error names (a diverging loss: lower the learning rate); "
+            "the records are kept",
             code=1,
         )
     if check or rules is not None or baseline is not None:

@@ -153,7 +153,14 @@ class PlainObserver:
         self.done_runs += 1
         took = time.perf_counter() - self._t0
         status = result.get("status", "ok")
-        self._say(f"{self._label}: {status}, {result.get('steps', 0)} steps in {took:.1f} s")
+        label = self._label
+        if "method" in result and "seed" in result:
+            # Named from the result: with --jobs N the run that ends is not always the last
+            # one started.
+            label = f"{result['method']} (seed {result['seed']})"
+            if self.total_runs > 1:
+                label = f"[{self.done_runs}/{self.total_runs}] {label}"
+        self._say(f"{label}: {status}, {result.get('steps', 0)} steps in {took:.1f} s")
 
 
 class QuietObserver(PlainObserver):

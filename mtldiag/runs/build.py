@@ -38,10 +38,9 @@ def call_factory(ref: FactorySpec, spec: Spec, what: str, **extra: Any) -> Any:
             f"{what} '{ref.factory}' rejected its arguments: {exc}",
             hint=f"check {what}.kwargs in the spec",
         ) from exc
-    except Exception as exc:
-        raise UserCodeError(
-            f"{what} '{ref.factory}' raised {type(exc).__name__}: {exc}",
-            hint="add --debug to see the traceback",
+    except Exception as exc:  # one line naming the user's frame (my_data.py:12 in build)
+        raise user_code_error(
+            f"{what} '{ref.factory}'", exc, hint="add --debug to see the traceback"
         ) from exc
 
 

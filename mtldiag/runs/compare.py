@@ -35,6 +35,7 @@ from mtldiag.runs.executors import (
     SerialExecutor,
     worker_devices,
 )
+from mtldiag.runs.imports import resolve
 from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
 from mtldiag.runs.losses import label_stats
 from mtldiag.runs.profile import (
@@ -176,9 +177,7 @@ def compare_options(
         else (cfg.steps or spec.profile.steps)
     )
     n_every = values.every(OPTIONS, "--every", every) if every is not None else cfg.every
-    n_sweep = cfg.sweep if sweep is None else sweep
-    if n_sweep < 0:
-        raise MtldiagError(f"--sweep must be 0 (none) or more, not {n_sweep}.")
+    n_sweep = cfg.sweep if sweep is None else values.sweep(OPTIONS, "--sweep", sweep)
     want_single = cfg.single_task if single_task is None else single_task
     return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
 
@@ -188,6 +187,8 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
 
     ``wrt``: ``representation`` | ``parameters`` (default: the spec's ``representation:``).
     """
+    if spec.eval is not None:  # an eval that cannot be imported is bad input: before training
+        resolve(spec.eval, spec.base_dir, what="eval")
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
     first = prepare(spec, options.seeds[0], dev)
     names = first.selection.layout.names

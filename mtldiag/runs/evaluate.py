@@ -1,5 +1,9 @@
 """A trained run's per-task metric: the spec's ``eval`` function, else the validation loss,
-else the training-loss tail."""
+else the training-loss tail.
+
+Whatever the user's code does wrong here (the eval function raises or returns junk, the
+validation loader breaks) is a :class:`UserCodeError` naming the user's frame: a comparison
+marks that one run failed and goes on (:func:`mtldiag.runs.jobs.execute_job`)."""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from typing import Any
 import torch
 
 from mtldiag.engine.device import autocast
-from mtldiag.errors import UserCodeError
+from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.runs.build import move_to
 from mtldiag.runs.imports import resolve
 from mtldiag.runs.losses import check_losses
 from mtldiag.runs.train import Prepared
+from mtldiag.runs.usercode import user_code_error
 from mtldiag.spec import Spec
 
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
@@ -30,8 +35,10 @@ def evaluate(
         try:
             with torch.no_grad():
                 values = fn(model, val_loader if val_loader is not None else prep.loader)
+        except MtldiagError:
+            raise
         except Exception as exc:
-            raise UserCodeError(f"eval '{spec.eval}' raised {type(exc).__name__}: {exc}") from exc
+            raise user_code_error(f"eval '{spec.eval}'", exc) from exc
         finally:
             model.train()
         if not isinstance(values, dict) or set(tasks) - set(values):
@@ -63,11 +70,18 @@ def _val_losses(
     prep.model.eval()
     try:
         with torch.no_grad():
-            for i, batch in enumerate(loader):
+            for i, batch in enumerate(_val_batches(loader)):
                 if i >= EVAL_MAX_BATCHES:
                     break
-                with autocast(prep.device, spec.precision):
-                    raw = prep.loss_fn(prep.model, move_to(batch, prep.device))
+                try:
+                    with autocast(prep.device, spec.precision):
+                        raw = prep.loss_fn(prep.model, move_to(batch, prep.device))
+                except MtldiagError:
+                    raise
+                except Exception as exc:  # the user's forward or loss, on a validation batch
+                    raise user_code_error(
+                        f"the model's forward or a task's loss on validation batch {i}", exc
+                    ) from exc
                 losses = check_losses(raw, tasks, require_grad=False)
                 for t in tasks:
                     sums[t] += float(losses[t])
@@ -77,3 +91,25 @@ def _val_losses(
     if n == 0:
         raise UserCodeError("the validation loader (data.val) is empty.")
     return {t: sums[t] / n for t in tasks}
+
+
+def _val_batches(loader: Any) -> Any:
+    """The validation loader's batches; its own errors become one line naming the batch."""
+    try:
+        it = iter(loader)
+    except Exception as exc:
+        raise user_code_error("the validation loader (data.val)", exc) from exc
+    i = 0
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except MtldiagError:
+            raise
+        except Exception as exc:
+            raise user_code_error(
+                f"the validation loader (data.val, batch {i})", exc, "check data.val's factory"
+            ) from exc
+        yield batch
+        i += 1

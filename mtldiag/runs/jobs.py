@@ -20,7 +20,7 @@ from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
 from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.engine.representation import metric_layers
 from mtldiag.engine.shared import SharedSelection
-from mtldiag.errors import TrainingError
+from mtldiag.errors import TrainingError, UserCodeError
 from mtldiag.methods.base import TaskStats
 from mtldiag.methods.syntax import MethodSpec
 from mtldiag.rundir.accumulate import RunAccumulator
@@ -28,7 +28,7 @@ from mtldiag.rundir.writer import RunWriter
 from mtldiag.runs.build import build_loader
 from mtldiag.runs.evaluate import evaluate
 from mtldiag.runs.profile import create_method
-from mtldiag.runs.train import Observer, Prepared, prepare, train_run
+from mtldiag.runs.train import NullObserver, Observer, Prepared, prepare, train_run
 from mtldiag.spec import Spec
 from mtldiag.trackers.hub import Trackers
 
@@ -101,6 +101,23 @@ class RecordingWriter:
         self.rows.append(row)
 
 
+class _HeldFinish:
+    """Passes the trainer's progress on but holds ``run_finished`` until the run is evaluated,
+    so that a run whose evaluation fails is shown failed, not ok."""
+
+    def __init__(self, inner: Observer) -> None:
+        self.inner = inner
+
+    def run_started(self, label: str, seed: int, steps: int) -> None:
+        self.inner.run_started(label, seed, steps)
+
+    def step_done(self, step: int, losses: dict[str, float]) -> None:
+        self.inner.step_done(step, losses)
+
+    def run_finished(self, result: dict[str, Any]) -> None:
+        pass  # execute_job reports the evaluated result
+
+
 def failed_outcome(job: RunJob, error: str) -> JobOutcome:
     """The record of a run that stopped outside the trainer (its worker died, its task failed)."""
     tasks = list(job.run.tasks or job.tasks)
@@ -123,7 +140,8 @@ def execute_job(
     prep: Prepared | None = None,
     trackers: Trackers | None = None,
 ) -> JobOutcome:
-    """Train, evaluate and return one run; a diverging or failing run returns its record.
+    """Train, evaluate and return one run; a diverging or failing run returns its record, as
+    does one whose evaluation (the user's eval function, data.val) raises.
 
     ``prep``: the run's model and loader when the caller already built them (the parent's
     first run). Ctrl-C propagates with the partial record as ``.run_result``.
@@ -134,8 +152,25 @@ def execute_job(
     dev = torch.device(job.device)
     if prep is None:
         prep = prepare(spec, pr.seed, dev, shared=job.shared)
-    method = create_method(pr.method)
     tasks = list(pr.tasks) if pr.tasks else prep.tasks
+    outcome = _train_and_evaluate(
+        job, prep, tasks, writer, _HeldFinish(observer or NullObserver()), trackers
+    )
+    if observer is not None:
+        observer.run_finished(outcome.run)
+    return outcome
+
+
+def _train_and_evaluate(
+    job: RunJob,
+    prep: Prepared,
+    tasks: list[str],
+    writer: RunWriter | RecordingWriter,
+    observer: Observer,
+    trackers: Trackers | None,
+) -> JobOutcome:
+    pr, spec = job.run, job.spec
+    method = create_method(pr.method)
     try:
         run = train_run(
             prep,
@@ -152,7 +187,16 @@ def execute_job(
         )
     except TrainingError as exc:
         return JobOutcome(job.index, exc.run_result)  # type: ignore[attr-defined]
-    val_loader = build_loader(spec, pr.seed, spec.val) if spec.val is not None else None
-    metrics, evaluation = evaluate(spec, prep, tasks, val_loader, run)
+    try:
+        val_loader = build_loader(spec, pr.seed, spec.val) if spec.val is not None else None
+        metrics, evaluation = evaluate(spec, prep, tasks, val_loader, run)
+    except UserCodeError as exc:
+        # The user's eval function or validation loader broke after training: this run fails
+        # alone (its rows are written, its training summary kept) and the comparison goes on.
+        run["status"] = "failed"
+        run["error"] = f"{pr.label} (seed {pr.seed}) in evaluation after step {job.steps}: " + (
+            exc.message
+        )
+        return JobOutcome(job.index, run)
     run["metrics"] = metrics
     return JobOutcome(job.index, run, evaluation)

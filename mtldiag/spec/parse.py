@@ -357,7 +357,7 @@ def _compare(ctx: Where, section: Any, hp: dict[str, Any]) -> CompareSpec:
         raise ctx.err("compare.seeds", "must be a non-empty list of whole numbers.")
     seeds = [values.seed(ctx, f"compare.seeds[{i}]", s) for i, s in enumerate(seeds)]
     every = values.every(ctx, "compare.every", section.get("every", 10))
-    sweep = whole(ctx, "compare.sweep", section.get("sweep", 0), minimum=0)
+    sweep = values.sweep(ctx, "compare.sweep", section.get("sweep", 0))
     jobs = whole(ctx, "compare.jobs", section.get("jobs", 1), minimum=1)
     single = boolean(ctx, "compare.single_task", section.get("single_task", False))
     return CompareSpec(methods, steps, tuple(seeds), every, single, sweep, jobs)

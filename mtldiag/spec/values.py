@@ -43,6 +43,9 @@ OPTIONS = Where("")
 SEED_MAX = 2**32 - 1
 # A billion steps is days of training on the smallest model: a larger count is a typo.
 STEPS_MAX = 10**9
+# Each sweep point is one more training run per seed: a thousand is already days of runs, and
+# the weights are built up front (a list of K vectors), so a larger K is a typo, not a plan.
+SWEEP_MAX = 1000
 
 
 def whole(ctx: Where, key: str, value: Any, minimum: int = 0, maximum: int | None = None) -> int:
@@ -71,6 +74,11 @@ def steps(ctx: Where, key: str, value: Any) -> int:
 def every(ctx: Where, key: str, value: Any) -> int:
     """Instrument every K-th step (``1``: all of them; ``0``: none, plain training)."""
     return whole(ctx, key, value, 0, STEPS_MAX)
+
+
+def sweep(ctx: Where, key: str, value: Any) -> int:
+    """A count of linear-scalarization sweep points (``0``: no sweep)."""
+    return whole(ctx, key, value, 0, SWEEP_MAX)
 
 
 # YAML 1.1 (PyYAML) reads a float only with a dot: `1e-3`, `5e-4` and `1E+2` come back as

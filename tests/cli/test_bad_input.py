@@ -93,6 +93,10 @@ def losses_not_dict(model, batch):
 
 def loader_of_strings(**kw):
     return ["a batch", "another"]
+
+
+def eval_raises(model, loader):
+    return {"a": 1 / 0}
 """
 
 
@@ -334,6 +338,54 @@ CASES = [
     ("compare-every", _args("compare", "{spec}", "-m", "ew", "--every", "-3"), 2, "'--every'"),
     ("compare-steps", _args("compare", "{spec}", "-m", "ew", "--steps", "0"), 2, "'--steps'"),
     ("compare-seed-option", _args("compare", "{spec}", "-m", "ew", "--seed", "1"), 2, "--seed"),
+    (
+        "compare-sweep-huge",
+        _args("compare", "{spec}", "-m", "ew", "--sweep", "1000000000"),
+        2,
+        "'--sweep': must be a whole number from 0 to 1000,",
+    ),
+    (
+        "spec-sweep-huge",
+        _spec(compare={"methods": ["ew"], "sweep": 10**9}),
+        2,
+        "'compare.sweep': must be a whole number from 0 to 1000,",
+    ),
+    (
+        "spec-sweep-huge-compare",
+        _spec_cmd("compare", compare={"methods": ["ew"], "sweep": 1001}),
+        2,
+        "'compare.sweep': must be a whole number from 0 to 1000,",
+    ),
+    # ---- compare: the user's evaluation breaks in every run (each run fails alone: exit 1)
+    (
+        "compare-eval-raises",
+        _spec_cmd("compare", "-m", "ew", "--steps", "1", eval=CODE + "eval_raises"),
+        1,
+        "every run failed; the first: ew (seed 0) in evaluation after step 1: eval "
+        "'bad_code.py:eval_raises' raised ZeroDivisionError: division by zero "
+        "(at bad_code.py:75 in eval_raises)",
+    ),
+    (
+        "compare-val-factory-raises",
+        _spec_cmd(
+            "compare", "-m", "ew", "--steps", "1", data__val={"factory": CODE + "raising_model"}
+        ),
+        1,
+        "raised RuntimeError: weights file not found (at bad_code.py:7 in raising_model)",
+    ),
+    (
+        "compare-val-loader-raises",
+        _spec_cmd(
+            "compare",
+            "-m",
+            "ew",
+            "--steps",
+            "1",
+            data__val={"factory": CODE + "fails_at_once", "kwargs": SYN_LOADER["kwargs"]},
+        ),
+        1,
+        "the validation loader (data.val, batch 0) raised OSError: corrupt shard (at bad_code.py:",
+    ),
     # ---- report
     ("report-missing", _args("report", "{tmp}/nope"), 2, "does not exist"),
     (

@@ -120,7 +120,9 @@ def test_bad_hyper_parameter_exit_2(synthetic_spec: Path):
     assert res.exit_code == 2 and "`c` should be a non-negative float" in res.output
 
 
-def test_eval_returning_wrong_tasks_exit_2(tmp_path: Path):
+def test_eval_returning_wrong_tasks_fails_every_run_exit_1(tmp_path: Path):
+    # Junk from the user's eval fails each run alone (the run's training records are kept);
+    # when no run is left ok, the comparison exits 1 with the first run's reason.
     ev = tmp_path / "evalfn.py"
     ev.write_text("def evaluate(model, loader):\n    return {'a': 0.0, 'b': 0.0}\n")
     spec = write_spec(tmp_path, {**SYNTHETIC, "eval": "evalfn.py:evaluate"})
@@ -128,8 +130,9 @@ def test_eval_returning_wrong_tasks_exit_2(tmp_path: Path):
         app,
         ["compare", str(spec), "--methods", "ew", "--steps", "2", "--out", str(tmp_path / "run")],
     )
-    assert res.exit_code == 2, res.output
+    assert res.exit_code == 1, res.output
     text = " ".join(res.output.split())
+    assert "every run failed; the first: ew (seed 0) in evaluation after step 2" in text
     assert "must return {task: value} for a, b, c; it returned: a, b" in text
     assert "Traceback" not in res.output
 

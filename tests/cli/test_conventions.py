@@ -77,6 +77,18 @@ def test_plain_observer_reports_steps_rate_and_losses():
     assert re.search(r"pcgrad \(seed 1\): step 5/10, [\d.]+ steps/s, a=0.5 b=1.25", text)
 
 
+def test_plain_observer_names_the_run_that_finished_not_the_last_started():
+    # --jobs 2: both runs start, then the first one ends.
+    console = Console(record=True, width=200, force_terminal=False)
+    obs = PlainObserver(console, every_s=0.0)
+    obs.set_total(2)
+    obs.run_started("ew", 0, 3)
+    obs.run_started("pcgrad", 0, 3)
+    obs.run_finished({"method": "ew", "seed": 0, "status": "failed", "steps": 3})
+    last = console.export_text().splitlines()[-1]
+    assert last.startswith("[1/2] ew (seed 0): failed, 3 steps in "), last
+
+
 def test_observer_choice():
     assert isinstance(make_observer(Console(force_terminal=True)), RichObserver)
     assert type(make_observer(Console(force_terminal=False))) is PlainObserver

@@ -248,3 +248,44 @@ def test_seed_bounds_are_the_same_in_the_spec_and_on_the_command_line(tmp_path, 
     words = "must be a whole number from 0 to 4294967295"
     assert words in " ".join(from_spec.output.split()) and "'seed'" in from_spec.output
     assert words in " ".join(from_cli.output.split()) and "'--seed'" in from_cli.output
+
+
+# An eval function that raises the first time any process calls it (an O_EXCL marker file is
+# the one thing worker processes share): exactly one run of a comparison fails its evaluation.
+EVAL_ONCE = """import os
+
+
+def evaluate(model, loader):
+    try:
+        os.close(os.open("evaluated-once", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return {t: 1.0 for t in "abc"}
+    raise KeyError("metric 'acc' is not computed")
+"""
+EVAL_RAISE_LINE = 9
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_eval_raising_in_one_compare_run_fails_that_run_and_the_others_go_on(
+    tmp_path: Path, jobs: str
+):
+    (tmp_path / "my_eval.py").write_text(EVAL_ONCE)
+    spec = write_spec(tmp_path, {**SYNTHETIC, "eval": "my_eval.py:evaluate"})
+    run = tmp_path / "run"
+    args = ["-m", "ew,pcgrad", "--steps", "3", "--jobs", jobs, "--out", str(run)]
+    proc = _cli("compare", str(spec), *args, cwd=tmp_path)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err
+    runs = json.loads((run / "summary.json").read_text())["runs"]
+    failed = [r for r in runs if r["status"] == "failed"]
+    ok = [r for r in runs if r["status"] == "ok"]
+    assert len(failed) == len(ok) == 1, runs  # --jobs 2: either run may evaluate first
+    error = failed[0]["error"]
+    assert error.startswith(f"{failed[0]['method']} (seed 0) in evaluation after step 3: ")
+    assert "eval 'my_eval.py:evaluate' raised KeyError" in error and "'acc'" in error
+    assert f"my_eval.py:{EVAL_RAISE_LINE} in evaluate" in error and "\n" not in error
+    assert "metrics" not in failed[0] and ok[0]["metrics"] == {t: 1.0 for t in "abc"}
+    assert f"{failed[0]['method']} (seed 0): failed" in err  # the progress says so too
+    # The failed run's training records are kept: 3 rows per run in steps.csv.
+    assert failed[0]["steps"] == ok[0]["steps"] == 3 and _rows(run) == 6

@@ -240,7 +240,8 @@ def test_rank_1_error_is_printed_once_by_rank_0_and_stops_every_rank(tmp_path: P
     assert time.monotonic() - t0 < distributed.GRACE_S + 30
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [
-        "error: rank 1: data 'flaky:build_loader' raised RuntimeError: shard 1 is corrupt"
+        "error: rank 1: data 'flaky:build_loader' raised RuntimeError: shard 1 is corrupt "
+        "(at flaky.py:6 in build_loader)"  # the user's frame, named
     ]
 
 

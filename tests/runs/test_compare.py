@@ -149,21 +149,46 @@ def test_eval_function_and_higher_is_better_reach_the_table(tmp_path: Path):
     assert "eval function" in cmp["verdict"]
 
 
-def test_eval_function_returning_the_wrong_tasks_is_a_user_error(tmp_path: Path):
+def test_eval_function_returning_the_wrong_tasks_fails_its_run_with_the_reason(tmp_path: Path):
     ev = tmp_path / "badeval.py"
     ev.write_text("def evaluate(model, loader):\n    return {'a': 1.0, 'z': 2.0}\n")
-    with pytest.raises(
-        UserCodeError,
-        match=r"must return \{task: value\} for a, b, c; "
-        r"it returned: a, z",
-    ):
+    res = run_compare(
+        parse_spec(_with(eval=f"{ev}:evaluate")),
+        methods="ew",
+        seeds=[0],
+        steps=2,
+        out=tmp_path / "run",
+    )
+    (run,) = res.summary["runs"]
+    assert run["status"] == "failed" and "metrics" not in run
+    assert run["error"].startswith("ew (seed 0) in evaluation after step 2: ")
+    assert "must return {task: value} for a, b, c; it returned: a, z" in run["error"]
+
+
+def test_validation_loader_raising_fails_the_run_naming_the_users_frame(tmp_path: Path):
+    (tmp_path / "badval.py").write_text(
+        "def build(**kw):\n    return Broken()\n\n\n"
+        "class Broken:\n    def __iter__(self):\n        raise OSError('val shard gone')\n"
+    )
+    data = copy.deepcopy(SYNTHETIC)
+    data["data"]["val"] = {"factory": f"{tmp_path / 'badval.py'}:build"}
+    res = run_compare(parse_spec(data), methods="ew", seeds=[0], steps=2, out=tmp_path / "run")
+    (run,) = res.summary["runs"]
+    assert run["status"] == "failed" and run["steps"] == 2
+    assert "the validation loader (data.val" in run["error"] and "val shard gone" in run["error"]
+    assert "badval.py:7 in __iter__" in run["error"]
+
+
+def test_eval_that_cannot_be_imported_is_refused_before_any_training(tmp_path: Path):
+    with pytest.raises(UserCodeError, match="nope.py"):
         run_compare(
-            parse_spec(_with(eval=f"{ev}:evaluate")),
+            parse_spec(_with(eval=f"{tmp_path / 'nope.py'}:evaluate")),
             methods="ew",
             seeds=[0],
             steps=2,
             out=tmp_path / "run",
         )
+    assert not (tmp_path / "run").exists()
 
 
 def test_validation_loader_is_used_when_given(tmp_path: Path):
@@ -192,7 +217,8 @@ def test_validation_loader_is_used_when_given(tmp_path: Path):
         ({"steps": 0}, "'--steps': must be a whole number from 1 to"),
         ({"every": -1}, "'--every': must be a whole number from 0 to"),  # as compare.every
         ({"seeds": [0, 2**40]}, "'--seeds': must be a whole number from 0 to 4294967295"),
-        ({"sweep": -1}, "--sweep must be 0"),
+        ({"sweep": -1}, "'--sweep': must be a whole number from 0 to 1000, not -1"),
+        ({"sweep": 10**9}, "'--sweep': must be a whole number from 0 to 1000,"),
     ],
 )
 def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, message):
