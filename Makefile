@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_profile.py
 	$(BIN)/python benchmarks/bench_methods.py
 	$(BIN)/python benchmarks/bench_representation.py
+	$(BIN)/python benchmarks/bench_gradnorm.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

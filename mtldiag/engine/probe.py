@@ -27,10 +27,11 @@ from torch import nn
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.linear_norms import LinearCapture, linear_capture
 from mtldiag.engine.micro import MicroBatches
 from mtldiag.engine.missing import carried_losses, expand, expand_metrics, present_method
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.engine.step import backward_step, detached_losses, scale_losses
+from mtldiag.engine.step import backward_step, detached_losses, grad_norm_params, scale_losses
 from mtldiag.errors import TrainingError
 from mtldiag.methods._scalar import EqualWeights
 from mtldiag.methods.base import Method, RunContext
@@ -100,12 +101,18 @@ class GradientProbe:
         # Under torchrun: whether DDP already averages the .grad of a plain backward (the
         # trainer wraps the model); a user loop without DDP leaves it False and the probe does.
         self.ddp_syncs_plain_steps = False
+        # GradNorm-like methods on a last shared nn.Linear: its input and output each forward,
+        # so that a plain step takes the norms in closed form (mtldiag.engine.linear_norms).
+        self.capture: LinearCapture | None = None
 
     def __enter__(self) -> GradientProbe:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # No hooks to remove; drop the Jacobian buffer so its memory is returned.
+        # Remove the norms' forward hook; drop the Jacobian buffer so its memory is returned.
+        if self.capture is not None:
+            self.capture.remove()
+            self.capture = None
         if self.engine is not None:
             self.engine._buffer = None
 
@@ -126,6 +133,21 @@ class GradientProbe:
             dtype=self.selection.layout.params[0].dtype,
         )
         self.method.reset(ctx)
+        self.capture = self._norm_capture()
+
+    def _norm_capture(self) -> LinearCapture | None:
+        """The hook for closed-form GradNorm norms, where they are exact (one process, last
+        shared layer an ``nn.Linear``); it sees forwards from the next step on."""
+        method = self.method
+        if not getattr(method, "needs_grad_norms", False) or distributed.context() is not None:
+            return None
+        assert self.selection is not None
+        layout = self.selection.layout
+        if getattr(method, "grad_norm_layer", "last") == "all" or not layout.layers:
+            return None
+        params = grad_norm_params(layout, "last")
+        covered = [*layout.params, *self.selection.others]
+        return linear_capture(self.model, layout.layers[-1], params, covered)
 
     def instrumented(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0
@@ -185,6 +207,7 @@ class GradientProbe:
             loss_scale=loss_scale,
             micro=self.micro,
             features=features,
+            capture=self.capture,
         )
         if not result.complete:
             return ProbeStep(step, inst, detached.tolist(), None, None, None, complete=False)

@@ -10,7 +10,10 @@ chooses, per method family and step, the cheapest pass that gives what the step 
 * **the Jacobian** ``J`` (T x P) for methods whose ``aggregate`` reads it (GradDrop-like) and
   under torchrun, which averages ``J`` across ranks in one collective;
 * **one backward** of ``sum_i w_i L_i`` for a weighting method's plain step (plus, for
-  GradNorm-like methods, one partial ``autograd.grad`` per task on the layer it normalises).
+  GradNorm-like methods, one partial ``autograd.grad`` per task on the layer it normalises;
+  or, when that layer is an ``nn.Linear`` whose input and output a ``capture`` holds, T
+  passes through the heads and one through the trunk, the norms in closed form:
+  :mod:`mtldiag.engine.linear_norms`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import torch
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
+from mtldiag.engine.linear_norms import LinearCapture, linear_norm_pass
 from mtldiag.engine.micro import MicroBatches, scaled
 from mtldiag.engine.representation import RepresentationEngine
 from mtldiag.methods.base import GramianMethod, Method, MethodError, WeightingMethod
@@ -119,6 +123,7 @@ def backward_step(
     loss_scale: float | None = None,
     micro: MicroBatches | None = None,
     features: torch.Tensor | None = None,
+    capture: LinearCapture | None = None,
 ) -> StepResult:
     """Back-propagate the T task losses ``ordered`` through ``method``; fill every ``.grad``.
 
@@ -138,6 +143,9 @@ def backward_step(
     ``micro``: gradient accumulation; this call adds one micro-batch, and ``.grad`` holds the
     step's update only when the result is ``complete`` (the K-th call). A weighting method's
     weights are chosen before the first micro-batch's backward, from its losses.
+    ``capture``: the last shared ``nn.Linear``'s input and output of this forward (installed
+    by the probe for a GradNorm-like method); a plain step then takes the norms without T
+    weight-gradient products. It is cleared here whichever path the step takes.
     """
     weighting = isinstance(method, WeightingMethod)
     if micro is not None:
@@ -165,7 +173,7 @@ def backward_step(
         assert weights is not None
         # Under torchrun .grad is averaged once, after the last micro-batch.
         average = not ddp_syncs_plain_steps and (micro is None or micro.last)
-        result = _plain_step(engine, method, ordered, weights, average, loss_scale)
+        result = _plain_step(engine, method, ordered, weights, average, loss_scale, capture)
         if micro is not None and not micro.last:
             return StepResult(weights, None, None, complete=False)
     elif rep is not None:
@@ -175,6 +183,8 @@ def backward_step(
         result = _grads_step(engine, method, ordered, losses, weights, loss_scale, micro)
     else:
         result = _jacobian_step(engine, method, ordered, losses, weights, loss_scale, micro)
+    if capture is not None:
+        capture.clear()  # the next step's forward captures afresh
     if result.complete and result.finite and weighting:
         method.update(losses, step, result.grad_norms)  # type: ignore[union-attr]
     return replace(result, losses=losses)
@@ -197,16 +207,33 @@ def _plain_step(
     weights: torch.Tensor,
     average: bool,
     loss_scale: float | None,
+    capture: LinearCapture | None = None,
 ) -> StepResult:
-    """One backward of ``sum_i w_i L_i`` (a weighting method's plain step)."""
+    """One backward of ``sum_i w_i L_i`` (a weighting method's plain step).
+
+    A GradNorm-like method's norms: in closed form from a usable ``capture`` (one process, every
+    weight non-zero and finite: the passes give ``w_i``-scaled gradients), else one partial
+    ``autograd.grad`` per task (and under torchrun the rank-averaged norms, as before).
+    """
     norms: torch.Tensor | None = None
-    if method.needs_grad_norms:  # type: ignore[union-attr]
+    fast = (
+        method.needs_grad_norms  # type: ignore[union-attr]
+        and capture is not None
+        and capture.usable()
+        and distributed.context() is None
+        and bool(torch.isfinite(weights).all() and (weights != 0).all())
+    )
+    if fast:
+        assert capture is not None
+        norms = linear_norm_pass(capture, ordered, weights.to(ordered[0].dtype), engine.others)
+    elif method.needs_grad_norms:  # type: ignore[union-attr]
         params = grad_norm_params(engine.layout, method.grad_norm_layer)  # type: ignore[union-attr]
         norms = _partial_norms(ordered, params)
-        if loss_scale is not None:
-            norms = norms / loss_scale
-    total = (weights.to(ordered[0].dtype) * torch.stack(list(ordered)).reshape(-1)).sum()
-    total.backward()
+    if norms is not None and loss_scale is not None:
+        norms = norms / loss_scale
+    if not fast:  # the closed-form pass already back-propagated sum_i w_i L_i
+        total = (weights.to(ordered[0].dtype) * torch.stack(list(ordered)).reshape(-1)).sum()
+        total.backward()
     if distributed.context() is not None and average:
         distributed.average_grads([*engine.layout.params, *engine.others])
     finite = norms is None or bool(torch.isfinite(norms).all())
