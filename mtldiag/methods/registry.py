@@ -160,7 +160,10 @@ def describe() -> list[MethodInfo]:
         # The cost follows from the family (what the step core runs), not from a per-class note.
         if issubclass(cls, WeightingMethod):
             cost = "1 backward" + (
-                " + T partial (last shared layer)" if cls.needs_grad_norms else ""
+                " + T head passes for its norms (closed form on a Linear last layer,"
+                " else T partial)"
+                if cls.needs_grad_norms
+                else ""
             )
         else:
             cost = "T backward (Jacobian)"
