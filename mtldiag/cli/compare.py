@@ -9,14 +9,21 @@ import typer
 from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, fail, guarded
 from mtldiag.cli.check import check_and_render
-from mtldiag.cli.profile import (
+from mtldiag.cli.options import (
     ACCUMULATE,
+    AS_JSON,
+    BASELINE,
+    CHECK,
     CLIP_NORM,
+    LOG,
     PRECISION,
+    QUIET,
+    RULES,
     SPEC_HELP,
-    print_space,
+    WRT,
     training_overrides,
 )
+from mtldiag.cli.profile import print_space
 from mtldiag.cli.progress import make_observer
 from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
@@ -78,15 +85,9 @@ def compare(
     out: Path | None = typer.Option(
         None, "--out", "-o", help="Run directory [runs/<name>/<timestamp>]."
     ),
-    check: bool = typer.Option(
-        False,
-        "--check",
-        help="Run the spec's checks (or --rules) on the result; exit 1 on failure.",
-    ),
-    rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
-    baseline: Path | None = typer.Option(
-        None, "--baseline", help="Baseline run directory for --check."
-    ),
+    check: bool = CHECK,
+    rules: Path | None = RULES,
+    baseline: Path | None = BASELINE,
     jobs: int | None = typer.Option(
         None, "--jobs", "-j", help="Worker processes, one device each [spec: compare.jobs, 1]."
     ),
@@ -103,20 +104,10 @@ def compare(
     ray_address: str | None = typer.Option(
         None, "--ray-address", help="Ray cluster to submit to (host:port) [a local Ray]."
     ),
-    wrt: str | None = typer.Option(
-        None,
-        "--wrt",
-        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
-    ),
-    log: str | None = typer.Option(
-        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
-    ),
+    wrt: str | None = WRT,
+    log: str | None = LOG,
+    as_json: bool = AS_JSON,
+    quiet: bool = QUIET,
     accumulate: int | None = ACCUMULATE,
     precision: str | None = PRECISION,
     clip_grad_norm: float | None = CLIP_NORM,

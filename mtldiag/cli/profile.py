@@ -13,34 +13,26 @@ from rich.table import Table
 from mtldiag.analysis.rules import load_rules
 from mtldiag.cli.app import app, console, err_console, guarded
 from mtldiag.cli.check import check_and_render
+from mtldiag.cli.options import (
+    ACCUMULATE,
+    AS_JSON,
+    BASELINE,
+    CHECK,
+    CLIP_NORM,
+    LOG,
+    PRECISION,
+    QUIET,
+    RULES,
+    SPEC_HELP,
+    WRT,
+    training_overrides,
+)
 from mtldiag.cli.progress import make_observer
 from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
 from mtldiag.runs.profile import run_profile
 from mtldiag.runs.validate import validate_spec
 from mtldiag.spec import load_spec
-
-SPEC_HELP = "The YAML spec (default: mtldiag.yaml in the current folder)."
-
-ACCUMULATE = typer.Option(
-    None, "--accumulate", help="Micro-batches per optimizer step [spec: accumulate, 1]."
-)
-PRECISION = typer.Option(None, "--precision", help="fp32 | bf16 | fp16 [spec: precision].")
-CLIP_NORM = typer.Option(
-    None, "--clip-grad-norm", help="Clip the update's norm before each step [spec]."
-)
-
-
-def training_overrides(
-    accumulate: int | None, precision: str | None, clip_grad_norm: float | None
-) -> dict[str, Any]:
-    """Command-line training options as spec keys: the spec's checks then apply to them."""
-    given = {
-        "accumulate": accumulate,
-        "precision": precision,
-        "clip_grad_norm": clip_grad_norm,
-    }
-    return {k: v for k, v in given.items() if v is not None}
 
 
 @app.command()
@@ -70,29 +62,13 @@ def profile(
         "--preview",
         help="Also compute every gradient method's update on the recorded Jacobians.",
     ),
-    check: bool = typer.Option(
-        False,
-        "--check",
-        help="Run the spec's checks (or --rules) on the result; exit 1 on failure.",
-    ),
-    rules: Path | None = typer.Option(None, "--rules", help="Rules file for --check."),
-    baseline: Path | None = typer.Option(
-        None, "--baseline", help="Baseline run directory for --check."
-    ),
-    wrt: str | None = typer.Option(
-        None,
-        "--wrt",
-        help="Per-task gradients w.r.t. the shared representation or the parameters [spec: representation].",
-    ),
-    log: str | None = typer.Option(
-        None, "--log", help="Trackers, e.g. tensorboard,mlflow,wandb [spec: log]."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the summary as JSON on stdout (nothing else there)."
-    ),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress and no tables: only the run directory."
-    ),
+    check: bool = CHECK,
+    rules: Path | None = RULES,
+    baseline: Path | None = BASELINE,
+    wrt: str | None = WRT,
+    log: str | None = LOG,
+    as_json: bool = AS_JSON,
+    quiet: bool = QUIET,
     accumulate: int | None = ACCUMULATE,
     precision: str | None = PRECISION,
     clip_grad_norm: float | None = CLIP_NORM,

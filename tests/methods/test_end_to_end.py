@@ -215,7 +215,7 @@ def test_methods_command_lists_every_method(tmp_path):
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert list(rows) == methods.names()
     assert rows["cagrad"]["hyperparams"] == {"c": 0.4, "rescale": 1, "reduction": "sum"}
-    assert rows["gradnorm"]["cost"].startswith("1 backward + T partial")
+    assert rows["gradnorm"]["cost"].startswith("1 backward + T head passes for its norms")
     assert rows["nash_mtl"]["stateful"] and not rows["imtl"]["stateful"]
     assert yaml.safe_load(json.dumps(rows["famo"]["aliases"])) == []
     bad = CliRunner().invoke(app, ["methods", "--family", "weightng"])
