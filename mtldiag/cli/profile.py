@@ -30,6 +30,7 @@ from mtldiag.cli.options import (
 from mtldiag.cli.progress import make_observer
 from mtldiag.cli.render import render_result
 from mtldiag.engine.distributed import is_main
+from mtldiag.rundir.schema import space_fact
 from mtldiag.runs.profile import run_profile
 from mtldiag.runs.validate import validate_spec
 from mtldiag.spec import load_spec
@@ -104,12 +105,14 @@ def profile(
 
 
 def print_space(out: Console, summary: Any) -> None:
-    """Say so when every gradient number is a representation-space one (never mixed)."""
+    """Say so when gradient numbers are representation-space ones (all, or some runs')."""
     if summary.get("jacobian") == "representation":
         out.print(
             "[yellow]gradients w.r.t. the shared representation (--wrt representation): norms, "
             "cosines, conflicts and updates are representation-space numbers[/]"
         )
+    elif summary.get("jacobian") == "mixed":
+        out.print(f"[yellow]gradients w.r.t. {escape(space_fact(summary))}[/]")
 
 
 @app.command()

@@ -28,9 +28,9 @@ from torch import nn
 
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
 from mtldiag.errors import SpecError
+from mtldiag.methods.syntax import WRT
 
 REPRESENTATION_LAYER = "representation"  # the one "layer" of representation-space metrics
-WRT = ("parameters", "representation")
 
 
 class RepresentationEngine:

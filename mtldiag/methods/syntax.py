@@ -1,7 +1,11 @@
 """The method syntax of the CLI and the spec: ``pcgrad``, ``cagrad:c=0.4,rescale=1``, lists.
 
 One parser for both, so ``--methods`` and ``compare.methods`` read alike; names are checked
-against the registry, aliases reach the spec's ``methods:`` hyper-parameters.
+against the registry, aliases reach the spec's ``methods:`` hyper-parameters. A suffix
+``@representation`` or ``@parameters`` (``mgda@representation``, ``cagrad:c=0.4@parameters``)
+fixes the gradient space of that method's runs whatever ``--wrt`` says, so one comparison can
+put ``mgda`` on the representation beside ``mgda`` on the parameters; the suffix is part of
+the label, so every table and record names the space.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from mtldiag.errors import MtldiagError, SpecError
 from mtldiag.methods.base import Method, MethodError
 from mtldiag.methods.registry import create, lookup
 
+WRT = ("parameters", "representation")  # what per-task gradients can be taken with respect to
+
 
 @dataclass(frozen=True)
 class MethodSpec:
@@ -22,13 +28,15 @@ class MethodSpec:
 
     name: str
     hparams: dict[str, Any] = field(default_factory=dict)
+    wrt: str | None = None  # "parameters" | "representation"; None: the comparison's --wrt
 
     @property
     def label(self) -> str:
+        suffix = f"@{self.wrt}" if self.wrt else ""
         if not self.hparams:
-            return self.name
+            return self.name + suffix
         args = ",".join(f"{k}={_compact(v)}" for k, v in sorted(self.hparams.items()))
-        return f"{self.name}:{args}"
+        return f"{self.name}:{args}{suffix}"
 
 
 def _compact(value: Any) -> str:
@@ -46,13 +54,15 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
     if isinstance(entry, MethodSpec):
         return entry
     if isinstance(entry, dict) and len(entry) == 1:
-        ((name, hp),) = entry.items()
+        ((key, hp),) = entry.items()
+        name, wrt = split_wrt(str(key))
         if hp is not None and not isinstance(hp, dict):
             raise SpecError(f"method '{name}': hyper-parameters must be a mapping, not {hp!r}.")
-        return MethodSpec(str(name), {**_defaults(str(name), defaults), **(hp or {})})
+        return MethodSpec(name, {**_defaults(name, defaults), **(hp or {})}, wrt)
     if not isinstance(entry, str) or not entry.strip():
         raise SpecError(f"a method must be a name like 'pcgrad' or 'cagrad:c=0.4', not {entry!r}.")
-    name, _, args = entry.strip().partition(":")
+    text, wrt = split_wrt(entry.strip())
+    name, _, args = text.partition(":")
     hp: dict[str, Any] = _defaults(name.strip(), defaults)
     if args:
         for part in _split_top(args):
@@ -63,7 +73,28 @@ def parse_method(entry: Any, defaults: dict[str, dict[str, Any]] | None = None) 
                     hint="write hyper-parameters as 'cagrad:c=0.4,rescale=1'",
                 )
             hp[key.strip()] = _scalar(raw)
-    return MethodSpec(name.strip(), hp)
+    return MethodSpec(name.strip(), hp, wrt)
+
+
+def split_wrt(entry: str) -> tuple[str, str | None]:
+    """``"mgda@representation"`` -> ``("mgda", "representation")``; no suffix -> ``None``.
+
+    Only the last ``@`` counts and its word must be one of :data:`WRT` (a short form such as
+    ``@rep`` is refused with the two words, so a label always spells its space out).
+    """
+    head, at, tail = entry.rpartition("@")
+    if not at:
+        return entry, None
+    word = tail.strip()
+    if word not in WRT:
+        raise SpecError(
+            f"method '{entry}': '@{word}' is not a gradient space.",
+            hint=f"write {head.strip() or 'mgda'}@representation or "
+            f"{head.strip() or 'mgda'}@parameters",
+        )
+    if not head.strip():
+        raise SpecError(f"method '{entry}': no method name before '@'.")
+    return head.strip(), word
 
 
 def _scalar(raw: str) -> Any:

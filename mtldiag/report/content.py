@@ -17,7 +17,7 @@ from mtldiag.report.tables import (
     runs_data,
     task_data,
 )
-from mtldiag.rundir.schema import EVALUATION_TEXT, gradient_space
+from mtldiag.rundir.schema import EVALUATION_TEXT, space_fact
 
 
 @dataclass
@@ -49,7 +49,7 @@ def build_content(summary: dict[str, Any], plots: list[Plot], warnings: list[str
         ("status", str(summary.get("status"))),
         ("created", str(summary.get("created"))),
         ("device", str(summary.get("device"))),
-        ("gradients w.r.t.", gradient_space(summary)),
+        ("gradients w.r.t.", space_fact(summary)),
         ("tasks", ", ".join(tasks)),
         (
             "shared layers",

@@ -25,7 +25,7 @@ from mtldiag.report.cells import (
     ratio,
     signed,
 )
-from mtldiag.rundir.schema import gradient_space, reference_run
+from mtldiag.rundir.schema import gradient_space, reference_run, run_space
 
 # -- which run the one-run tables describe -------------------------------------------------
 
@@ -192,11 +192,13 @@ def runs_data(summary: dict[str, Any]) -> TableData:
     tasks = summary.get("tasks") or []
     runs = summary.get("runs") or []
     warn_col = any(r.get("warnings") for r in runs)
+    space_col = summary.get("jacobian") == "mixed"  # say each run's space when they differ
     rows = []
     for r in runs:
         final = r.get("final_loss") or {}
         rows.append(
             [str(r.get("method")), str(r.get("seed")), str(r.get("status"))]
+            + [run_space(summary, r)] * space_col
             + ["; ".join(map(str, r.get("warnings") or []))] * warn_col
             + [str(r.get("steps")), str(r.get("instrumented_steps"))]
             + [num(final.get(t)) for t in tasks]
@@ -205,12 +207,17 @@ def runs_data(summary: dict[str, Any]) -> TableData:
     return TableData(
         title="Runs",
         headers=["method", "seed", "status"]
+        + ["gradients w.r.t."] * space_col
         + ["warnings"] * warn_col
         + ["steps", "instrumented"]
         + [f"final loss {t}" for t in tasks]
         + ["step ms", "error"],
         rows=rows,
-        align=["l", "r", "l"] + ["l"] * warn_col + ["r", "r"] + ["r"] * len(tasks) + ["r", "l"],
+        align=["l", "r", "l"]
+        + ["l"] * (space_col + warn_col)
+        + ["r", "r"]
+        + ["r"] * len(tasks)
+        + ["r", "l"],
         marked={i for i, r in enumerate(runs) if r.get("status") != "ok" or r.get("warnings")},
     )
 

@@ -14,9 +14,10 @@ from typing import Any
 import pandas as pd
 
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics, pair_indices
+from mtldiag.engine.representation import REPRESENTATION_LAYER
 from mtldiag.rundir.accumulate import RunAccumulator
 from mtldiag.rundir.load import RunData
-from mtldiag.rundir.schema import RunEntry, Summary, new_summary
+from mtldiag.rundir.schema import RunEntry, Summary, new_summary, summary_space
 from mtldiag.rundir.summary import conclude_compare, describe
 
 
@@ -156,7 +157,18 @@ def replay_run(
                 f"{losses[run_tasks.index(bad[0])]} at step {int(row['step'])}.",
             )
             break
-    return acc.result()
+    out = acc.result()
+    out["jacobian"] = _space(method, layers)
+    return out
+
+
+def _space(method: str, layers: list[str]) -> str:
+    """A rebuilt run's gradient space: its label's ``@`` suffix, else its layers (the one
+    pseudo-layer ``representation``; a lone parameter layer of that very name reads as it)."""
+    for space in ("parameters", "representation"):
+        if method.endswith(f"@{space}"):
+            return space
+    return "representation" if layers == [REPRESENTATION_LAYER] else "parameters"
 
 
 def _mark_cut(runs: list[RunEntry], expected: int | None) -> None:
@@ -199,9 +211,10 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> Sum
     runs: list[RunEntry] = []
     for method, seed in groups:
         rows = steps[(steps["method"] == method) & (steps["seed"] == seed)]
-        runs.append(
-            replay_run(rows, pair_groups.get((method, int(seed))), method, int(seed), tasks, layers)
-        )
+        pairs = pair_groups.get((method, int(seed)))
+        # Each run's own layers: a comparison may hold runs of both gradient spaces.
+        own = _layers(pairs) or layers
+        runs.append(replay_run(rows, pairs, method, int(seed), tasks, own))
     _mark_cut(runs, expected)
     spec = data.spec or {}
     env = data.env or {}
@@ -215,6 +228,7 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> Sum
     )
     summary["status"] = "interrupted"
     summary["runs"] = runs
+    summary["jacobian"] = summary_space([str(r["jacobian"]) for r in runs])
     summary["rebuilt"] = f"from steps.csv and pairs.csv by `mtldiag report` ({why})"
     if kind == "compare":
         # The eval function and data.val are the user's code, not re-run: the loss tail it is.

@@ -106,6 +106,7 @@ class RunEntry(_RunRequired, total=False):
     warnings: list[str]  # only when the method reported something
     skipped_steps: int  # fp16 only: steps the GradScaler skipped (inf/NaN gradients)
     present_steps: dict[str, int]  # only when a task had no labels on some steps
+    jacobian: Literal["parameters", "representation"]  # this run's gradient space
 
 
 class Finding(TypedDict):
@@ -214,7 +215,7 @@ class ProfileAsked(TypedDict):
     method: str
 
 
-class CompareAsked(TypedDict):
+class _CompareAskedRequired(TypedDict):
     methods: list[str]
     seeds: list[int]
     steps: int
@@ -222,6 +223,12 @@ class CompareAsked(TypedDict):
     single_task: bool
     sweep: int
     spec_path: str | None  # the spec file (relative paths in spec.yaml resolve from its folder)
+
+
+class CompareAsked(_CompareAskedRequired, total=False):
+    """``summary["compare"]``: what the comparison was asked for (``--resume`` reuses it)."""
+
+    wrt: Literal["parameters", "representation"]  # the space of methods without an @ suffix
 
 
 class _SummaryRequired(TypedDict):
@@ -247,7 +254,9 @@ class Summary(_SummaryRequired, total=False):
     evaluation: str | None
     comparison: Comparison
     rebuilt: str
-    jacobian: Literal["parameters", "representation"]  # what the per-task gradients are over
+    # What the per-task gradients are over; "mixed": a comparison whose methods named their
+    # own space (mgda@representation), each run entry then says its own.
+    jacobian: Literal["parameters", "representation", "mixed"]
 
 
 class _EnvRequired(TypedDict):
@@ -276,15 +285,57 @@ def utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def gradient_space(summary: Mapping[str, Any]) -> str:
-    """What a summary's per-task gradients are taken w.r.t., in words for titles and findings.
+SPACE_WORDS = {"parameters": "shared parameters", "representation": "shared representation"}
 
-    Representation-space numbers (``--wrt representation``) are never to read as parameter
-    ones: every title and finding that names the space asks here.
+
+def run_space(summary: Mapping[str, Any], run: Mapping[str, Any] | None = None) -> str:
+    """``parameters`` or ``representation``: the space of ``run``'s gradients (default: the
+    reference run's, the one the diagnosis and the one-run tables describe).
+
+    A run entry says its own space; an older or rebuilt one takes the summary's, and a mixed
+    summary's run without one is read as its method label's ``@`` suffix says.
     """
-    if summary.get("jacobian") == "representation":
-        return "shared representation"
-    return "shared parameters"
+    if run is None:
+        run = reference_run(summary.get("runs") or [], summary.get("tasks") or [])
+    own = (run or {}).get("jacobian")
+    if own in SPACE_WORDS:
+        return str(own)
+    label = str((run or {}).get("method") or "")
+    for space in SPACE_WORDS:
+        if label.endswith(f"@{space}"):
+            return space
+    top = summary.get("jacobian")
+    return "representation" if top == "representation" else "parameters"
+
+
+def gradient_space(summary: Mapping[str, Any], run: Mapping[str, Any] | None = None) -> str:
+    """What a run's per-task gradients are taken w.r.t., in words for titles and findings
+    (``run``: default the reference run, see :func:`run_space`).
+
+    Representation-space numbers (``--wrt representation``, ``mgda@representation``) are never
+    to read as parameter ones: every title and finding that names the space asks here.
+    """
+    return SPACE_WORDS[run_space(summary, run)]
+
+
+def space_fact(summary: Mapping[str, Any]) -> str:
+    """The report's "gradients w.r.t." fact: one space, or how a mixed comparison splits."""
+    if summary.get("jacobian") != "mixed":
+        return gradient_space(summary)
+    default = (summary.get("compare") or {}).get("wrt") or "parameters"
+    other = "representation" if default == "parameters" else "parameters"
+    return (
+        f"mixed: the {SPACE_WORDS[default]}, except in runs labelled @{other} "
+        f"(the {SPACE_WORDS[other]}); the two spaces' numbers are never pooled"
+    )
+
+
+def summary_space(spaces: Sequence[str]) -> Literal["parameters", "representation", "mixed"]:
+    """``summary["jacobian"]`` of runs in ``spaces``: the one space, or ``mixed``."""
+    kinds = set(spaces) or {"parameters"}
+    if len(kinds) > 1:
+        return "mixed"
+    return "representation" if kinds == {"representation"} else "parameters"
 
 
 def new_summary(

@@ -5,12 +5,7 @@ that seed, so all runs with one seed start from the same weights and see the sam
 the same order (``tests/test_compare.py`` checks it). Each run is instrumented like
 ``profile`` (every K-th step), is evaluated per task, and lands in one run directory.
 
-Run labels: a method's label (``pcgrad``, ``cagrad:c=0.4``); ``single:<task>`` for the
-single-task baselines; ``sweep:<w1>,<w2>,...`` for linear-scalarization sweep points. The
-sweep label shows the point on the simplex (weights summing to 1); the run trains with those
-weights times T, the sum convention of every other method (``ew`` is ``w_i = 1``), so that
-the sweep point at the centre of the simplex *is* ``ew`` and no sweep point is handicapped by
-a T-times smaller step.
+The plan (options, run labels, run order) is :mod:`mtldiag.runs.plan`.
 """
 
 from __future__ import annotations
@@ -22,10 +17,10 @@ from typing import Any
 
 from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.distributed import setup_device
-from mtldiag.engine.representation import choose_representation, metric_layers
-from mtldiag.errors import Interrupted, MtldiagError
+from mtldiag.engine.representation import REPRESENTATION_LAYER, choose_representation
+from mtldiag.errors import Interrupted, MtldiagError, SpecError
 from mtldiag.methods.base import TaskStats
-from mtldiag.rundir.schema import single_label, sweep_label
+from mtldiag.rundir.schema import summary_space
 from mtldiag.rundir.summary import conclude_compare
 from mtldiag.rundir.writer import RunWriter, default_run_dir, environment
 from mtldiag.runs.executors import (
@@ -36,8 +31,9 @@ from mtldiag.runs.executors import (
     worker_devices,
 )
 from mtldiag.runs.imports import resolve
-from mtldiag.runs.jobs import JobOutcome, PlannedRun, RunJob, names_only
+from mtldiag.runs.jobs import JobOutcome, RunJob, names_only
 from mtldiag.runs.losses import label_stats
+from mtldiag.runs.plan import CompareOptions, compare_options, plan_runs
 from mtldiag.runs.profile import (
     base_summary,
     close_run,
@@ -46,8 +42,7 @@ from mtldiag.runs.profile import (
     resolved_spec,
 )
 from mtldiag.runs.train import Observer, Prepared, prepare, run_context
-from mtldiag.spec import MethodSpec, Spec, load_spec, parse_methods, spec_to_yaml, values
-from mtldiag.spec.values import OPTIONS
+from mtldiag.spec import MethodSpec, Spec, load_spec, spec_to_yaml
 from mtldiag.trackers.factory import parse_sink_names
 from mtldiag.trackers.hub import Trackers
 
@@ -60,28 +55,6 @@ class CompareResult:
     summary: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class CompareOptions:
-    """What a comparison asks for: recorded as ``summary["compare"]``, reused by ``--resume``."""
-
-    methods: tuple[MethodSpec, ...]
-    seeds: tuple[int, ...]
-    steps: int
-    every: int
-    single_task: bool
-    sweep: int
-
-    def record(self) -> dict[str, Any]:
-        return {
-            "methods": [m.label for m in self.methods],
-            "seeds": list(self.seeds),
-            "steps": self.steps,
-            "every": self.every,
-            "single_task": self.single_task,
-            "sweep": self.sweep,
-        }
-
-
 @dataclass
 class CompareSetup:
     """A planned comparison: the first run's model (built to find tasks and shared layers), the
@@ -92,94 +65,22 @@ class CompareSetup:
     first: Prepared
     stats: dict[str, TaskStats]
     jobs: list[RunJob]
-    representation: str | None = None  # representation mode: the module whose output is z
+    representation: str | None = None  # the default space's module (None: parameters)
 
     @property
     def tasks(self) -> list[str]:
         return self.first.tasks
 
     @property
-    def layers(self) -> list[str]:
-        return metric_layers(self.representation, self.first.selection.layout.layers)
+    def spaces(self) -> list[str]:
+        """The gradient spaces of the planned runs (``parameters``, ``representation``)."""
+        kinds = ("representation" if j.representation else "parameters" for j in self.jobs)
+        return list(dict.fromkeys(kinds))
 
-
-def plan_runs(
-    methods: Sequence[MethodSpec],
-    seeds: Sequence[int],
-    tasks: Sequence[str],
-    single_task: bool,
-    sweep_weights: Sequence[Sequence[float]],
-) -> list[PlannedRun]:
-    """Every run of a comparison, seed-major so that partial results cover all methods."""
-    runs: list[PlannedRun] = []
-    n = len(tasks)
-    for seed in seeds:
-        for m in methods:
-            runs.append(PlannedRun(m.label, seed, m))
-        for w in sweep_weights:
-            label = sweep_label(w)
-            scaled = [float(x) * n for x in w]
-            fixed = MethodSpec("fixed", {"weights": dict(zip(tasks, scaled, strict=True))})
-            runs.append(PlannedRun(label, seed, fixed))
-        if single_task:
-            for t in tasks:
-                runs.append(PlannedRun(single_label(t), seed, MethodSpec("ew"), (t,)))
-    return runs
-
-
-def compare_options(
-    spec: Spec,
-    methods: str | Sequence[Any] | None = None,
-    seeds: Sequence[int] | None = None,
-    steps: int | None = None,
-    every: int | None = None,
-    single_task: bool | None = None,
-    sweep: int | None = None,
-) -> CompareOptions:
-    """Step 1, plan: the spec's ``compare:`` section with the caller's overrides, checked."""
-    cfg = spec.compare
-    if methods is not None:
-        # Hyper-parameters from the spec (top-level `methods:` and `compare.hyperparams`)
-        # apply to methods named on the command line too.
-        section = spec.raw.get("compare") if isinstance(spec.raw.get("compare"), dict) else {}
-        hp = {**spec.method_hparams, **(section.get("hyperparams") or {})}
-        method_specs = tuple(parse_methods(methods, hp))
-    else:
-        method_specs = tuple(cfg.methods)
-    if not method_specs:
-        raise MtldiagError(
-            "no methods to compare.",
-            hint="pass --methods ew,pcgrad,mgda or set compare.methods in the spec",
-        )
-    labels = [m.label for m in method_specs]
-    twice = sorted({x for x in labels if labels.count(x) > 1})
-    if twice:
-        raise MtldiagError(
-            f"method {', '.join(twice)} is listed more than once.",
-            hint="list each method once; seeds repeat it",
-        )
-    for ms in method_specs:
-        create_method(ms)  # fail on a bad name or hyper-parameter before any training
-    seed_list = tuple(seeds) if seeds is not None else tuple(cfg.seeds)
-    if seeds is not None:
-        seed_list = tuple(values.seed(OPTIONS, "--seeds", s) for s in seed_list)
-    if not seed_list:
-        raise MtldiagError("--seeds is empty.", hint="for example --seeds 0,1,2")
-    if len(set(seed_list)) != len(seed_list):
-        raise MtldiagError(
-            f"--seeds repeats a seed: {list(seed_list)}.",
-            hint="a repeated seed reruns the very same run; for example --seeds 0,1,2",
-        )
-    # Options are checked by the spec's own bound functions: same values, same words.
-    n_steps = (
-        values.steps(OPTIONS, "--steps", steps)
-        if steps is not None
-        else (cfg.steps or spec.profile.steps)
-    )
-    n_every = values.every(OPTIONS, "--every", every) if every is not None else cfg.every
-    n_sweep = cfg.sweep if sweep is None else values.sweep(OPTIONS, "--sweep", sweep)
-    want_single = cfg.single_task if single_task is None else single_task
-    return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
+    @property
+    def default_space(self) -> str:
+        """The space of a run whose method names none (``--wrt``, else the spec)."""
+        return "representation" if self.representation else "parameters"
 
 
 def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None) -> CompareSetup:
@@ -191,8 +92,7 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
         resolve(spec.eval, spec.base_dir, what="eval")
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
     first = prepare(spec, options.seeds[0], dev)
-    names = first.selection.layout.names
-    rep = choose_representation(first.model, names, spec.representation, wrt)
+    rep, module = _representations(first, spec, options.methods, wrt)
     stats = label_stats(spec, first.loader)
     for ms in options.methods:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -206,10 +106,42 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
     shared = names_only(first.selection)
     tasks = tuple(first.tasks)
     jobs = [
-        RunJob(i, pr, spec, options.steps, options.every, stats, shared, tasks, str(dev), None, rep)
+        RunJob(
+            i,
+            pr,
+            spec,
+            options.steps,
+            options.every,
+            stats,
+            shared,
+            tasks,
+            str(dev),
+            None,
+            rep if pr.method.wrt is None else module if pr.method.wrt == "representation" else None,
+        )
         for i, pr in enumerate(plan)
     ]
     return CompareSetup(spec, options, first, stats, jobs, rep)
+
+
+def _representations(
+    first: Prepared, spec: Spec, methods: Sequence[MethodSpec], wrt: str | None
+) -> tuple[str | None, str | None]:
+    """The default space's module (``None``: parameters) and the module of the methods that
+    name ``@representation`` (the spec's ``representation:``, else ``auto``)."""
+    names = first.selection.layout.names
+    default = choose_representation(first.model, names, spec.representation, wrt)
+    if default is not None or not any(m.wrt == "representation" for m in methods):
+        return default, default
+    module = choose_representation(first.model, names, spec.representation, "representation")
+    if REPRESENTATION_LAYER in first.selection.layout.layers:
+        # Both spaces' metrics are keyed by layer name: a shared layer of that name would mix.
+        raise SpecError(
+            f"a shared layer is named '{REPRESENTATION_LAYER}', the name representation-space "
+            "metrics use: one comparison cannot hold both spaces.",
+            hint="compare the two spaces in two runs (--wrt representation, --wrt parameters)",
+        )
+    return default, module
 
 
 def make_executor(
@@ -257,13 +189,14 @@ def open_compare_dir(
         setup.tasks,
         setup.first.selection.layout,
         str(setup.first.device),
-        setup.representation,
+        spaces=setup.spaces,
     )
     summary["compare"] = {
         **setup.options.record(),
+        "wrt": setup.default_space,
         "spec_path": str(spec.path) if spec.path is not None else None,
     }
-    summary["jacobian"] = "representation" if setup.representation else "parameters"
+    summary["jacobian"] = summary_space(setup.spaces)
     summary["runs"] = list(kept)
     return writer, summary, trackers
 

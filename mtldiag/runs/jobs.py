@@ -124,7 +124,9 @@ def failed_outcome(job: RunJob, error: str) -> JobOutcome:
     layers = metric_layers(job.representation, job.shared.layout.layers)
     acc = RunAccumulator(job.run.label, job.run.seed, tasks, [ALL_LAYERS, *layers])
     acc.fail("failed", error)
-    return JobOutcome(job.index, acc.result())
+    run = acc.result()
+    run["jacobian"] = "representation" if job.representation else "parameters"
+    return JobOutcome(job.index, run)
 
 
 def replay(outcome: JobOutcome, writer: RunWriter) -> None:

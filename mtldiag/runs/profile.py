@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -48,17 +48,25 @@ def base_summary(
     layout: SharedLayout,
     device: str,
     representation: str | None = None,
+    spaces: Sequence[str] | None = None,
 ) -> Summary:
     """The summary of a run directory of ``spec`` before any run ended.
 
     ``representation``: the module whose output the metrics are taken on (one "layer", whose
     size the layer ranking does not weigh); None: the shared parameters' layers and sizes.
+    ``spaces``: the gradient spaces of a comparison's runs, instead (both: both layer lists).
     """
-    if representation:
-        layers = metric_layers(representation, layout.layers)
+    if spaces is None:
+        spaces = ["representation" if representation else "parameters"]
+    layers: list[str] = []
+    if "parameters" in spaces:
+        layers += list(layout.layers)
+    if "representation" in spaces:
+        layers += metric_layers("representation", layout.layers)
+    if "parameters" not in spaces:
         return new_summary(kind, spec.name, tasks, layers, device)
     sizes = dict(zip(layout.layers, layout.layer_sizes, strict=True))
-    return new_summary(kind, spec.name, tasks, layout.layers, device, layer_params=sizes)
+    return new_summary(kind, spec.name, tasks, layers, device, layer_params=sizes)
 
 
 def resolved_spec(spec: Spec, section: str, resolved: dict[str, Any]) -> Spec:
@@ -122,7 +130,9 @@ def run_profile(
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
 
     prep = prepare(spec, spec.seed, dev)
-    rep = choose_representation(prep.model, prep.selection.layout.names, spec.representation, wrt)
+    # A method's own space (profile --method mgda@representation) wins over --wrt.
+    space = ms.wrt or wrt
+    rep = choose_representation(prep.model, prep.selection.layout.names, spec.representation, space)
     # Fit the method to this run (fixed weights' tasks, prior losses) before any record exists.
     stats = label_stats(spec, prep.loader)
     create_method(ms).reset(run_context(prep, stats, n_steps))

@@ -107,7 +107,9 @@ def resume_compare(
     run_dir = Path(run_dir)
     summary, recorded = read_record(run_dir)
     record = summary["compare"]
-    diffs = _option_diffs(record, recorded, options, summary.get("jacobian", "parameters"))
+    # The default space as recorded (older records: the summary's, never "mixed" there).
+    wrt = str(record.get("wrt") or summary.get("jacobian") or "parameters")
+    diffs = _option_diffs(record, recorded, options, wrt)
     if spec is not None:
         given = spec if isinstance(spec, Spec) else load_spec(spec)
         # The recorded spec.yaml carries the resolved options (runs.profile.resolved_spec):
@@ -131,7 +133,6 @@ def resume_compare(
     runner = make_executor(
         recorded, recorded.compare.jobs if jobs is None else jobs, executor, ray_address
     )
-    wrt = summary.get("jacobian", "parameters")  # as recorded
     setup = prepare_compare(recorded, opts, wrt)
     planned = {(j.run.label, j.run.seed) for j in setup.jobs}
     kept = [

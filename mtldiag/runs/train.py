@@ -348,6 +348,8 @@ def _record(loop: _Loop, step: int, rec: _StepRecord, writer: RunWriter | None) 
 
 def _result(loop: _Loop, method: Method) -> dict[str, Any]:
     out = loop.acc.result()
+    # Each run says its space: one comparison may hold both (mgda beside mgda@representation).
+    out["jacobian"] = "representation" if loop.hook is not None else "parameters"
     if loop.scaler is not None:
         out.setdefault("skipped_steps", 0)
     if method.warnings:  # e.g. Nash-MTL steps whose solve failed and kept the last weights

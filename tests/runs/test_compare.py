@@ -10,7 +10,8 @@ import torch
 
 from mtldiag.errors import MtldiagError, UserCodeError
 from mtldiag.runs.build import BatchCycle
-from mtldiag.runs.compare import plan_runs, run_compare
+from mtldiag.runs.compare import run_compare
+from mtldiag.runs.plan import plan_runs
 from mtldiag.runs.train import prepare
 from mtldiag.spec import MethodSpec, parse_spec
 

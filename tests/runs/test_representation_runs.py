@@ -4,6 +4,8 @@ step for a weighting method, one representation "layer", and bad modules refused
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from typer.testing import CliRunner
 from mtldiag.cli import app
 from mtldiag.errors import SpecError
 from mtldiag.report.content import build_content
-from mtldiag.report.tables import pair_data, task_data
+from mtldiag.report.tables import pair_data, runs_data, task_data
 from mtldiag.runs.compare import run_compare
 from mtldiag.runs.profile import run_profile
 from mtldiag.spec import parse_spec
@@ -70,3 +72,112 @@ def test_representation_numbers_are_labelled_in_tables_findings_and_report(tmp_p
     assert "pulls the shared parameters" in par_text
     facts = dict(build_content(rep, [], []).facts)
     assert facts["gradients w.r.t."] == "shared representation"
+
+
+# -- one comparison, both spaces: mgda beside mgda@representation ---------------------------
+
+MIXED = {"methods": "ew,mgda,mgda@representation", "seeds": [0], "steps": 4, "every": 1}
+
+
+def _rows_of(run_dir: Path, name: str, label: str) -> list[dict[str, str]]:
+    with open(run_dir / name, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == label]
+    for r in rows:
+        r.pop("method")
+        for k in ("time_ms", "peak_memory_mb"):
+            r.pop(k, None)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("mixed") / "run"
+    run_compare(parse_spec(SYNTHETIC), out=out, **MIXED)
+    return out
+
+
+def test_a_method_suffix_sets_its_runs_space_and_each_run_says_it(mixed: Path):
+    summary = json.loads((mixed / "summary.json").read_text())
+    assert summary["jacobian"] == "mixed" and summary["compare"]["wrt"] == "parameters"
+    assert summary["layers"] == ["encoder", "representation"]
+    spaces = {r["method"]: r["jacobian"] for r in summary["runs"]}
+    assert spaces == {
+        "ew": "parameters",
+        "mgda": "parameters",
+        "mgda@representation": "representation",
+    }
+    for run in summary["runs"]:
+        want = ["representation"] if run["jacobian"] == "representation" else ["encoder"]
+        assert all(list(p["layers"]) == want for p in run["pairs"]), run["method"]
+
+
+def test_each_space_trains_as_a_comparison_of_that_space_alone(mixed: Path, tmp_path: Path):
+    # The mixed comparison's mgda@representation run is the --wrt representation run of mgda,
+    # row for row, and its mgda run the --wrt parameters one: spaces never leak between runs.
+    spec = parse_spec(SYNTHETIC)
+    one = {**MIXED, "methods": "mgda"}
+    run_compare(spec, out=tmp_path / "rep", wrt="representation", **one)
+    run_compare(spec, out=tmp_path / "par", wrt="parameters", **one)
+    for name in ("steps.csv", "pairs.csv"):
+        assert _rows_of(mixed, name, "mgda@representation") == _rows_of(
+            tmp_path / "rep", name, "mgda"
+        )
+        assert _rows_of(mixed, name, "mgda") == _rows_of(tmp_path / "par", name, "mgda")
+    # and the two spaces really differ for MGDA (not the same numbers under two names)
+    assert _rows_of(tmp_path / "rep", "steps.csv", "mgda") != _rows_of(
+        tmp_path / "par", "steps.csv", "mgda"
+    )
+
+
+def test_a_mixed_comparison_says_each_runs_space_in_the_report(mixed: Path):
+    summary = json.loads((mixed / "summary.json").read_text())
+    facts = dict(build_content(summary, [], []).facts)
+    assert facts["gradients w.r.t."].startswith("mixed: the shared parameters, except in runs")
+    table = runs_data(summary)
+    col = table.headers.index("gradients w.r.t.")
+    assert [r[col] for r in table.rows] == ["parameters", "parameters", "representation"]
+    # the one-run tables describe the reference run (ew): parameter space, no z note
+    assert "representation" not in pair_data(summary).title
+
+
+def test_a_mixed_comparison_rebuilds_and_resumes_with_each_runs_space(mixed: Path, tmp_path: Path):
+    from mtldiag.rundir.load import load_run
+    from mtldiag.rundir.rebuild import rebuild_summary
+    from mtldiag.runs.resume import resume_compare
+
+    original = json.loads((mixed / "summary.json").read_text())
+    rebuilt = rebuild_summary(load_run(mixed))
+    assert rebuilt["jacobian"] == "mixed" and rebuilt["layers"] == original["layers"]
+    for new, old in zip(rebuilt["runs"], original["runs"], strict=True):
+        assert new["jacobian"] == old["jacobian"]
+        assert [list(p["layers"]) for p in new["pairs"]] == [
+            list(p["layers"]) for p in old["pairs"]
+        ]
+
+    # A comparison stopped after its first run: --resume runs the others in their own space.
+    stopped = tmp_path / "stopped"
+    shutil.copytree(mixed, stopped)
+    cut = {**original, "status": "interrupted", "runs": original["runs"][:1]}
+    (stopped / "summary.json").write_text(json.dumps(cut))
+    res = resume_compare(stopped)
+    assert [(r["method"], r["jacobian"]) for r in res.summary["runs"]] == [
+        (r["method"], r["jacobian"]) for r in original["runs"]
+    ]
+    for name in ("steps.csv", "pairs.csv"):
+        for label in ("mgda", "mgda@representation"):
+            assert _rows_of(stopped, name, label) == _rows_of(mixed, name, label)
+
+
+def test_profile_takes_the_space_of_its_method_and_bad_suffixes_are_exit_2(tmp_path: Path):
+    spec = parse_spec(SYNTHETIC)
+    rep = run_profile(spec, out=tmp_path / "p", method="mgda@representation", steps=2).summary
+    assert rep["jacobian"] == "representation" and rep["runs"][0]["method"] == "mgda@representation"
+    path = write_spec(tmp_path, SYNTHETIC)
+    for argv in (
+        ["compare", str(path), "--methods", "ew,mgda@rep", "--steps", "2"],
+        ["profile", str(path), "--method", "mgda@", "--steps", "2"],
+    ):
+        res = CliRunner().invoke(app, argv)
+        assert res.exit_code == 2, res.output
+        assert "is not a gradient space" in res.output and "@representation" in res.output
+        assert "Traceback" not in res.output
