@@ -31,7 +31,7 @@ from mtldiag.runs.executors import (
     worker_devices,
 )
 from mtldiag.runs.imports import resolve
-from mtldiag.runs.jobs import JobOutcome, RunJob, names_only
+from mtldiag.runs.jobs import JobOutcome, RunJob, names_only, replay_trackers
 from mtldiag.runs.losses import label_stats
 from mtldiag.runs.plan import CompareOptions, compare_options, plan_runs
 from mtldiag.runs.profile import (
@@ -214,8 +214,10 @@ def execute_compare(
     Runs land in ``summary["runs"]`` in plan order whatever order they finish in, and
     ``summary.json`` is rewritten (status ``interrupted``) after each, so a killed comparison
     keeps its finished runs for ``--resume``. Ctrl-C keeps them too and raises
-    :class:`~mtldiag.errors.Interrupted`. ``trackers`` get every step of an in-process run;
-    from worker processes or Ray tasks, each run's summary entry as it comes back.
+    :class:`~mtldiag.errors.Interrupted`. ``trackers`` get every step of every run, the
+    same stream wherever it trains: in this process as each row is written, from worker
+    processes or Ray tasks when the run comes back (its recorded rows, replayed in order,
+    then its summary entry).
     """
     trackers = trackers or Trackers()
     in_process = isinstance(executor, SerialExecutor)
@@ -227,10 +229,8 @@ def execute_compare(
     evaluation: list[str | None] = [summary.get("evaluation")]
 
     def on_done(outcome: JobOutcome) -> None:
-        if not in_process:  # the serial executor started and ended the tracker run itself
-            job = setup.jobs[outcome.index]
-            trackers.start_run(job.run.label, job.run.seed, list(job.run.tasks or job.tasks))
-            trackers.end_run(outcome.run)
+        if not in_process:  # the serial executor fed the trackers as the run trained
+            replay_trackers(setup.jobs[outcome.index], outcome, trackers)
         summary["runs"].append(outcome.run)
         summary["runs"].sort(key=lambda r: order.get((r["method"], r["seed"]), len(order)))
         if outcome.evaluation is not None:

@@ -6,7 +6,8 @@ statistics and the *names* of the shared parameters. :func:`execute_job` builds 
 loader under the run's seed, trains, evaluates and returns a :class:`JobOutcome`. In the
 parent process it writes straight into the run directory; in a worker (process pool, Ray) it
 records the rows in a :class:`RecordingWriter` and the parent replays them
-(:func:`replay`), so the parent stays the only writer of the run directory.
+(:func:`replay`), so the parent stays the only writer of the run directory, and into the
+trackers (:func:`replay_trackers`), so they get the same steps as from an in-process run.
 """
 
 from __future__ import annotations
@@ -133,6 +134,16 @@ def replay(outcome: JobOutcome, writer: RunWriter) -> None:
     """Write a worker's recorded rows into the run directory, in the order they were made."""
     for row in outcome.rows:
         writer.write_step(*row)
+
+
+def replay_trackers(job: RunJob, outcome: JobOutcome, trackers: Trackers) -> None:
+    """Give the trackers a worker's run as an in-process run gives it: its start, one step per
+    recorded row (:meth:`Trackers.log_row`, the call an in-process run's writer makes for
+    each row it writes), its end. A run whose worker died has no rows: start and end only."""
+    trackers.start_run(job.run.label, job.run.seed, list(job.run.tasks or job.tasks))
+    for row in outcome.rows:
+        trackers.log_row(*row)
+    trackers.end_run(outcome.run)
 
 
 def execute_job(

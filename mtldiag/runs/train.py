@@ -24,7 +24,7 @@ from mtldiag.rundir.writer import RunWriter
 from mtldiag.runs.build import BatchCycle, build_optimizer, build_scheduler, move_to
 from mtldiag.runs.losses import label_stats
 from mtldiag.runs.prepare import Prepared, compute_losses, has_unused, prepare, run_context
-from mtldiag.trackers.hub import Trackers
+from mtldiag.trackers.hub import TrackedWriter, Trackers
 
 # Callers import these from here (the loop's public face).
 __all__ = [
@@ -106,13 +106,17 @@ def train_run(
     summary entry.
 
     ``tasks`` trains a subset (single-task baselines). A NaN/Inf loss raises
-    :class:`TrainingError` after recording the step; Ctrl-C propagates. ``trackers`` get
-    every step next to the run directory's row. In both cases the
+    :class:`TrainingError` after recording the step; Ctrl-C propagates. In both cases the
     rows so far are on disk and ``acc`` (attached to the exception as ``.run_result``) holds
-    the summary entry of the steps done. ``representation``: the module whose output is the
-    shared representation ``z`` (representation mode; its metrics have one layer).
+    the summary entry of the steps done. ``trackers`` get each row as it is written, the
+    NaN step's too (:class:`~mtldiag.trackers.hub.TrackedWriter`; a worker's recorded rows
+    reach them the same way when the parent replays them). ``representation``: the module
+    whose output is the shared representation ``z`` (representation mode; its metrics have
+    one layer).
     """
     observer = observer or NullObserver()
+    if trackers:  # every row written, the NaN step's too, is also a tracker step
+        writer = TrackedWriter(writer, trackers)  # type: ignore[assignment]
     loop = _start(
         prep, method, label, steps, every, list(tasks or prep.tasks), stats, representation
     )
@@ -132,8 +136,6 @@ def train_run(
             if on_probe is not None:
                 on_probe(rec.result)
             _record(loop, step, rec, writer)
-            if trackers:
-                trackers.log_step(rec.result, rec.time_ms, rec.lr)
             observer.step_done(step, dict(zip(loop.tasks, rec.result.losses, strict=True)))
     except TrainingError as exc:
         loop.acc.fail("failed", exc.message)
@@ -284,6 +286,9 @@ def _stop_on_bad_loss(
     ms = loop.timer.stop()
     mem = peak_memory_mb(prep.device)
     if writer is not None:
+        # With trackers, ``writer`` is a TrackedWriter: this row is a tracker step too, with
+        # its finite losses only (step_scalars drops NaN/Inf), as the same row replayed from a
+        # worker is. Both streams show where the run stopped and what the other tasks did.
         writer.write_step(loop.label, prep.seed, step, ms, mem, values, None, None, loop.tasks)
     loop.acc.add(values, ms, mem, None, None)
     raise TrainingError(

@@ -45,8 +45,8 @@ class StepRecord(Protocol):
     """What a step record must have (:class:`~mtldiag.engine.probe.ProbeStep` has it)."""
 
     step: int
-    losses: list[float]
-    weights: list[float] | None
+    losses: Sequence[float | None]  # None: the task had no labels in the step's batch
+    weights: Sequence[float | None] | None
     metrics: StepMetrics | None
 
 
@@ -76,10 +76,11 @@ def step_scalars(
     """One probe step as a flat ``{key: number}`` dict in the key scheme above.
 
     ``conflicts`` carries the running conflict rate from step to step (without it, no
-    ``conflict_rate`` keys). Non-finite numbers are left out: a sink would refuse them.
+    ``conflict_rate`` keys). Non-finite numbers are left out: a sink would refuse them; so
+    are ``None`` entries (a task without labels in that step's batch).
     """
     names = [safe_name(t) for t in tasks]
-    out: dict[str, float] = {}
+    out: dict[str, float | None] = {}
     for name, v in zip(names, step.losses, strict=True):
         out[f"loss/{name}"] = v
     if step.weights is not None:
@@ -106,7 +107,7 @@ def step_scalars(
         out["step_time_ms"] = time_ms
     if lr is not None:
         out["lr"] = lr
-    return {k: float(v) for k, v in out.items() if math.isfinite(float(v))}
+    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
 def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:

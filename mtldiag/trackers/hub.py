@@ -7,12 +7,14 @@ import contextlib
 import random
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from mtldiag.engine.gramian import StepMetrics
 from mtldiag.trackers.base import ConflictCounter, Sink, StepRecord, step_scalars
 
 
@@ -31,6 +33,16 @@ def _rng_kept() -> Iterator[None]:
         random.setstate(state[0])
         np.random.set_state(state[1])
         torch.set_rng_state(state[2])
+
+
+@dataclass(frozen=True)
+class RowStep:
+    """One run-directory row as a :class:`~mtldiag.trackers.base.StepRecord`."""
+
+    step: int
+    losses: Sequence[float | None]
+    weights: Sequence[float | None] | None
+    metrics: StepMetrics | None
 
 
 class Trackers:
@@ -67,6 +79,29 @@ class Trackers:
         scalars = step_scalars(step, self.tasks, self._conflicts, time_ms=time_ms, lr=lr)
         self._each("log_step", scalars, step.step)
 
+    def log_row(
+        self,
+        method: str,
+        seed: int,
+        step: int,
+        time_ms: float,
+        memory_mb: float,
+        losses: Sequence[float | None],
+        weights: Sequence[float | None] | None,
+        metrics: StepMetrics | None,
+        tasks: Sequence[str] | None = None,
+        lr: float | None = None,
+    ) -> None:
+        """One step from the row the run directory gets (``RunWriter.write_step``'s arguments).
+
+        The one way steps reach the trackers: an in-process run's writer passes each row on
+        as it writes it (:class:`TrackedWriter`), the parent of a worker passes on each row
+        it replays. Both streams are therefore the rows of ``steps.csv``, step for step,
+        including the row of a step whose loss was NaN/Inf: its finite numbers are logged
+        (:func:`~mtldiag.trackers.base.step_scalars` drops the others).
+        """
+        self.log_step(RowStep(step, losses, weights, metrics), time_ms, lr)
+
     def end_run(self, result: Mapping[str, Any] | None) -> None:
         if result is not None:
             self._each("end_run", result)
@@ -99,3 +134,16 @@ class Trackers:
             )
             with contextlib.suppress(Exception):
                 sink.close()
+
+
+class TrackedWriter:
+    """A run's row writer (``RunWriter``, ``RecordingWriter`` or none) whose every row also goes
+    to the trackers, through :meth:`Trackers.log_row`."""
+
+    def __init__(self, writer: Any, trackers: Trackers) -> None:
+        self.writer, self.trackers = writer, trackers
+
+    def write_step(self, *row: Any, **named: Any) -> None:
+        if self.writer is not None:
+            self.writer.write_step(*row, **named)
+        self.trackers.log_row(*row, **named)

@@ -1,5 +1,6 @@
 """``--executor ray`` on a real local Ray (2 CPUs): each run a Ray task, one run directory
-written by the driver, the numbers of one process; an unreachable cluster refused fast."""
+written by the driver, the numbers of one process, every step in the trackers; an unreachable
+cluster refused fast."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from .conftest import GRID
 from .test_parallel_compare import _rows, _runs
 
 ray = pytest.importorskip("ray")
+EventAccumulator = pytest.importorskip(
+    "tensorboard.backend.event_processing.event_accumulator"
+).EventAccumulator
 
 
 def test_ray_tasks_write_one_run_directory_with_the_numbers_of_one_process(
@@ -24,7 +28,13 @@ def test_ray_tasks_write_one_run_directory_with_the_numbers_of_one_process(
 ):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        res = run_compare(load_spec(spec_path), out=tmp_path / "run", executor="ray", **GRID)
+        res = run_compare(
+            load_spec(spec_path),
+            out=tmp_path / "run",
+            executor="ray",
+            log="tensorboard",
+            **GRID,
+        )
         assert ray.is_initialized()  # a cluster the caller started is left running
     finally:
         ray.shutdown()
@@ -33,6 +43,12 @@ def test_ray_tasks_write_one_run_directory_with_the_numbers_of_one_process(
     assert _runs(res.summary) == _runs(ref)
     for name in ("steps.csv", "pairs.csv"):
         assert _rows(tmp_path / "run", name) == _rows(serial, name)
+    # The trackers got every step of every run, replayed from its rows when it came back.
+    for method in GRID["methods"].split(","):
+        acc = EventAccumulator(str(tmp_path / "run" / "tensorboard" / f"{method}-seed0"))
+        acc.Reload()
+        for task in "abc":
+            assert [e.step for e in acc.Scalars(f"loss/{task}")] == list(range(GRID["steps"]))
 
 
 def test_an_unreachable_ray_address_is_refused_in_seconds(spec_path: Path, tmp_path: Path):

@@ -40,3 +40,34 @@ def test_compare_has_one_tensorboard_run_per_method_and_seed(spec_path: Path, tm
     runs = sorted(p.name for p in (out / "tensorboard").iterdir())
     assert runs == ["ew-seed0", "ew-seed1", "pcgrad-seed0", "pcgrad-seed1", "summary"]
     assert len(_scalars(out / "tensorboard" / "pcgrad-seed1").Scalars("gms/b-vs-c")) == 3
+
+
+EXPLODE = "fixed:weights={a: 1000000, b: 1, c: 1}"  # SGD with a 1e6 weight: inf in 2-3 steps
+
+
+def _series(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of one TensorBoard run as its (step, value) series, but the wall clock."""
+    acc = _scalars(folder)
+    tags = set(acc.Tags()["scalars"]) - {"step_time_ms"}
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in tags}
+
+
+def test_worker_processes_log_the_steps_one_process_logs(spec_path: Path, tmp_path: Path):
+    grid = {"methods": f"pcgrad,{EXPLODE}", "seeds": [0], "steps": 4, "every": 2}
+    runs = {}
+    for jobs in (1, 2):
+        res = run_compare(
+            spec_path, out=tmp_path / f"j{jobs}", jobs=jobs, log="tensorboard", **grid
+        )
+        root = tmp_path / f"j{jobs}" / "tensorboard"
+        runs[jobs] = {p.name: _series(p) for p in root.iterdir() if p.name != "summary"}
+    assert len(runs[1]) == 2 and runs[2] == runs[1]
+    pcgrad = runs[1]["pcgrad-seed0"]
+    assert [s for s, _ in pcgrad["loss/a"]] == [0, 1, 2, 3]
+    assert [s for s, _ in pcgrad["conflict_rate/a-vs-b"]] == [0, 2]
+    # The diverging run logs its last step (the one steps.csv records with the bad loss) too,
+    # with the numbers that are finite.
+    bad = next(r for r in res.summary["runs"] if r["status"] == "failed")
+    (exploded,) = (s for name, s in runs[1].items() if name.startswith("fixed"))
+    assert [s for s, _ in exploded["loss/b"]] == list(range(bad["steps"]))
+    assert len(exploded["loss/a"]) == bad["steps"] - 1

@@ -10,7 +10,8 @@ imports); elsewhere they are spawned.
 
 Workers never touch the run directory. They send progress events and, at the end of a run,
 its summary entry with its CSV rows over one queue; the parent writes the rows, so the files
-are those ``--jobs 1`` writes (run by run, in completion order). Workers ignore SIGINT: Ctrl-C
+are those ``--jobs 1`` writes (run by run, in completion order), and passes them on to the
+trackers, so they get the steps ``--jobs 1`` gives them. Workers ignore SIGINT: Ctrl-C
 reaches the parent, which terminates every worker; runs already handed back are kept.
 """
 
