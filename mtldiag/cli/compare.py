@@ -57,7 +57,9 @@ def compare(
         None,
         "--methods",
         "-m",
-        help="Comma list, e.g. ew,gradnorm,pcgrad,cagrad:c=0.4 [spec: compare.methods].",
+        help="Comma list, e.g. ew,gradnorm,pcgrad,cagrad:c=0.4; a suffix @representation or "
+        "@parameters sets one method's gradient space (mgda@representation) "
+        "[spec: compare.methods].",
     ),
     steps: int | None = typer.Option(
         None,

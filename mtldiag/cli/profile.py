@@ -56,7 +56,10 @@ def profile(
         None, "--seed", help="Seed for weights and data order [spec: seed]."
     ),
     method: str | None = typer.Option(
-        None, "--method", "-m", help="Balancing method, e.g. pcgrad or cagrad:c=0.4 [ew]."
+        None,
+        "--method",
+        "-m",
+        help="Balancing method, e.g. pcgrad, cagrad:c=0.4 or mgda@representation [ew].",
     ),
     preview: bool = typer.Option(
         False,
