@@ -289,3 +289,55 @@ def test_eval_raising_in_one_compare_run_fails_that_run_and_the_others_go_on(
     assert f"{failed[0]['method']} (seed 0): failed" in err  # the progress says so too
     # The failed run's training records are kept: 3 rows per run in steps.csv.
     assert failed[0]["steps"] == ok[0]["steps"] == 3 and _rows(run) == 6
+
+
+# Breaks on the K-th batch of the loader built under seed 1 (build_loader seeds torch first),
+# whichever process builds it: under --jobs every run builds its loader in its own worker.
+FLAKY_SEED = """
+import torch
+
+from mtldiag.examples.synthetic import build_loader
+
+
+class Flaky:
+    def __init__(self, inner, k):
+        self.inner, self.k, self.given = inner, k, 0
+
+    def __iter__(self):
+        for batch in self.inner:
+            self.given += 1
+            if self.given == self.k:
+                raise OSError("shard 7 is unreadable")
+            yield batch
+
+
+def flaky(k, **kw):
+    loader = build_loader(**kw)
+    return Flaky(loader, k) if torch.initial_seed() == 1 else loader
+"""
+
+
+def test_loader_failing_in_one_worker_fails_that_run_and_the_others_go_on(tmp_path: Path):
+    (tmp_path / "flaky.py").write_text(FLAKY_SEED)
+    data = {**SYNTHETIC, "data": {**SYNTHETIC["data"], "factory": "flaky.py:flaky"}}
+    data["data"]["kwargs"] = {**data["data"]["kwargs"], "k": 3}
+    spec = write_spec(tmp_path, data)
+    run = tmp_path / "run"
+    argv = ["compare", str(spec), "-m", "ew,pcgrad", "--seeds", "0,1", "--steps", "4"]
+    proc = _cli(*argv, "--jobs", "2", "--out", str(run), cwd=tmp_path)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in out + err
+    runs = json.loads((run / "summary.json").read_text())["runs"]
+    status = {(r["method"], r["seed"]): r["status"] for r in runs}
+    assert status == {
+        ("ew", 0): "ok",
+        ("pcgrad", 0): "ok",
+        ("ew", 1): "failed",
+        ("pcgrad", 1): "failed",
+    }
+    for r in runs:
+        if r["seed"] == 1:
+            assert "shard 7 is unreadable" in r["error"] and "flaky.py:" in r["error"]
+        else:
+            assert r["steps"] == 4
