@@ -32,6 +32,10 @@ class TrainingError(MtldiagError):
     """Training stopped: a NaN/Inf loss, a diverging method. Records so far are kept."""
 
     exit_code = 1
+    # Under torchrun: True when every rank raises it at the same step (a non-finite *global*
+    # loss), so no rank need tell the others; False when this rank may have failed alone (its
+    # loader, its batch), so the others, blocked in a collective, must be told and stopped.
+    everywhere = False
 
 
 class RecordsError(MtldiagError):

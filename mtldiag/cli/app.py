@@ -97,8 +97,11 @@ def guarded(fn: F) -> F:
             raise
         except MtldiagError as exc:
             # Under torchrun rank 0 alone prints; another rank's own error reaches it by store.
-            # A non-finite global loss and Ctrl-C happen on every rank at once.
-            everywhere = isinstance(exc, TrainingError | Interrupted)
+            # A non-finite global loss and Ctrl-C happen on every rank at once; a loader that
+            # breaks on one rank must be told to the others (blocked in a collective).
+            everywhere = isinstance(exc, Interrupted) or (
+                isinstance(exc, TrainingError) and exc.everywhere
+            )
             if not distributed.failure(exc.message, exc.hint, exc.exit_code, everywhere):
                 raise typer.Exit(code=exc.exit_code) from None
             _traceback_if_debug()

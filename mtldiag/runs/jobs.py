@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from mtldiag.engine import distributed
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
 from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.engine.representation import metric_layers
@@ -199,6 +200,10 @@ def _train_and_evaluate(
             trackers=trackers,
         )
     except TrainingError as exc:
+        if not exc.everywhere and distributed.context() is not None:
+            # This rank alone may have failed: the others wait in a collective of this run,
+            # so the comparison cannot go on to the next run; the error stops every rank.
+            raise
         return JobOutcome(job.index, exc.run_result)  # type: ignore[attr-defined]
     try:
         val_loader = build_loader(spec, pr.seed, spec.val) if spec.val is not None else None

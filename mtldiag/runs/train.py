@@ -291,12 +291,14 @@ def _stop_on_bad_loss(
         # worker is. Both streams show where the run stopped and what the other tasks did.
         writer.write_step(loop.label, prep.seed, step, ms, mem, values, None, None, loop.tasks)
     loop.acc.add(values, ms, mem, None, None)
-    raise TrainingError(
+    err = TrainingError(
         f"{loop.label} (seed {prep.seed}): loss of task '{bad[0]}' is "
         f"{values[loop.tasks.index(bad[0])]} at step {step}.",
         hint="lower the learning rate, check the data and the loss for that task; "
         "the records of the steps before it are kept",
     )
+    err.everywhere = True  # the losses are the global batch's: every rank stops here
+    raise err
 
 
 def _optimizer_step(loop: _Loop) -> bool:

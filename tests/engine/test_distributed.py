@@ -6,6 +6,7 @@ hard timeout, so a hang fails the test instead of hanging CI.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -243,6 +244,63 @@ def test_rank_1_error_is_printed_once_by_rank_0_and_stops_every_rank(tmp_path: P
         "error: rank 1: data 'flaky:build_loader' raised RuntimeError: shard 1 is corrupt "
         "(at flaky.py:6 in build_loader)"  # the user's frame, named
     ]
+
+
+# Rank 1's loader of the seed-1 run breaks mid-run (build_loader seeds torch first): rank 0
+# is then blocked in that step's all-reduce, and the comparison cannot go on to another run.
+MID_RUN_FLAKY = """
+import os
+
+import torch
+
+from mtldiag.examples.synthetic import build_loader as base
+
+
+class Flaky:
+    def __init__(self, inner):
+        self.inner, self.given = inner, 0
+
+    def __iter__(self):
+        for batch in self.inner:
+            self.given += 1
+            if self.given == 20:
+                raise OSError("shard 7 is unreadable")
+            yield batch
+
+
+def build_loader(rank=0, world_size=1, **kw):
+    loader = base(**kw)
+    return Flaky(loader) if rank == 1 and torch.initial_seed() == 1 else loader
+"""
+
+
+def test_a_loader_failing_mid_run_on_one_rank_stops_every_rank_and_keeps_the_records(
+    tmp_path: Path,
+):
+    (tmp_path / "flaky.py").write_text(MID_RUN_FLAKY)
+    data = {**SYNTHETIC["data"], "factory": "flaky:build_loader"}
+    spec = write_spec(tmp_path, {**SYNTHETIC, "data": data, "device": "cpu"})
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += ["--nproc-per-node", str(WORLD), "-m", "mtldiag", "compare", str(spec)]
+    cmd += ["-m", "ew", "--seeds", "0,1", "--steps", "40", "--every", "10", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path)}
+    t0 = time.monotonic()
+    res = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT_S
+    )
+    assert res.returncode == 1
+    # Before the fix rank 1 took the failure for its own run's and waited for rank 0 forever.
+    assert time.monotonic() - t0 < distributed.GRACE_S + 30
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, res.stderr[-2000:]
+    assert lines[0].startswith("error: rank 1: ew (seed 1) at step ")
+    assert "shard 7 is unreadable (at flaky.py:" in lines[0]
+    # The finished run is kept for --resume; the cut run's rows are whole.
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["seed"], r["status"]) for r in summary["runs"]] == [(0, "ok")]
+    seeds = [row.split(",")[1] for row in (out / "steps.csv").read_text().splitlines()[1:]]
+    assert seeds.count("0") == 40 and 0 < seeds.count("1") < 40
 
 
 def test_one_process_runs_no_collective(tmp_path: Path, monkeypatch):
