@@ -2,17 +2,21 @@
 
 The standard MLP of bench_methods.py (64 -> 4 x 512 trunk, 3 heads, batch 256, SGD, CPU), run
 through :class:`~mtldiag.engine.probe.GradientProbe` (``every=0``: plain steps only) so that
-the probe installs its hook on the last shared ``nn.Linear``. Three steps side by side:
+the probe installs its hook on the last shared ``nn.Linear``, and through
+:class:`~mtldiag.engine.balancer.Balancer` (a user's loop). Five steps side by side:
 
 * ``plain``: forward, one backward of the summed losses, SGD;
 * ``exact``: GradNorm with the hook removed (one partial ``autograd.grad`` per task on the last
   shared layer, then the plain backward: the path before issue 15);
 * ``closed``: GradNorm with the hook (T head passes, norms from ``<G G^T, X X^T>``, one trunk
-  backward; :mod:`mtldiag.engine.linear_norms`).
+  backward; :mod:`mtldiag.engine.linear_norms`);
+* ``balancer exact``: GradNorm through ``Balancer(method, trunk.named_parameters(), heads)``
+  (no model given: the partial passes);
+* ``balancer closed``: the same with ``model=model`` (the hook, as the probe's).
 
 Reported: each round's ratio to that round's plain step (median and range), 1 thread by
 default (2 OpenMP threads on a shared machine stall whenever a core is taken). Target
-(issue 15): closed <= 1.2x plain.
+(issue 15): closed <= 1.2x plain, through the probe and the Balancer.
 
     python benchmarks/bench_gradnorm.py               # ~1 minute
     python benchmarks/bench_gradnorm.py --rounds 31 --threads 2
@@ -28,6 +32,7 @@ import torch
 from bench_methods import MLP, OUTS, Step, batch, plain_step
 
 from mtldiag import methods
+from mtldiag.engine.balancer import Balancer
 from mtldiag.engine.probe import GradientProbe
 
 TARGET = 1.2
@@ -45,6 +50,26 @@ def gradnorm_step(model: MLP, data, closed: bool) -> Step:
         if not closed and probe.capture is not None:
             probe.capture.remove()  # the exact partial-grad path from now on
             probe.capture = None
+        opt.step()
+
+    return step
+
+
+def balancer_step(model: MLP, data, closed: bool) -> Step:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    bal = Balancer(
+        methods.create("gradnorm"),
+        model.trunk.named_parameters(),
+        other_params=list(model.heads.parameters()),
+        model=model if closed else None,
+    )
+    assert (bal.capture is not None) is closed
+    names = [f"t{i}" for i in range(len(model.heads))]
+
+    def step() -> None:
+        opt.zero_grad()
+        losses, _ = model.losses(*data)
+        bal.backward(dict(zip(names, losses, strict=True)))
         opt.step()
 
     return step
@@ -78,6 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         "plain": plain_step(MLP(), data),
         "exact": gradnorm_step(MLP(), data, closed=False),
         "closed": gradnorm_step(MLP(), data, closed=True),
+        "balancer exact": balancer_step(MLP(), data, closed=False),
+        "balancer closed": balancer_step(MLP(), data, closed=True),
     }
     times = rounds(steps, args.rounds, args.inner)
     plain = times["plain"]
@@ -85,13 +112,14 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.threads} thread(s), {args.rounds} interleaved rounds x {args.inner} steps; "
         f"plain step {statistics.median(plain) * 1e3:.2f} ms (median)"
     )
-    for key in ("exact", "closed"):
+    for key in ("exact", "closed", "balancer exact", "balancer closed"):
         ratios = [t / p for t, p in zip(times[key], plain, strict=True)]
         med = statistics.median(ratios)
-        mark = "" if key == "exact" else ("  ok" if med <= TARGET else f"  > {TARGET}")
+        mark = "" if "exact" in key else ("  ok" if med <= TARGET else f"  > {TARGET}")
+        label = key if key.startswith("balancer") else f"probe {key}"
         print(
-            f"gradnorm {key:6s} / plain: {med:.3f} (rounds {min(ratios):.3f}-{max(ratios):.3f})"
-            f"{mark}"
+            f"gradnorm {label:15s} / plain: {med:.3f} "
+            f"(rounds {min(ratios):.3f}-{max(ratios):.3f}){mark}"
         )
 
 

@@ -15,10 +15,11 @@ Then the T x T solvers alone at T = 16, as a share of a floor step with 16 heads
     python benchmarks/bench_methods.py --libmtl ~/src/LibMTL   # LibMTL's newer methods too
 
 Targets (issues 3 and 16): every Jacobian method <= 1.1x floor, every loss weighting <= 1.1x plain
-(GradNorm excepted: through ``Balancer`` it takes T extra partial backward passes to the last
-shared layer; through the probe, which hooks a last ``nn.Linear``, bench_gradnorm.py measures
-the closed-form norms against 1.2x), T x T solvers < 5% of the step at T = 16. On a shared
-machine, 2 OpenMP threads stall whenever a core is taken: compare ratios, not milliseconds.
+(GradNorm excepted: through ``Balancer`` without ``model=``, as here, it takes T extra partial
+backward passes to the last shared layer; through the probe or ``Balancer(..., model=)``, which
+hook a last ``nn.Linear``, bench_gradnorm.py measures the closed-form norms against 1.2x),
+T x T solvers < 5% of the step at T = 16. On a shared machine, 2 OpenMP threads stall whenever
+a core is taken: compare ratios, not milliseconds.
 """
 
 from __future__ import annotations

@@ -13,11 +13,15 @@ step's update). The N x N form costs ``N^2 (in + T out)`` multiply-adds against
 ``T N in out`` for the T weight gradients; it is taken only when smaller, and its symmetric
 products are taken block-triangularly (each off-diagonal block once, doubled).
 
-Valid only when every trainable parameter the losses reach is shared or a head (``others``):
-a parameter outside both would get no ``.grad`` from the head passes. :func:`linear_capture`
-checks that, and the module's exact type, before installing the hook; the step core
-(:func:`mtldiag.engine.step.backward_step`) falls back to the partial ``autograd.grad`` path
-whenever the capture is not of exactly this step's forward.
+Exact only when ``Y`` is the one way from the losses into the trunk and the layer is used once:
+:func:`linear_capture` installs the hook only on exactly an ``nn.Linear`` that alone holds the
+parameters (found by identity, not by name), with every trainable parameter of the model shared
+or a head (``others``); each step, :meth:`LinearCapture.usable` requires one forward with ``X``
+and ``Y`` unchanged in place since (an in-place ReLU on ``Y`` would make autograd's ``Y`` its
+output), and :func:`heads_only` that every parameter the losses reach other than through ``Y``
+is a head (a skip connection around the layer, a weight tied into a head, or a parameter
+outside the model would get no or a wrong ``.grad`` from the head passes). Otherwise the step
+core (:func:`mtldiag.engine.step.backward_step`) takes the partial ``autograd.grad`` path.
 """
 
 from __future__ import annotations
@@ -36,8 +40,9 @@ class LinearCapture:
 
     ``params``: the layer's parameters the norms are taken on (its weight, and its bias when
     that is one of them). ``usable()`` holds only after exactly one grad-enabled forward since
-    the last :meth:`clear`: a module called twice in a forward (weight sharing), or not at all
-    (the step's forward ran before the hook existed), is left to the exact fallback.
+    the last :meth:`clear`, with neither ``X`` nor ``Y`` modified in place since: a module
+    called twice in a forward (weight sharing), or not at all (the step's forward ran before
+    the hook existed), is left to the exact fallback.
     """
 
     def __init__(self, module: nn.Linear, params: Sequence[torch.Tensor]) -> None:
@@ -46,6 +51,7 @@ class LinearCapture:
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
         self.calls = 0
+        self._versions = (0, 0)
         self._handle: Any = module.register_forward_hook(self._hook)
 
     def _hook(self, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -53,10 +59,13 @@ class LinearCapture:
             return  # an evaluation forward: not a training step's
         if output.requires_grad:
             self.x, self.y = inputs[0], output
+            self._versions = (self.x._version, output._version)
             self.calls += 1
 
     def usable(self) -> bool:
-        return self.calls == 1 and self.y is not None
+        if self.calls != 1 or self.x is None or self.y is None:
+            return False
+        return (self.x._version, self.y._version) == self._versions
 
     def clear(self) -> None:
         """Forget this step's tensors (they would keep the batch's activations alive)."""
@@ -72,17 +81,25 @@ class LinearCapture:
 
 def linear_capture(
     model: nn.Module,
-    layer: str,
     params: Sequence[torch.Tensor],
     covered: Sequence[torch.Tensor],
 ) -> LinearCapture | None:
-    """A capture on ``model``'s module ``layer`` when the fast norms are exact, else ``None``.
+    """A capture on the module of ``model`` that holds ``params``, when the fast norms are exact.
 
-    ``params``: the parameters the norms are taken on; they must be that module's weight (and
-    bias). ``covered``: shared and head parameters; every trainable parameter of the model
-    must be one of them (the head passes fill only those).
+    ``params``: the parameters the norms are taken on; the module is found by their identity
+    (a caller's names may be relative to a submodule: ``encoder.named_parameters()``), and must
+    be exactly an ``nn.Linear`` whose weight (and bias) they are and which alone holds them (a
+    weight tied into a second module is used twice). ``covered``: shared and head parameters;
+    every trainable parameter of the model must be one of them. ``None`` where any fails.
     """
-    module = dict(model.named_modules()).get(layer)
+    owners = [
+        m
+        for m in model.modules()
+        if any(q is p for q in m.parameters(recurse=False) for p in params)
+    ]
+    if len(owners) != 1:
+        return None
+    module = owners[0]
     if type(module) is not nn.Linear:  # a subclass may change forward (LoRA, quantised)
         return None
     own = [module.weight] + ([module.bias] if module.bias is not None else [])
@@ -94,6 +111,34 @@ def linear_capture(
     if any(p.requires_grad and id(p) not in known for p in model.parameters()):
         return None
     return LinearCapture(module, params)
+
+
+def heads_only(
+    ordered: Sequence[torch.Tensor], y: torch.Tensor, others: Sequence[torch.Tensor]
+) -> bool:
+    """Whether every parameter the losses reach other than through ``y`` is one of ``others``.
+
+    Walks the autograd graph from the losses down to ``y``'s node (not past it): the part the
+    head passes cover. A leaf found there that is not a head (a skip connection from the trunk
+    around ``y``, a shared weight reused in a head, a parameter outside the model) would get
+    no gradient from those passes, nor from the one backward of ``y``.
+    """
+    stop = y.grad_fn
+    known = {id(p) for p in others}
+    seen: set[Any] = set()
+    todo = [loss.grad_fn for loss in ordered]
+    while todo:
+        node = todo.pop()
+        if node is None or node is stop or node in seen:
+            continue
+        seen.add(node)
+        leaf = getattr(node, "variable", None)  # AccumulateGrad: a leaf that requires grad
+        if leaf is not None:
+            if id(leaf) not in known:
+                return False
+            continue
+        todo.extend(f for f, _ in node.next_functions)
+    return True
 
 
 def squared_norms(x: torch.Tensor, gs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -27,11 +27,11 @@ from torch import nn
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import StepMetrics, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
-from mtldiag.engine.linear_norms import LinearCapture, linear_capture
+from mtldiag.engine.linear_norms import LinearCapture
 from mtldiag.engine.micro import MicroBatches
 from mtldiag.engine.missing import carried_losses, expand, expand_metrics, present_method
 from mtldiag.engine.shared import SharedSelection, select_shared
-from mtldiag.engine.step import backward_step, detached_losses, grad_norm_params, scale_losses
+from mtldiag.engine.step import backward_step, detached_losses, norm_capture, scale_losses
 from mtldiag.errors import TrainingError
 from mtldiag.methods._scalar import EqualWeights
 from mtldiag.methods.base import Method, RunContext
@@ -133,21 +133,10 @@ class GradientProbe:
             dtype=self.selection.layout.params[0].dtype,
         )
         self.method.reset(ctx)
-        self.capture = self._norm_capture()
-
-    def _norm_capture(self) -> LinearCapture | None:
-        """The hook for closed-form GradNorm norms, where they are exact (one process, last
-        shared layer an ``nn.Linear``); it sees forwards from the next step on."""
-        method = self.method
-        if not getattr(method, "needs_grad_norms", False) or distributed.context() is not None:
-            return None
-        assert self.selection is not None
-        layout = self.selection.layout
-        if getattr(method, "grad_norm_layer", "last") == "all" or not layout.layers:
-            return None
-        params = grad_norm_params(layout, "last")
-        covered = [*layout.params, *self.selection.others]
-        return linear_capture(self.model, layout.layers[-1], params, covered)
+        # The closed-form GradNorm norms' hook, where they are exact (the step core's rule).
+        self.capture = norm_capture(
+            self.method, self.model, self.selection.layout, self.selection.others
+        )
 
     def instrumented(self, step: int) -> bool:
         return self.every > 0 and step % self.every == 0

@@ -22,11 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
 
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
-from mtldiag.engine.linear_norms import LinearCapture, linear_norm_pass
+from mtldiag.engine.linear_norms import LinearCapture, heads_only, linear_capture, linear_norm_pass
 from mtldiag.engine.micro import MicroBatches, scaled
 from mtldiag.engine.representation import RepresentationEngine
 from mtldiag.methods.base import GramianMethod, Method, MethodError, WeightingMethod
@@ -66,6 +67,27 @@ def grad_norm_params(layout: SharedLayout, where: str) -> list[torch.Tensor]:
         for k, p in enumerate(layout.params)
         if layout.offsets[k] >= last.start and layout.offsets[k + 1] <= last.stop
     ]
+
+
+def norm_capture(
+    method: Method, model: nn.Module | None, layout: SharedLayout, others: Sequence[torch.Tensor]
+) -> LinearCapture | None:
+    """The hook for closed-form GradNorm norms, where they can be exact, else ``None``.
+
+    The one rule of the probe and the :class:`~mtldiag.engine.balancer.Balancer`: a method that
+    needs gradient norms on the last shared layer (not ``"all"``), one process (torchrun
+    averages the norms across ranks), and that layer an ``nn.Linear`` of ``model`` found by
+    its parameters' identity (:func:`~mtldiag.engine.linear_norms.linear_capture`). The hook
+    sees forwards from the next one on; each step still checks it (:func:`_plain_step`).
+    """
+    if model is None or not getattr(method, "needs_grad_norms", False):
+        return None
+    if distributed.context() is not None or not layout.layers:
+        return None
+    if getattr(method, "grad_norm_layer", "last") == "all":
+        return None
+    params = grad_norm_params(layout, "last")
+    return linear_capture(model, params, [*layout.params, *others])
 
 
 def _norms_from_gramians(stack: torch.Tensor, where: str) -> torch.Tensor:
@@ -144,8 +166,9 @@ def backward_step(
     step's update only when the result is ``complete`` (the K-th call). A weighting method's
     weights are chosen before the first micro-batch's backward, from its losses.
     ``capture``: the last shared ``nn.Linear``'s input and output of this forward (installed
-    by the probe for a GradNorm-like method); a plain step then takes the norms without T
-    weight-gradient products. It is cleared here whichever path the step takes.
+    by :func:`norm_capture` for a GradNorm-like method: the probe's, or a ``Balancer``'s given
+    ``model=``); a plain step then takes the norms without T weight-gradient products. It is
+    cleared here whichever path the step takes.
     """
     weighting = isinstance(method, WeightingMethod)
     if micro is not None:
@@ -212,8 +235,9 @@ def _plain_step(
     """One backward of ``sum_i w_i L_i`` (a weighting method's plain step).
 
     A GradNorm-like method's norms: in closed form from a usable ``capture`` (one process, every
-    weight non-zero and finite: the passes give ``w_i``-scaled gradients), else one partial
-    ``autograd.grad`` per task (and under torchrun the rank-averaged norms, as before).
+    weight non-zero and finite: the passes give ``w_i``-scaled gradients; every parameter the
+    losses reach around the captured output a head), else one partial ``autograd.grad`` per
+    task (and under torchrun the rank-averaged norms, as before).
     """
     norms: torch.Tensor | None = None
     fast = (
@@ -222,6 +246,7 @@ def _plain_step(
         and capture.usable()
         and distributed.context() is None
         and bool(torch.isfinite(weights).all() and (weights != 0).all())
+        and heads_only(ordered, capture.y, engine.others)  # type: ignore[union-attr,arg-type]
     )
     if fast:
         assert capture is not None

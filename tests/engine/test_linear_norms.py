@@ -55,7 +55,7 @@ def shared_and_heads(net: Net) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
 def test_norms_and_update_equal_the_partial_path(bias: bool, n: int) -> None:
     net = Net(bias)
     shared, heads = shared_and_heads(net)
-    cap = linear_capture(net, "trunk.2", last_params(net), [*shared, *heads])
+    cap = linear_capture(net, last_params(net), [*shared, *heads])
     assert cap is not None
     w = torch.tensor([0.6, 1.7, 0.7])
     losses = net.losses(*data(n))
@@ -95,7 +95,7 @@ def test_no_capture_on_a_layer_that_is_not_exactly_linear(last: nn.Module) -> No
     net = Net()
     net.trunk[2] = last
     params = [p for p in last.parameters()]
-    assert linear_capture(net, "trunk.2", params, list(net.parameters())) is None
+    assert linear_capture(net, params, list(net.parameters())) is None
 
 
 def test_no_capture_when_a_parameter_is_neither_shared_nor_a_head() -> None:
@@ -103,12 +103,12 @@ def test_no_capture_when_a_parameter_is_neither_shared_nor_a_head() -> None:
     shared, heads = shared_and_heads(net)
     # The head passes would leave the first head's parameters without .grad.
     covered = [*shared, *heads[4:]]
-    assert linear_capture(net, "trunk.2", last_params(net), covered) is None
+    assert linear_capture(net, last_params(net), covered) is None
 
 
 def test_capture_of_a_doubly_called_or_evaluation_forward_is_not_used() -> None:
     net = Net()
-    cap = linear_capture(net, "trunk.2", last_params(net), list(net.parameters()))
+    cap = linear_capture(net, last_params(net), list(net.parameters()))
     assert cap is not None
     with torch.no_grad():
         net.losses(*data(4))
@@ -121,8 +121,10 @@ def test_capture_of_a_doubly_called_or_evaluation_forward_is_not_used() -> None:
     assert not cap.usable()
 
 
-def run_gradnorm(closed: bool, steps: int = 15) -> tuple[list[list[float]], list[torch.Tensor]]:
-    net = Net()
+def run_gradnorm(
+    closed: bool, steps: int = 15, make: type[Net] | None = None
+) -> tuple[list[list[float]], list[torch.Tensor]]:
+    net = (make or Net)()
     opt = torch.optim.SGD(net.parameters(), lr=0.05)
     trajectory = []
     with GradientProbe(net, every=4, method=methods.create("gradnorm")) as probe:
@@ -169,3 +171,48 @@ def test_probe_falls_back_on_a_last_layer_that_is_not_linear() -> None:
         assert probe.capture is None
         probe.backward(dict(zip("abc", net.losses(*data(8, seed=1)), strict=True)))
         assert probe.method.w.sum().item() == pytest.approx(3.0)  # type: ignore[attr-defined]
+
+
+def test_no_capture_on_a_weight_tied_into_a_second_module() -> None:
+    net = Net()
+    net.tied = nn.Linear(12, 8)  # type: ignore[assignment]
+    net.tied.weight = net.trunk[2].weight  # its uses outside trunk.2 are not in Y
+    assert linear_capture(net, last_params(net), list(net.parameters())) is None
+
+
+class Around(Net):
+    """A skip connection from the trunk around ``trunk.2`` into the heads."""
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        a = self.trunk[1](self.trunk[0](x))
+        h = self.trunk[3](self.trunk[2](a) + a[:, :8])
+        return [
+            ((hd(h).squeeze(-1) - y[:, i]) ** 2).mean() * (i + 1) for i, hd in enumerate(self.heads)
+        ]
+
+
+class InPlace(Net):
+    """An in-place ReLU on ``trunk.2``'s output: autograd's Y becomes the ReLU's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trunk[3] = nn.ReLU(inplace=True)
+
+
+@pytest.mark.parametrize("make", [Around, InPlace], ids=["skip", "in_place"])
+def test_probe_falls_back_where_y_is_not_the_way_into_the_trunk(
+    make: type[Net], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return linear_norm_pass(*args, **kwargs)
+
+    monkeypatch.setattr(step_module, "linear_norm_pass", counted)
+    hooked, hooked_params = run_gradnorm(closed=True, steps=6, make=make)
+    assert calls == []  # the hook is installed, no step trusts it
+    exact, exact_params = run_gradnorm(closed=False, steps=6, make=make)
+    assert hooked == exact
+    for a, b in zip(hooked_params, exact_params, strict=True):
+        assert torch.equal(a, b)
