@@ -7,6 +7,7 @@ under one parent run that holds the comparison and the report.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,17 @@ _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_BATCH = 100  # ... and of params
 _PARAM_CHARS = 500  # long values (a list of kwargs) are cut: a param is a label, not data
 ARTIFACTS = ("report.html", "report.md", "summary.json", "spec.yaml")
+# MLflow announces each new sqlite store on stderr ("Creating initial MLflow database
+# tables...") in the middle of mtldiag's progress; its warnings and errors still show.
+_CHATTY = ("mlflow.store.db.utils", "alembic.runtime.migration")
+
+
+def _quiet_store_logs() -> None:
+    """Raise MLflow's store-migration loggers to WARNING, unless the user set their level."""
+    for name in _CHATTY:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
 
 
 class MlflowSink(Sink):
@@ -32,6 +44,7 @@ class MlflowSink(Sink):
         from mlflow.entities import Metric, Param
         from mlflow.tracking import MlflowClient
 
+        _quiet_store_logs()
         self._metric, self._param = Metric, Param
         self.client = MlflowClient()  # MLFLOW_TRACKING_URI, else MLflow's default store
         self.setup = setup

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,18 @@ def test_profile_is_one_run_with_the_report(tmp_path, store):
     assert len(store.get_metric_history(run.info.run_id, "step_time_ms")) == 6
     text = store.download_artifacts(run.info.run_id, "diagnosis.txt", str(tmp_path))
     assert "Diagnosis" in Path(text).read_text()
+
+
+def test_a_new_store_is_created_without_mlflow_chatter_on_stderr(spec_path, tmp_path):
+    # A fresh process and a fresh sqlite store: MLflow logs its table creation at INFO there.
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "PYTHONPATH": str(Path(__file__).parents[2]),
+    }
+    argv = [sys.executable, "-m", "mtldiag", "profile", str(spec_path), "--steps", "2"]
+    argv += ["--log", "mlflow", "-q", "--out", str(tmp_path / "run")]
+    res = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "fresh.db").exists()  # the store was created by this run
+    assert "database tables" not in res.stderr and " INFO " not in res.stderr, res.stderr
