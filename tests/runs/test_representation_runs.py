@@ -181,3 +181,15 @@ def test_profile_takes_the_space_of_its_method_and_bad_suffixes_are_exit_2(tmp_p
         assert res.exit_code == 2, res.output
         assert "is not a gradient space" in res.output and "@representation" in res.output
         assert "Traceback" not in res.output
+
+
+def test_a_mixed_comparison_in_worker_processes_writes_what_one_process_writes(
+    mixed: Path, tmp_path: Path
+):
+    # Each job carries its run's space to its worker: --jobs 2 is --jobs 1, row for row.
+    run_compare(parse_spec(SYNTHETIC), out=tmp_path / "j2", jobs=2, **MIXED)
+    for name in ("steps.csv", "pairs.csv"):
+        for label in ("ew", "mgda", "mgda@representation"):
+            assert _rows_of(tmp_path / "j2", name, label) == _rows_of(mixed, name, label)
+    runs = json.loads((tmp_path / "j2" / "summary.json").read_text())["runs"]
+    assert [r["jacobian"] for r in runs] == ["parameters", "parameters", "representation"]
