@@ -27,7 +27,7 @@ import torch
 
 from mtldiag import methods
 from mtldiag.rundir.writer import RunWriter
-from mtldiag.runs.build import BatchCycle
+from mtldiag.runs.build import BatchCycle, move_to
 from mtldiag.runs.train import prepare, train_run
 from mtldiag.spec import parse_spec
 
@@ -45,14 +45,21 @@ SPEC = {
 }
 
 
+def _sync(device: torch.device) -> None:
+    """On a GPU the clock must wait for the queued kernels (the trainer times with events)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _loop_floor(prep, steps: int, plain: bool) -> float:
     params = [p for p in prep.model.parameters() if p.requires_grad]
     shared = list(prep.selection.layout.params)
     opt = torch.optim.SGD(params, lr=0.01)
     batches = BatchCycle(prep.loader, 0)
+    _sync(prep.device)
     t0 = time.perf_counter()
     for _ in range(steps):
-        x, y = next(batches)
+        x, y = move_to(next(batches), prep.device)
         opt.zero_grad(set_to_none=True)
         out = prep.model(x)
         losses = [
@@ -72,14 +79,17 @@ def _loop_floor(prep, steps: int, plain: bool) -> float:
             for k, p in enumerate(shared):
                 p.grad = grads[0][k] + grads[1][k] + grads[2][k]
         opt.step()
+    _sync(prep.device)
     return (time.perf_counter() - t0) / steps * 1e3
 
 
 def _loop_mtldiag(prep, steps: int, every: int, out: Path) -> float:
     writer = RunWriter(out, prep.tasks)
     writer.open("{}", {})
+    _sync(prep.device)
     t0 = time.perf_counter()
     train_run(prep, methods.create("ew"), "ew", steps, every, writer=writer, stats={})
+    _sync(prep.device)
     ms = (time.perf_counter() - t0) / steps * 1e3
     writer.close()
     return ms
@@ -90,12 +100,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--quick", action="store_true", help="2 rounds of 10 steps")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (the trainer's own step)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.steps = 2, 10
     torch.set_num_threads(2)
-    spec = parse_spec(SPEC)
-    prep = prepare(spec, 0, torch.device("cpu"))
+    spec = parse_spec({**SPEC, "device": args.device})
+    prep = prepare(spec, 0, torch.device(args.device))
     results: dict[str, list[float]] = {"floor": [], "plain": [], "every=1": [], "every=10": []}
     with tempfile.TemporaryDirectory() as tmp:
         # One warm-up pass of each, then interleaved rounds.
@@ -112,7 +123,7 @@ def main() -> None:
                 results[k].append(v)
     med = {k: statistics.median(v) for k, v in results.items()}
     print(
-        f"standard MLP, T=3, batch 256, CPU, {torch.get_num_threads()} threads, "
+        f"standard MLP, T=3, batch 256, {args.device}, {torch.get_num_threads()} threads, "
         f"{args.rounds} rounds x {args.steps} steps (median of round means)"
     )
     for k, v in med.items():

@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from typer.testing import CliRunner
 
-from mtldiag.errors import Interrupted, MtldiagError
+from mtldiag.cli import app
+from mtldiag.engine.device import resolve_device
+from mtldiag.errors import Interrupted, MtldiagError, SpecError
 from mtldiag.runs.compare import run_compare
 from mtldiag.runs.executors import worker_devices
 from mtldiag.runs.resume import resume_compare
@@ -107,3 +111,17 @@ def test_worker_devices_round_robin_and_refusals():
         worker_devices("cuda:0", 2)
     with pytest.raises(MtldiagError, match="CPU cores"):
         worker_devices("cpu", 10_000)
+    # --jobs N takes the device --jobs 1 would: auto is this machine's first device
+    first = resolve_device("auto").type
+    if first in ("cpu", "cuda"):
+        assert {d.split(":")[0] for d in worker_devices("auto", 2)} == {first}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_jobs_on_cuda_without_a_gpu_is_one_line_exit_2(spec_path: Path, tmp_path: Path):
+    with pytest.raises(SpecError, match="CUDA is not available"):
+        worker_devices("cuda", 2)  # was: ZeroDivisionError (0 GPUs, round robin)
+    argv = ["compare", str(spec_path), "-m", "ew", "--device", "cuda", "--jobs", "2"]
+    res = CliRunner().invoke(app, [*argv, "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "CUDA is not available" in res.output
+    assert "internal error" not in res.output and not (tmp_path / "x").exists()

@@ -7,6 +7,7 @@ import os
 import torch
 
 from mtldiag.engine import distributed
+from mtldiag.engine.device import resolve_device
 from mtldiag.errors import MtldiagError
 
 
@@ -24,12 +25,18 @@ def worker_devices(device: str, jobs: int) -> list[str]:
             "--jobs runs many runs side by side; under torchrun one run is data-parallel.",
             hint="use torchrun for one large run, --jobs (or --executor ray) for many runs",
         )
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
+    if jobs > 1 and device not in ("auto", "cpu", "cuda"):
+        raise MtldiagError(
+            f"--jobs {jobs} asks for {jobs} devices but the device is pinned to '{device}'.",
+            hint="use --device cuda (every visible GPU, round robin) or --jobs 1",
+        )
+    # The one-job rule decides (auto: cuda, then mps, then cpu; a device that is not here is
+    # refused with its own message), so --jobs N never picks another device than --jobs 1.
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is None:
         k = torch.cuda.device_count()
         return [f"cuda:{i % k}" for i in range(jobs)]
-    if device == "cpu":
+    if dev.type == "cpu":
         cores = os.cpu_count() or 1
         if jobs > cores:
             raise MtldiagError(
@@ -37,12 +44,12 @@ def worker_devices(device: str, jobs: int) -> list[str]:
                 hint=f"use --jobs {cores} or fewer",
             )
         return ["cpu"] * jobs
-    if jobs > 1:
+    if jobs > 1:  # auto found one device only (mps)
         raise MtldiagError(
-            f"--jobs {jobs} asks for {jobs} devices but the device is pinned to '{device}'.",
-            hint="use --device cuda (every visible GPU, round robin) or --jobs 1",
+            f"--jobs {jobs} asks for {jobs} devices but this machine's is one device, '{dev}'.",
+            hint="use --device cpu for CPU workers, or --jobs 1",
         )
-    return [device]
+    return [str(dev)]
 
 
 def threads_per_worker(devices: list[str]) -> int | None:
