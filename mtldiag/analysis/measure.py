@@ -112,6 +112,12 @@ def _pair_value(
                 return (entry or {}).get(metric.name)
         return None
 
+    if metric.layer is not None and ok and not detail:
+        # A mixed-space comparison: a parameter run has no "representation" layer and a
+        # representation run has only that one; say so rather than "no value".
+        own = {name for r in ok for p in r.get("pairs") or [] for name in p.get("layers") or {}}
+        if metric.layer not in own:
+            detail = f"its runs have no layer '{metric.layer}' (theirs: {', '.join(sorted(own))})"
     means = {pair: _mean([value_of(r, *pair) for r in ok]) for pair in wanted}
     if metric.pair is not None:
         return means[metric.pair], detail

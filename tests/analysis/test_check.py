@@ -315,6 +315,19 @@ def test_missing_value_fails_instead_of_passing():
     assert not r.passed and r.failures == ("no value; no successful run of pcgrad",)
 
 
+def test_a_layer_the_methods_runs_lack_says_which_layers_they_have():
+    # A mixed-space comparison lists both spaces' layers; a parameter run has no
+    # "representation" layer, so the rule fails naming the run's own layers.
+    s = profile_summary()
+    s["layers"] = ["trunk.0", "trunk.2", "representation"]
+    r = one({"metric": "conflict_rate@representation", "max": 0.9, "method": "ew"}, s)
+    assert not r.passed
+    assert r.failures == (
+        "no value; its runs have no layer 'representation' (theirs: trunk.0, trunk.2)",
+    )
+    assert one({"metric": "conflict_rate@trunk.0", "max": 0.9, "method": "ew"}, s).passed
+
+
 # --- bad input -------------------------------------------------------------------------------
 
 
