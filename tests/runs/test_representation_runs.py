@@ -138,6 +138,17 @@ def test_a_mixed_comparison_says_each_runs_space_in_the_report(mixed: Path):
     assert [r[col] for r in table.rows] == ["parameters", "parameters", "representation"]
     # the one-run tables describe the reference run (ew): parameter space, no z note
     assert "representation" not in pair_data(summary).title
+    # the conflict plot holds both spaces' runs: its caption says which is which
+    from mtldiag.report.plots import style
+    from mtldiag.report.plots.training import conflict_over_training
+    from mtldiag.rundir.load import load_run
+
+    data = load_run(mixed)
+    _, caption = conflict_over_training(data, style.palette(style.run_labels(data)))
+    assert "on the whole shared trunk, or w.r.t. the shared representation z for the runs " in (
+        caption
+    )
+    assert "labelled @representation" in caption
 
 
 def test_a_mixed_comparison_rebuilds_and_resumes_with_each_runs_space(mixed: Path, tmp_path: Path):

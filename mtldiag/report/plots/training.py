@@ -115,9 +115,24 @@ def conflict_over_training(data: RunData, styles: dict[str, Style]) -> tuple[Any
     ax1.legend(fontsize=8, ncol=min(4, len(series)), loc="best")
     adjust(fig, left=0.95, top=0.4, bottom=0.55, hspace=0.1)
     return fig, (
-        "Conflict rate and mean cosine of the raw task gradients on the whole shared "
-        "trunk, smoothed over 5% of the instrumented steps."
+        f"Conflict rate and mean cosine of the raw task gradients {_space_words(data)}, "
+        "smoothed over 5% of the instrumented steps."
     )
+
+
+def _space_words(data: RunData) -> str:
+    """Where the plotted gradients live: the trunk's parameters, z, or (mixed) each run's."""
+    summary = data.summary or {}
+    words = {
+        "parameters": "on the whole shared trunk",
+        "representation": "w.r.t. the shared representation z",
+    }
+    space = summary.get("jacobian")
+    if space != "mixed":
+        return words["representation" if space == "representation" else "parameters"]
+    default = (summary.get("compare") or {}).get("wrt") or "parameters"
+    other = "parameters" if default == "representation" else "representation"
+    return f"{words[default]}, or {words[other]} for the runs labelled @{other}"
 
 
 def grad_norm_ratio(data: RunData, styles: dict[str, Style]) -> tuple[Any, str] | None:
