@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from mtldiag.methods._upgrad import DualConeProjector
 from mtldiag.methods._utils import checks
 from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
-from mtldiag.methods.base import GramianMethod, HyperParam
+from mtldiag.methods.base import GramianMethod, HyperParam, MethodError, RunContext
 
 
 class DualProj(GramianMethod):
@@ -26,20 +28,49 @@ class DualProj(GramianMethod):
 
     :param reduction: ``sum`` (default: projects ``sum_i g_i``) or ``mean`` (TorchJD's
         default preference ``1/T``: projects the mean gradient).
+    :param preference: ``{task: p_i}``, non-negative (default: 1 each): projects
+        ``sum_i p_i g_i`` instead, TorchJD's ``pref_vector``; ``mean`` then divides it by T.
+        It names every task of the run, so such a run cannot leave out a task without labels.
     """
 
     name = "dualproj"
     aliases = ("dual_proj", "gem_projection")
     paper = "Quinton & Rey 2024, arXiv:2406.16232 (TorchJD DualProj; GEM eq. 11)"
-    params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
+    params = (
+        HyperParam("reduction", "sum", REDUCTION_HELP),
+        HyperParam("preference", None, "{task: weight} of the projected sum (default 1 each)"),
+    )
 
-    def __init__(self, reduction: str = "sum") -> None:
+    def __init__(self, reduction: str = "sum", preference: Any = None) -> None:
         self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
+        self.preference = checks.preference(self.name, preference)
+
+    @property
+    def keeps_task_state(self) -> bool:  # type: ignore[override]
+        return self.preference is not None  # its weights are indexed by task
+
+    def reset(self, ctx: RunContext) -> None:
+        super().reset(ctx)
+        self._pref = (
+            None
+            if self.preference is None
+            else np.array(checks.preference_vector(self.name, self.preference, ctx.tasks))
+        )
+
+    def _preference_vector(self) -> np.ndarray | None:
+        if self.preference is None:
+            return None
+        if not hasattr(self, "_pref"):  # the vector's order is the run's task order
+            raise MethodError(f"{self.name} with a preference needs reset(ctx) first.")
+        return self._pref
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
         g = to_numpy(gramian, self.precision(gramian))
         n = len(g)
-        u = np.ones(n) if self.reduction == "sum" else np.full(n, 1.0 / max(n, 1))
+        pref = self._preference_vector()
+        u = np.ones(n) if pref is None else pref.astype(np.float64)
+        if self.reduction == "mean":
+            u = u / max(n, 1)
         return to_torch(DualConeProjector(g).project(u), gramian)

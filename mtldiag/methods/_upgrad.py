@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -9,7 +11,7 @@ from mtldiag.methods._utils import checks
 from mtldiag.methods._utils.convert import REDUCTION_HELP, ZERO_ROW, to_numpy, to_torch
 from mtldiag.methods._utils.lsq import factor, nnls, nnls_gram
 from mtldiag.methods._utils.qp import nonneg_qp
-from mtldiag.methods.base import GramianMethod, HyperParam
+from mtldiag.methods.base import GramianMethod, HyperParam, MethodError, RunContext
 
 
 class UPGrad(GramianMethod):
@@ -26,21 +28,50 @@ class UPGrad(GramianMethod):
     answer by ~1e-4 relative). A gradient that conflicts with no task is left as it is.
 
     :param reduction: ``sum`` (default) or ``mean`` (TorchJD's default preference 1/T).
+    :param preference: ``{task: p_i}``, non-negative (default: 1 each): the update is
+        ``sum_i Jᵀv_i(p_i e_i) = sum_i p_i Jᵀv_i`` (a cone projection is positively
+        homogeneous), TorchJD's ``pref_vector``; ``mean`` then divides it by T. It names every
+        task of the run, so such a run cannot leave out a task without labels.
     """
 
     name = "upgrad"
     aliases = ("up_grad", "jd", "jacobian_descent")
     paper = "Quinton & Rey 2024, arXiv:2406.16232 (TorchJD UPGrad)"
-    params = (HyperParam("reduction", "sum", REDUCTION_HELP),)
+    params = (
+        HyperParam("reduction", "sum", REDUCTION_HELP),
+        HyperParam("preference", None, "{task: weight} of the combination (default 1 each)"),
+    )
 
-    def __init__(self, reduction: str = "sum") -> None:
+    def __init__(self, reduction: str = "sum", preference: Any = None) -> None:
         self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
+        self.preference = checks.preference(self.name, preference)
+
+    @property
+    def keeps_task_state(self) -> bool:  # type: ignore[override]
+        return self.preference is not None  # its weights are indexed by task
+
+    def reset(self, ctx: RunContext) -> None:
+        super().reset(ctx)
+        self._pref = (
+            None
+            if self.preference is None
+            else np.array(checks.preference_vector(self.name, self.preference, ctx.tasks))
+        )
+
+    def _preference_vector(self) -> np.ndarray | None:
+        if self.preference is None:
+            return None
+        if not hasattr(self, "_pref"):  # the vector's order is the run's task order
+            raise MethodError(f"{self.name} with a preference needs reset(ctx) first.")
+        return self._pref
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
     ) -> torch.Tensor:
         g = to_numpy(gramian, self.precision(gramian))
-        w = project_rows(g).sum(axis=0)
+        rows = project_rows(g)
+        pref = self._preference_vector()
+        w = rows.sum(axis=0) if pref is None else pref @ rows
         if self.reduction == "mean":
             w = w / len(w)
         return to_torch(w, gramian)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -438,3 +439,67 @@ def test_new_gramian_methods_appear_in_the_preview(tmp_path, monkeypatch):
     # which the preview's strict all_decrease does not count).
     assert all(v >= -1e-9 for v in rows["dualproj"]["gain_mean"].values())
     assert math.isfinite(rows["config"]["all_decrease_rate"])
+
+
+# ---- preference vectors (UPGrad, DualProj) ----------------------------------------------
+
+PREFS = [2.0, 0.5, 1.0]
+
+
+def _pref(values) -> str:
+    return "{" + ", ".join(f"t{i}: {v}" for i, v in enumerate(values)) + "}"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_preference_vectors_agree_with_torchjd(seed):
+    tj = pytest.importorskip("torchjd.aggregation")
+    j = conflicting(3, 10, 1300 + seed)
+    p = torch.tensor(PREFS, dtype=j.dtype)
+    try:
+        up_theirs = tj.UPGrad(pref_vector=p)(j)
+        dp_theirs = tj.DualProj(pref_vector=p)(j)
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    up = make(f"upgrad:preference={_pref(PREFS)}").aggregate(j)
+    dp = make(f"dualproj:preference={_pref(PREFS)}").aggregate(j)
+    # TorchJD's quadprog runs on a regularised Gramian (see the DualProj cross-check above).
+    for theirs, ours in ((up_theirs, up), (dp_theirs, dp)):
+        assert cos(theirs, ours) > 1 - 1e-5
+        assert float((theirs - ours).norm() / ours.norm()) < 1e-2
+
+
+def test_upgrad_preference_weights_each_projected_gradient():
+    # A cone projection is positively homogeneous: UPGrad(p) = sum_i p_i UPGrad(e_i), and
+    # UPGrad(e_k) is the projection of g_k alone; p = 1 is the default.
+    j = conflicting(3, 12, 77)
+    one_hot = [make(f"upgrad:preference={_pref(np.eye(3)[k])}").aggregate(j) for k in range(3)]
+    combined = sum(p * d for p, d in zip(PREFS, one_hot, strict=True))
+    ours = make(f"upgrad:preference={_pref(PREFS)}").aggregate(j)
+    assert torch.allclose(ours, combined, rtol=1e-6, atol=1e-9)
+    ones = make(f"upgrad:preference={_pref([1, 1, 1])}").aggregate(j)
+    assert torch.allclose(ones, make("upgrad").aggregate(j), rtol=1e-9, atol=1e-12)
+    assert (j @ ours >= -1e-9).all()  # still conflicts with no task
+
+
+def test_dualproj_preference_projects_the_weighted_sum():
+    j = conflicting(3, 12, 78)
+    p = torch.tensor(PREFS, dtype=j.dtype)
+    d = make(f"dualproj:preference={_pref(PREFS)}").aggregate(j)
+    assert (j @ d >= -1e-9).all()
+    # KKT of min ||d - Jᵀp||² s.t. J d >= 0: d - Jᵀp = Jᵀμ with μ >= 0, μ_i (J d)_i = 0
+    mu = torch.linalg.lstsq(j.T, (d - p @ j).unsqueeze(1)).solution.squeeze(1)
+    assert (mu >= -1e-7).all() and torch.allclose(mu * (j @ d), torch.zeros(3, dtype=j.dtype), atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragment"),
+    [
+        ("upgrad:preference={t0: 1, t1: 1}", "no entry for task 't2'"),
+        ("dualproj:preference={t0: 1, t1: 1, t2: 1, tx: 1}", "unknown task 'tx'"),
+        ("upgrad:preference={t0: 0, t1: 0, t2: 0}", "at least one positive weight"),
+        ("dualproj:preference={t0: -1, t1: 1, t2: 1}", "preference.t0"),
+    ],
+)
+def test_bad_preference_vectors_name_the_problem(spec, fragment):
+    with pytest.raises(MethodError, match=re.escape(fragment)):
+        make(spec)

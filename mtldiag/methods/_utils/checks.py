@@ -114,3 +114,20 @@ def check_tasks(
             hint=f"give `{name}` "
             + ("exactly one entry per task" if require_all else "only tasks of the run"),
         )
+
+
+def preference(method: str, value: Any) -> dict[str, float] | None:
+    """A preference vector ``{task: weight}`` (non-negative, not all zero), or ``None``."""
+    if value is None:
+        return None
+    given = task_mapping("preference", value)
+    prefs = {t: real(f"preference.{t}", v, low=0.0) for t, v in given.items()}
+    if not any(v > 0 for v in prefs.values()):
+        raise _fail("preference", "at least one positive weight", value)
+    return prefs
+
+
+def preference_vector(method: str, prefs: dict[str, float], tasks: Sequence[str]) -> list[float]:
+    """``prefs`` in the run's task order; it must name every task of the run, and no other."""
+    check_tasks(method, "preference", list(prefs), list(tasks), require_all=True)
+    return [prefs[t] for t in tasks]
