@@ -488,7 +488,8 @@ def test_dualproj_preference_projects_the_weighted_sum():
     assert (j @ d >= -1e-9).all()
     # KKT of min ||d - Jᵀp||² s.t. J d >= 0: d - Jᵀp = Jᵀμ with μ >= 0, μ_i (J d)_i = 0
     mu = torch.linalg.lstsq(j.T, (d - p @ j).unsqueeze(1)).solution.squeeze(1)
-    assert (mu >= -1e-7).all() and torch.allclose(mu * (j @ d), torch.zeros(3, dtype=j.dtype), atol=1e-7)
+    assert (mu >= -1e-7).all()
+    assert torch.allclose(mu * (j @ d), torch.zeros(3, dtype=j.dtype), atol=1e-7)
 
 
 @pytest.mark.parametrize(
