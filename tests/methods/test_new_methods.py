@@ -504,3 +504,16 @@ def test_dualproj_preference_projects_the_weighted_sum():
 def test_bad_preference_vectors_name_the_problem(spec, fragment):
     with pytest.raises(MethodError, match=re.escape(fragment)):
         make(spec)
+
+
+def test_a_preference_vector_refuses_a_step_without_one_tasks_labels():
+    from mtldiag.engine.missing import present_method
+    from mtldiag.errors import TrainingError
+
+    losses = torch.ones(3)
+    plain = make("upgrad")
+    assert present_method(plain, [0, 2], losses, ["t0", "t1", "t2"]) is plain
+    with pytest.raises(TrainingError, match="cannot leave out task"):
+        present_method(
+            make(f"upgrad:preference={_pref(PREFS)}"), [0, 2], losses, ["t0", "t1", "t2"]
+        )
