@@ -27,6 +27,7 @@ instead of ``manual_backward``; the callback records what it did::
         opt.zero_grad()
         losses = {...}
         self.mtl.backward(self, losses)        # fills every .grad through PCGrad
+        # (self.mtl.backward(self, losses, features=z): on the representation z instead)
         opt.step()
         return {"loss": sum(losses.values()).detach(), "task_losses": losses}
 
@@ -72,11 +73,19 @@ class MethodBackward:
         self.last: ProbeStep | None = None
         self.last_losses: dict[str, torch.Tensor] = {}
 
-    def backward(self, module: torch.nn.Module, losses: Mapping[str, torch.Tensor]) -> ProbeStep:
+    def backward(
+        self,
+        module: torch.nn.Module,
+        losses: Mapping[str, torch.Tensor],
+        features: torch.Tensor | None = None,
+    ) -> ProbeStep:
+        """Back-propagate ``losses`` through the method. ``features``: the shared
+        representation ``z`` the heads read (not detached), for representation mode (the
+        method then works on the gradients w.r.t. ``z``; README, "Representation gradients")."""
         if self.probe is None:
             self.probe = GradientProbe(module, self.shared, self.every, self.method)
         self.last_losses = dict(losses)
-        self.last = self.probe.backward(losses)
+        self.last = self.probe.backward(losses, features=features)
         return self.last
 
 

@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from mtldiag import methods
+from mtldiag.engine.balancer import Balancer
 from mtldiag.integrations.lightning import MethodBackward, MtldiagCallback
 
 TASKS = ("a", "b")
@@ -26,8 +28,9 @@ def _loader() -> DataLoader:
 
 
 class TwoTask(pl.LightningModule):
-    def __init__(self, balance: str | None = None) -> None:
+    def __init__(self, balance: str | None = None, on_z: bool = False) -> None:
         super().__init__()
+        self.on_z = on_z
         torch.manual_seed(0)
         self.trunk = nn.Linear(6, 8)
         self.heads = nn.ModuleDict({t: nn.Linear(8, 1) for t in TASKS})
@@ -45,7 +48,7 @@ class TwoTask(pl.LightningModule):
         if not self.automatic_optimization:
             opt = self.optimizers()
             opt.zero_grad()
-            self.mtl.backward(self, losses)
+            self.mtl.backward(self, losses, features=h if self.on_z else None)
             opt.step()
             return {"loss": sum(losses.values()).detach(), "task_losses": losses}
         return {"loss": sum(losses.values()), "task_losses": losses}
@@ -119,3 +122,25 @@ def test_manual_optimization_balances_with_a_method(tmp_path: Path):
     weights = [(float(r["weight/a"]), float(r["weight/b"])) for r in steps]
     assert any(abs(wa - 1) > 1e-3 or abs(wb - 1) > 1e-3 for wa, wb in weights)
     assert {(r["a"], r["b"]) for r in _pairs(tmp_path / "run")} == {("a", "b")}
+
+
+def test_manual_optimization_balances_on_the_representation(tmp_path: Path):
+    # One Lightning step of MGDA on z = relu(trunk(x)) is the Balancer's representation step.
+    module = TwoTask(balance="mgda", on_z=True)
+    _fit(module, tmp_path, steps=1)
+    by_hand = TwoTask()
+    x, ya, yb = next(iter(_loader()))
+    h = torch.relu(by_hand.trunk(x))
+    losses = {
+        "a": nn.functional.mse_loss(by_hand.heads["a"](h), ya),
+        "b": nn.functional.mse_loss(by_hand.heads["b"](h), yb),
+    }
+    Balancer(
+        methods.create("mgda"), by_hand.trunk.named_parameters(), list(by_hand.heads.parameters())
+    ).backward(losses, features=h)
+    expected = by_hand.trunk.weight.detach() - 0.1 * by_hand.trunk.weight.grad
+    assert torch.allclose(module.trunk.weight.detach(), expected, atol=1e-6)
+    on_params = TwoTask(balance="mgda")
+    _fit(on_params, tmp_path / "p", steps=1)
+    assert not torch.allclose(on_params.trunk.weight, module.trunk.weight, atol=1e-6)
+    assert {r["layer"] for r in _pairs(tmp_path / "run")} == {"*", "representation"}
