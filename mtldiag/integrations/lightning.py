@@ -48,6 +48,7 @@ import torch
 
 from mtldiag import methods
 from mtldiag.engine.probe import GradientProbe, ProbeStep
+from mtldiag.errors import MtldiagError
 from mtldiag.integrations.recorder import LoopProfiler, task_losses
 from mtldiag.methods.base import Method
 
@@ -72,6 +73,7 @@ class MethodBackward:
         self.probe: GradientProbe | None = None
         self.last: ProbeStep | None = None
         self.last_losses: dict[str, torch.Tensor] = {}
+        self.on_representation: bool | None = None  # set by the first backward
 
     def backward(
         self,
@@ -82,6 +84,15 @@ class MethodBackward:
         """Back-propagate ``losses`` through the method. ``features``: the shared
         representation ``z`` the heads read (not detached), for representation mode (the
         method then works on the gradients w.r.t. ``z``; README, "Representation gradients")."""
+        on_z = features is not None
+        if self.on_representation is None:
+            self.on_representation = on_z
+        elif self.on_representation != on_z:
+            # One run, one gradient space: its records and summary must not mix them.
+            raise MtldiagError(
+                "MethodBackward.backward: features= was given on some steps and not others.",
+                hint="pass the shared representation on every step, or on none",
+            )
         if self.probe is None:
             self.probe = GradientProbe(module, self.shared, self.every, self.method)
         self.last_losses = dict(losses)
@@ -144,7 +155,9 @@ class MtldiagCallback(pl.Callback):
         if not pl_module.automatic_optimization and self.profiler.writer is None:
             balancer = _balancer(pl_module)
             assert balancer is not None and balancer.probe is not None
-            self.profiler.start(balancer.last_losses, balancer.probe.selection)
+            self.profiler.start(
+                balancer.last_losses, balancer.probe.selection, bool(balancer.on_representation)
+            )
         self.profiler.record(record, (time.perf_counter() - self._t0) * 1000.0)
         scalars = self.profiler.scalars(record)
         for logger in trainer.loggers:

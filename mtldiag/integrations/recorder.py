@@ -21,6 +21,7 @@ from mtldiag.engine.device import peak_memory_mb
 from mtldiag.engine.gramian import ALL_LAYERS, stacked_gramians_from_grads, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
 from mtldiag.engine.probe import ProbeStep
+from mtldiag.engine.representation import REPRESENTATION_LAYER, metric_layers
 from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.errors import UserCodeError
 from mtldiag.report import write_report
@@ -71,18 +72,27 @@ class LoopProfiler:
         self.acc: RunAccumulator | None = None
         self.device = torch.device("cpu")
         self.conflicts = ConflictCounter()
+        self.jacobian = "parameters"
 
     def start(
-        self, losses: Mapping[str, torch.Tensor], selection: SharedSelection | None = None
+        self,
+        losses: Mapping[str, torch.Tensor],
+        selection: SharedSelection | None = None,
+        representation: bool = False,
     ) -> None:
         """Find the tasks and shared parameters on the first losses (or take a probe's
-        ``selection``, when its backward has freed the graph); open the run directory."""
+        ``selection``, when its backward has freed the graph); open the run directory.
+
+        ``representation``: the records come from a probe fed ``features=z`` (their metrics
+        have the one layer ``representation``); the summary then says so."""
         self.tasks = list(losses)
         if selection is None:
             selection = select_shared(self.model, losses, self.shared)
         self.engine = JacobianEngine(selection.layout, selection.others)
         self.device = next(iter(losses.values())).device
-        self.layers = [ALL_LAYERS, *selection.layout.layers]
+        self.jacobian = "representation" if representation else "parameters"
+        rep = REPRESENTATION_LAYER if representation else None
+        self.layers = [ALL_LAYERS, *metric_layers(rep, selection.layout.layers)]
         self.acc = RunAccumulator(self.label, self.seed, self.tasks, self.layers)
         self.writer = RunWriter(self.out, self.tasks)
         spec = {"name": self.name, "source": self.source, "profile": {"every": self.every}}
@@ -125,7 +135,9 @@ class LoopProfiler:
         if self.writer is None or self.acc is None:
             return None
         run = self.acc.result()
+        run["jacobian"] = self.jacobian
         summary = new_summary("profile", self.name, self.tasks, self.layers[1:], str(self.device))
+        summary["jacobian"] = self.jacobian
         summary["profile"] = {"steps": run["steps"], "every": self.every, "method": self.label}
         conclude_profile(summary, run, status)
         self.writer.write_summary(summary)

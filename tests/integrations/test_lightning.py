@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mtldiag import methods
 from mtldiag.engine.balancer import Balancer
+from mtldiag.errors import MtldiagError
 from mtldiag.integrations.lightning import MethodBackward, MtldiagCallback
 
 TASKS = ("a", "b")
@@ -144,3 +145,11 @@ def test_manual_optimization_balances_on_the_representation(tmp_path: Path):
     _fit(on_params, tmp_path / "p", steps=1)
     assert not torch.allclose(on_params.trunk.weight, module.trunk.weight, atol=1e-6)
     assert {r["layer"] for r in _pairs(tmp_path / "run")} == {"*", "representation"}
+    # ... and the summary says so: z's numbers are never filed under a parameter layer
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["jacobian"] == "representation" and summary["layers"] == ["representation"]
+    assert list(summary["runs"][0]["pairs"][0]["layers"]) == ["representation"]
+    with pytest.raises(MtldiagError, match="on some steps and not others"):
+        x, ya, yb = next(iter(_loader()))
+        h = torch.relu(module.trunk(x))
+        module.mtl.backward(module, {"a": module.heads["a"](h).mean(), "b": h.mean()})
