@@ -32,6 +32,7 @@ from transformers import TrainerCallback
 
 from mtldiag import methods
 from mtldiag.engine.probe import GradientProbe, ProbeStep
+from mtldiag.engine.representation import RepresentationHook
 from mtldiag.errors import MtldiagError
 from mtldiag.integrations.recorder import LoopProfiler, task_losses
 
@@ -41,8 +42,9 @@ TaskLossFn = Callable[[torch.nn.Module, Mapping[str, Any], Any], Mapping[str, to
 class MtldiagCallback(TrainerCallback):
     """Times each step, writes its row to the run directory, closes it at the end of training."""
 
-    def __init__(self, profiler: LoopProfiler) -> None:
+    def __init__(self, profiler: LoopProfiler, hook: RepresentationHook | None = None) -> None:
         self.profiler = profiler
+        self.hook = hook  # mtl_representation's forward hook, removed when training ends
         self.pending: ProbeStep | None = None
         self.summary: dict[str, Any] | None = None
         self._t0 = 0.0
@@ -56,6 +58,8 @@ class MtldiagCallback(TrainerCallback):
             self.pending = None
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.hook is not None:
+            self.hook.__exit__(None, None, None)
         self.summary = self.profiler.finish()
 
 
@@ -66,6 +70,10 @@ class MtldiagTrainerMixin:
     ``<output_dir>/mtldiag``); ``mtl_method``: a method name (``mtl_hparams`` its
     hyper-parameters) to balance with, ``None`` to train on the model's own loss;
     ``task_losses_fn``: where the per-task losses come from when the output has none.
+    ``mtl_representation``: with ``mtl_method``, the name of the module whose output is the
+    shared representation ``z`` the heads read (``"bert.pooler"``): the method then works on
+    the gradients w.r.t. ``z``, T passes through the heads and one through the trunk
+    (representation mode, README "Representation gradients").
     """
 
     def __init__(
@@ -77,10 +85,23 @@ class MtldiagTrainerMixin:
         mtl_hparams: Mapping[str, Any] | None = None,
         mtl_shared: str | Sequence[str] = "auto",
         task_losses_fn: TaskLossFn | None = None,
+        mtl_representation: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         trainer: Any = self
+        if mtl_representation is not None and mtl_method is None:
+            raise MtldiagError(
+                "mtl_representation needs mtl_method: it sets the space the method works in.",
+                hint="add mtl_method='mgda' (or another method), or drop mtl_representation",
+            )
+        # Checked (the module must exist) before anything is written.
+        hook = (
+            RepresentationHook(trainer.model, mtl_representation).__enter__()
+            if mtl_representation is not None
+            else None
+        )
+        self.mtl_hook = hook
         out = mtl_out if mtl_out is not None else Path(trainer.args.output_dir) / "mtldiag"
         label = mtl_method or "transformers"
         profiler = LoopProfiler(
@@ -92,7 +113,7 @@ class MtldiagTrainerMixin:
             label,
             source="transformers",
         )
-        self.mtl_callback = MtldiagCallback(profiler)
+        self.mtl_callback = MtldiagCallback(profiler, hook)
         trainer.add_callback(self.mtl_callback)
         self.task_losses_fn = task_losses_fn
         self.mtl_probe: GradientProbe | None = None
@@ -137,10 +158,11 @@ class MtldiagTrainerMixin:
         model.train()
         inputs = trainer._prepare_inputs(inputs)
         losses = self._task_losses(model, inputs, model(**inputs))
-        record = self.mtl_probe.backward(losses)  # fills every .grad
+        features = self.mtl_hook.output if self.mtl_hook is not None else None
+        record = self.mtl_probe.backward(losses, features=features)  # fills every .grad
         profiler = self.mtl_callback.profiler
         if profiler.writer is None:
-            profiler.start(losses, self.mtl_probe.selection)
+            profiler.start(losses, self.mtl_probe.selection, self.mtl_hook is not None)
         self._mtl_log(record)
         return torch.stack([v.detach().reshape(()) for v in losses.values()]).sum()
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from transformers import BertConfig, BertModel, Trainer, TrainingArguments
 
+from mtldiag.errors import MtldiagError, SpecError
 from mtldiag.integrations.transformers import MtldiagTrainerMixin
 
 
@@ -100,3 +103,31 @@ def test_trainer_balances_with_a_method(tmp_path: Path):
     assert not torch.equal(before, model.bert.pooler.dense.weight)  # the optimizer stepped
     steps = _rows(tmp_path / "hf" / "mtldiag" / "steps.csv")
     assert {r["method"] for r in steps} == {"pcgrad"} and len(steps) == 4
+
+
+def test_trainer_balances_on_the_representation_of_a_named_module(tmp_path: Path):
+    # ew on z = the pooler's output is the parameter-space ew step exactly (the chain rule is
+    # linear), so the two trainings agree up to float rounding (~1e-5 after AdamW's 4 steps);
+    # MGDA on z solves another problem than on θ (they differ by ~4e-2).
+    def gap(a: nn.Module, b: nn.Module) -> float:
+        pairs = zip(a.parameters(), b.parameters(), strict=True)
+        return max(float((p - q).detach().abs().max()) for p, q in pairs)
+
+    ew_z, _ = _train(tmp_path / "ez", mtl_method="ew", mtl_representation="bert.pooler")
+    ew_p, _ = _train(tmp_path / "ep", mtl_method="ew")
+    assert gap(ew_z, ew_p) < 1e-4
+    mgda_z, _ = _train(tmp_path / "mz", mtl_method="mgda", mtl_representation="bert.pooler")
+    mgda_p, _ = _train(tmp_path / "mp", mtl_method="mgda")
+    assert gap(mgda_z, mgda_p) > 1e-2
+    run = tmp_path / "mz" / "hf" / "mtldiag"
+    assert {r["layer"] for r in _rows(run / "pairs.csv")} == {"*", "representation"}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["jacobian"] == "representation" and summary["layers"] == ["representation"]
+    assert not mgda_z.bert.pooler._forward_hooks  # the hook is gone after training
+
+
+def test_a_representation_module_that_is_not_there_is_refused(tmp_path: Path):
+    with pytest.raises(SpecError, match="representation 'bert.nope' is not a module"):
+        _train(tmp_path, mtl_method="mgda", mtl_representation="bert.nope")
+    with pytest.raises(MtldiagError, match="mtl_representation needs mtl_method"):
+        _train(tmp_path, mtl_representation="bert.pooler")
