@@ -33,6 +33,7 @@ def methods_cmd(
                 "family": r.family,
                 "paper": r.paper,
                 "hyperparams": {h.name: h.default for h in r.hyperparams},
+                "required": [h.name for h in r.hyperparams if h.required],
                 "stateful": r.stateful,
                 "cost": r.cost,
             }
@@ -55,6 +56,12 @@ def method_block(r: MethodInfo) -> Text:
         out.append(f"  also called: {', '.join(r.aliases)}\n", style="dim")
     out.append(f"  from: {r.paper}\n")
     for h in r.hyperparams:
-        default = "required" if h.default is None else f"default {h.default}"
+        default = (
+            "required"
+            if h.required
+            else "optional"
+            if h.default is None
+            else f"default {h.default}"
+        )
         out.append(f"  {h.name} ({default}): {h.help}\n")
     return out

@@ -38,7 +38,7 @@ class FixedWeights(WeightingMethod):
     name = "fixed"
     aliases = ("manual", "static")
     paper = "baseline (hand-tuned weights; the seeds' 'manual loss weighting')"
-    params = (HyperParam("weights", None, "{task: weight}, one non-negative float per task"),)
+    params = (HyperParam("weights", None, "{task: weight}, one non-negative float per task", True),)
 
     def __init__(self, weights: Any = None) -> None:
         if weights is None:
@@ -199,7 +199,7 @@ class Anneal(WeightingMethod):
     name = "anneal"
     aliases = ("annealing", "curriculum", "schedule")
     paper = "seed 'Why might combining multiple cost components…' (task-level annealing)"
-    params = (HyperParam("schedules", None, "{task: {from, to, start, end}} linear ramps"),)
+    params = (HyperParam("schedules", None, "{task: {from, to, start, end}} linear ramps", True),)
 
     def __init__(self, schedules: Any = None) -> None:
         if schedules is None:

@@ -87,6 +87,7 @@ class HyperParam:
     name: str
     default: Any
     help: str
+    required: bool = False  # no default: the method cannot run without it (fixed's weights)
 
 
 class Method:

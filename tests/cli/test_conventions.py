@@ -101,3 +101,13 @@ def test_methods_fit_80_columns_in_plain_words():
     assert max(len(line) for line in res.output.splitlines()) <= 80
     assert "pcgrad  gradient method, T backward" in res.output
     assert "c (default 0.4)" in res.output  # CAGrad's hyper-parameter and its default
+
+
+def test_methods_say_which_hyper_parameters_are_required_and_which_optional():
+    res = runner.invoke(app, ["methods"], env={"COLUMNS": "200"})
+    assert "weights (required):" in res.output  # fixed cannot run without its weights
+    assert "preference (optional):" in res.output  # upgrad/dualproj default to 1 each
+    data = json.loads(runner.invoke(app, ["methods", "--json"]).output)
+    by_name = {m["name"]: m for m in data}
+    assert by_name["fixed"]["required"] == ["weights"]
+    assert by_name["upgrad"]["required"] == [] and "preference" in by_name["upgrad"]["hyperparams"]
