@@ -286,7 +286,7 @@ def run_compare(
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
         spec = replace(spec, device=device, raw={**spec.raw, "device": device})
-    options = compare_options(spec, methods, seeds, steps, every, single_task, sweep)
+    options = compare_options(spec, methods, seeds, steps, every, single_task, sweep, wrt)
     n_jobs = jobs if jobs is not None else spec.compare.jobs
     runner = make_executor(spec, n_jobs, executor, ray_address)
     setup = prepare_compare(spec, options, wrt)

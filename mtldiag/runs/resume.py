@@ -136,6 +136,7 @@ def resume_compare(
         every=record["every"],
         single_task=record["single_task"],
         sweep=record["sweep"],
+        wrt=wrt,
     )
     runner = make_executor(
         recorded, recorded.compare.jobs if jobs is None else jobs, executor, ray_address

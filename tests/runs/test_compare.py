@@ -230,6 +230,38 @@ def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, messag
     assert not (tmp_path / "run" / "steps.csv").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "same"),
+    [
+        ({}, {"methods": "ew,mgda,mgda@parameters"}, "mgda and mgda@parameters"),
+        ({}, {"methods": "mgda@representation,mgda", "wrt": "representation"}, "mgda@repr"),
+        ({"representation": "encoder"}, {"methods": "mgda,mgda@representation"}, "mgda and"),
+        ({}, {"methods": "uw,uncertainty"}, "uw and uncertainty"),  # an alias
+        ({}, {"methods": "cagrad:c=0.3,cagrad:c=0.3@parameters"}, "cagrad:c=0.3 and"),
+    ],
+)
+def test_two_names_of_one_run_are_refused_as_listed_twice(tmp_path: Path, spec, kwargs, same):
+    # Same method, hyper-parameters and gradient space: the same run (it trained twice).
+    with pytest.raises(MtldiagError, match="the same run") as info:
+        run_compare(
+            parse_spec({**SYNTHETIC, **spec}), seeds=[0], steps=2, out=tmp_path / "r", **kwargs
+        )
+    assert same in info.value.message and info.value.exit_code == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_one_method_in_both_spaces_is_two_runs(tmp_path: Path):
+    res = run_compare(
+        parse_spec(SYNTHETIC),
+        methods="mgda@representation,mgda@parameters",
+        wrt="representation",
+        seeds=[0],
+        steps=2,
+        out=tmp_path / "r",
+    )
+    assert [r["method"] for r in res.summary["runs"]] == ["mgda@representation", "mgda@parameters"]
+
+
 def test_methods_and_hyper_parameters_come_from_the_spec(tmp_path: Path):
     data = _with(
         compare={
