@@ -244,8 +244,10 @@ def execute_compare(
         executor.execute(todo, writer, observer, on_done)
     except KeyboardInterrupt:
         _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted", trackers)
+        # A run cut short is recorded (status interrupted) but not kept: --resume reruns it.
+        kept = sum(r["status"] == "ok" for r in summary["runs"])
         raise Interrupted(
-            f"interrupted; {len(summary['runs'])} run(s) are kept in {writer.path}.",
+            f"interrupted; {kept} run(s) are kept in {writer.path}.",
             hint=f"mtldiag compare --resume {writer.path} runs the others",
         ) from None
     finally:
