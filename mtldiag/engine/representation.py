@@ -117,15 +117,23 @@ def choose_representation(
     ``--wrt`` (``parameters`` overrides the spec, ``representation`` without a spec setting
     means ``auto``).
     """
-    if wrt is not None and wrt not in WRT:
-        raise SpecError(f"--wrt '{wrt}' is not one of: {', '.join(WRT)}.")
-    if wrt == "parameters" or (wrt is None and setting is None):
+    if default_space(setting, wrt) == "parameters":
         return None
     name = setting or "auto"
     if name == "auto":
         return auto_representation(model, shared_names)
     find_module(model, name)
     return name
+
+
+def default_space(setting: str | None, wrt: str | None) -> str:
+    """The gradient space of a run whose method names none: ``wrt`` (``--wrt``), else
+    ``representation`` when the spec sets ``representation:`` (``setting``), else parameters."""
+    if wrt is not None and wrt not in WRT:
+        raise SpecError(f"--wrt '{wrt}' is not one of: {', '.join(WRT)}.")
+    if wrt == "parameters" or (wrt is None and setting is None):
+        return "parameters"
+    return "representation"
 
 
 def metric_layers(representation: str | None, parameter_layers: Sequence[str]) -> list[str]:

@@ -87,11 +87,18 @@ def split_wrt(entry: str) -> tuple[str, str | None]:
         return entry, None
     word = tail.strip()
     if word not in WRT:
-        raise SpecError(
-            f"method '{entry}': '@{word}' is not a gradient space.",
-            hint=f"write {head.strip() or 'mgda'}@representation or "
-            f"{head.strip() or 'mgda'}@parameters",
+        # A space written before the hyper-parameters (uw@representation:lr=0.02): move it last.
+        lead = next(
+            (w for w in WRT if word.startswith(w) and word[len(w) : len(w) + 1] in ":,"), None
         )
+        if lead and head.strip():
+            rest = word[len(lead) + 1 :]
+            sep = "," if ":" in head else ":"
+            hint = f"the suffix comes last: {head.strip()}{sep}{rest}@{lead}"
+        else:
+            name = head.strip() or "mgda"
+            hint = f"write {name}@representation or {name}@parameters"
+        raise SpecError(f"method '{entry}': '@{word}' is not a gradient space.", hint=hint)
     if not head.strip():
         raise SpecError(f"method '{entry}': no method name before '@'.")
     return head.strip(), word

@@ -191,6 +191,30 @@ def _mark_cut(runs: list[RunEntry], expected: int | None) -> None:
         )
 
 
+# What a comparison records as asked (summary["compare"]); spec.yaml holds them resolved.
+_ASKED = ("methods", "seeds", "steps", "every", "single_task", "sweep")
+
+
+def _compare_record(data: RunData, runs: list[RunEntry]) -> dict[str, Any] | None:
+    """``summary["compare"]`` of a rebuilt comparison, which ``--resume`` reads: the one of the
+    summary being replaced (``--rebuild``), else the options spec.yaml recorded at the start,
+    the space of runs without an ``@`` suffix from their rows, the spec's path unknown."""
+    old = (data.summary or {}).get("compare")
+    if isinstance(old, dict):
+        return dict(old)
+    section = (data.spec or {}).get("compare")
+    if not isinstance(section, dict) or any(k not in section for k in _ASKED):
+        return None
+    plain = [
+        r["jacobian"] for r in runs if not r["method"].endswith(("@parameters", "@representation"))
+    ]
+    return {
+        **{k: section[k] for k in _ASKED},
+        "wrt": plain[0] if plain else "parameters",
+        "spec_path": None,
+    }
+
+
 def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> Summary:
     """A ``summary.json`` (status ``interrupted``) rebuilt from the run directory's CSVs.
 
@@ -231,6 +255,9 @@ def rebuild_summary(data: RunData, why: str = "summary.json was missing") -> Sum
     summary["jacobian"] = summary_space([str(r["jacobian"]) for r in runs])
     summary["rebuilt"] = f"from steps.csv and pairs.csv by `mtldiag report` ({why})"
     if kind == "compare":
+        record = _compare_record(data, runs)
+        if record is not None:
+            summary["compare"] = record  # type: ignore[typeddict-item]
         # The eval function and data.val are the user's code, not re-run: the loss tail it is.
         for run in runs:
             if run["status"] == "ok":

@@ -244,8 +244,10 @@ def execute_compare(
         executor.execute(todo, writer, observer, on_done)
     except KeyboardInterrupt:
         _finish(writer, summary, spec, setup.tasks, evaluation[0], "interrupted", trackers)
+        # A run cut short is recorded (status interrupted) but not kept: --resume reruns it.
+        kept = sum(r["status"] == "ok" for r in summary["runs"])
         raise Interrupted(
-            f"interrupted; {len(summary['runs'])} run(s) are kept in {writer.path}.",
+            f"interrupted; {kept} run(s) are kept in {writer.path}.",
             hint=f"mtldiag compare --resume {writer.path} runs the others",
         ) from None
     finally:
@@ -286,7 +288,7 @@ def run_compare(
     spec = spec if isinstance(spec, Spec) else load_spec(spec)
     if device is not None:
         spec = replace(spec, device=device, raw={**spec.raw, "device": device})
-    options = compare_options(spec, methods, seeds, steps, every, single_task, sweep)
+    options = compare_options(spec, methods, seeds, steps, every, single_task, sweep, wrt)
     n_jobs = jobs if jobs is not None else spec.compare.jobs
     runner = make_executor(spec, n_jobs, executor, ray_address)
     setup = prepare_compare(spec, options, wrt)

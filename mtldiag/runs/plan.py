@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mtldiag.engine.representation import default_space
 from mtldiag.errors import MtldiagError
+from mtldiag.methods.syntax import canonical_name
 from mtldiag.rundir.schema import single_label, sweep_label
 from mtldiag.runs.jobs import PlannedRun
 from mtldiag.runs.profile import create_method
@@ -76,8 +78,12 @@ def compare_options(
     every: int | None = None,
     single_task: bool | None = None,
     sweep: int | None = None,
+    wrt: str | None = None,
 ) -> CompareOptions:
-    """Step 1, plan: the spec's ``compare:`` section with the caller's overrides, checked."""
+    """Step 1, plan: the spec's ``compare:`` section with the caller's overrides, checked.
+
+    ``wrt``: the space of methods without an ``@`` suffix (``--wrt``, else the spec's).
+    """
     cfg = spec.compare
     if methods is not None:
         # Hyper-parameters from the spec (top-level `methods:` and `compare.hyperparams`)
@@ -99,6 +105,7 @@ def compare_options(
             f"method {', '.join(twice)} is listed more than once.",
             hint="list each method once; seeds repeat it",
         )
+    _refuse_same_runs(method_specs, default_space(spec.representation, wrt))
     for ms in method_specs:
         create_method(ms)  # fail on a bad name or hyper-parameter before any training
     seed_list = tuple(seeds) if seeds is not None else tuple(cfg.seeds)
@@ -121,3 +128,22 @@ def compare_options(
     n_sweep = cfg.sweep if sweep is None else values.sweep(OPTIONS, "--sweep", sweep)
     want_single = cfg.single_task if single_task is None else single_task
     return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
+
+
+def _refuse_same_runs(methods: Sequence[MethodSpec], space: str) -> None:
+    """Two labels of one run (an alias, ``uw``/``uncertainty``; a suffix naming the default
+    space, ``mgda``/``mgda@parameters``) would train it twice: refused as listed twice."""
+    seen: dict[tuple[str, str, str], MethodSpec] = {}
+    for ms in methods:
+        key = (
+            canonical_name(ms.name) or ms.name,
+            repr(sorted(ms.hparams.items())),
+            ms.wrt or space,
+        )
+        first = seen.setdefault(key, ms)
+        if first is not ms:
+            raise MtldiagError(
+                f"methods {first.label} and {ms.label} are the same run (one method, the same "
+                f"hyper-parameters, on the {key[2]}): it is listed more than once.",
+                hint=f"list it once; a method without a suffix is on the {space} here",
+            )

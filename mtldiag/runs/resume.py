@@ -58,7 +58,14 @@ def read_record(run_dir: Path) -> tuple[dict[str, Any], Spec]:
             f"--resume: '{run_dir}' is not a compare run (no compare summary.json and spec.yaml).",
             hint=hint,
         )
-    recorded = summary.get("compare", {}).get("spec_path")
+    asked = summary.get("compare")
+    if not isinstance(asked, dict) or any(k not in asked for k in _RESOLVED):
+        raise MtldiagError(
+            f"--resume: '{run_dir}' has no record of what the comparison asked in its "
+            "summary.json (rebuilt by an older `mtldiag report`).",
+            hint=f"`mtldiag report {run_dir} --rebuild` restores it from spec.yaml",
+        )
+    recorded = asked.get("spec_path")
     path = Path(recorded) if recorded else None
     return summary, parse_spec(data.spec, source=str(run_dir / "spec.yaml"), path=path)
 
@@ -129,6 +136,7 @@ def resume_compare(
         every=record["every"],
         single_task=record["single_task"],
         sweep=record["sweep"],
+        wrt=wrt,
     )
     runner = make_executor(
         recorded, recorded.compare.jobs if jobs is None else jobs, executor, ray_address

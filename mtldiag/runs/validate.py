@@ -1,4 +1,5 @@
-"""``validate_spec``: imports, a forward on the first batches, the losses, shared parameters."""
+"""``validate_spec``: imports, a forward on the first batches, the losses, shared parameters,
+the representation module its runs would take."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mtldiag.engine.device import resolve_device
+from mtldiag.engine.representation import choose_representation
 from mtldiag.errors import UserCodeError
 from mtldiag.runs.build import BatchCycle, build_optimizer
 from mtldiag.runs.profile import create_method
@@ -26,6 +28,9 @@ def validate_spec(
     for ms in (spec.profile.method, *spec.compare.methods):
         create_method(ms)  # a method name or hyper-parameter the runs would refuse
     prep = prepare(spec, spec.seed, dev)
+    for ms in (spec.profile.method, *spec.compare.methods):
+        # z's module, as a run of that method takes it: its @ suffix, else representation:
+        choose_representation(prep.model, prep.selection.layout.names, spec.representation, ms.wrt)
     build_optimizer(spec, prep.model)
     _read_batches(prep)
     layout = prep.selection.layout

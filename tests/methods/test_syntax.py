@@ -44,3 +44,20 @@ def test_a_suffix_that_is_not_a_space_is_refused_naming_both(text):
         split_wrt(text)
     assert text in err.value.message
     assert "not a gradient space" in err.value.message or "no method name" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "fixed"),
+    [
+        ("uw@representation:lr=0.02", "uw:lr=0.02@representation"),
+        ("cagrad:c=0.4@parameters,rescale=1", "cagrad:c=0.4,rescale=1@parameters"),
+        ("cagrad:c=0.4@parameters:rescale=1", "cagrad:c=0.4,rescale=1@parameters"),
+        ("cagrad@parameters,c=0.4", "cagrad:c=0.4@parameters"),
+    ],
+)
+def test_a_suffix_before_hyper_parameters_is_refused_with_it_moved_last(text, fixed):
+    # was: "write uw@representation or uw@parameters", which drops the hyper-parameters
+    with pytest.raises(SpecError, match="not a gradient space") as err:
+        parse_methods(text)
+    assert err.value.hint == f"the suffix comes last: {fixed}"
+    assert parse_method(fixed).wrt in ("representation", "parameters")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,47 @@ def test_a_run_killed_before_the_steps_asked_from_python_is_rebuilt_as_cut_short
     steps.write_text("".join(lines[:13]))  # header + steps 0..11
     run = rebuild_summary(load_run(profile_copy))["runs"][0]
     assert run["status"] == "interrupted" and "12 steps" in run["error"]
+
+
+@pytest.fixture(scope="module")
+def rep_compare(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-step comparison whose default space is the representation, one run on parameters."""
+    from mtldiag.runs.compare import run_compare
+    from mtldiag.spec import parse_spec
+
+    from ..conftest import SYNTHETIC
+
+    out = tmp_path_factory.mktemp("rep-compare") / "run"
+    run_compare(
+        parse_spec(SYNTHETIC),
+        methods="ew,mgda@parameters",
+        seeds=[0],
+        steps=2,
+        every=1,
+        wrt="representation",
+        out=out,
+    )
+    return out
+
+
+def test_a_rebuilt_comparison_keeps_what_it_was_asked_so_it_resumes(
+    rep_compare: Path, tmp_path: Path
+):
+    from mtldiag.report.build import build_report
+    from mtldiag.runs.resume import resume_compare
+
+    original = json.loads((rep_compare / "summary.json").read_text())["compare"]
+    # --rebuild: the record of the summary it replaces is kept as it was.
+    forced = tmp_path / "forced"
+    shutil.copytree(rep_compare, forced)
+    assert build_report(forced, rebuild=True).summary["compare"] == original
+    # summary.json lost: the options from spec.yaml, the default space from the runs' rows.
+    lost = tmp_path / "lost"
+    shutil.copytree(rep_compare, lost)
+    (lost / "summary.json").unlink()
+    record = build_report(lost).summary["compare"]
+    assert record == {**original, "spec_path": None}
+    assert record["wrt"] == "representation"
+    for folder in (forced, lost):  # was: internal error, KeyError 'compare'
+        res = resume_compare(folder)
+        assert [r["status"] for r in res.summary["runs"]] == ["ok", "ok"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mtldiag.errors import MtldiagError, UserCodeError
+from mtldiag.errors import Interrupted, MtldiagError, UserCodeError
 from mtldiag.runs.build import BatchCycle
 from mtldiag.runs.compare import run_compare
 from mtldiag.runs.plan import plan_runs
@@ -230,6 +230,38 @@ def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, messag
     assert not (tmp_path / "run" / "steps.csv").exists()  # nothing trained, nothing written
 
 
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "same"),
+    [
+        ({}, {"methods": "ew,mgda,mgda@parameters"}, "mgda and mgda@parameters"),
+        ({}, {"methods": "mgda@representation,mgda", "wrt": "representation"}, "mgda@repr"),
+        ({"representation": "encoder"}, {"methods": "mgda,mgda@representation"}, "mgda and"),
+        ({}, {"methods": "uw,uncertainty"}, "uw and uncertainty"),  # an alias
+        ({}, {"methods": "cagrad:c=0.3,cagrad:c=0.3@parameters"}, "cagrad:c=0.3 and"),
+    ],
+)
+def test_two_names_of_one_run_are_refused_as_listed_twice(tmp_path: Path, spec, kwargs, same):
+    # Same method, hyper-parameters and gradient space: the same run (it trained twice).
+    with pytest.raises(MtldiagError, match="the same run") as info:
+        run_compare(
+            parse_spec({**SYNTHETIC, **spec}), seeds=[0], steps=2, out=tmp_path / "r", **kwargs
+        )
+    assert same in info.value.message and info.value.exit_code == 2
+    assert not (tmp_path / "r").exists()
+
+
+def test_one_method_in_both_spaces_is_two_runs(tmp_path: Path):
+    res = run_compare(
+        parse_spec(SYNTHETIC),
+        methods="mgda@representation,mgda@parameters",
+        wrt="representation",
+        seeds=[0],
+        steps=2,
+        out=tmp_path / "r",
+    )
+    assert [r["method"] for r in res.summary["runs"]] == ["mgda@representation", "mgda@parameters"]
+
+
 def test_methods_and_hyper_parameters_come_from_the_spec(tmp_path: Path):
     data = _with(
         compare={
@@ -275,3 +307,33 @@ def test_a_method_that_raises_fails_its_run_alone(tmp_path: Path, monkeypatch):
     assert "RuntimeError at step 2: solver blew up" in runs["pcgrad"]["error"]
     assert runs["pcgrad"]["steps"] == 3  # steps 0, 1 and the failing one are recorded
     assert runs["ew"]["status"] == "ok" and runs["ew"]["steps"] == 6
+
+
+class _CtrlCInSecondRun:
+    """Ctrl-C at the second step of the second run (as the trainer's observer sees it)."""
+
+    runs = 0
+
+    def run_started(self, label: str, seed: int, steps: int) -> None:
+        self.runs += 1
+
+    def step_done(self, step: int, losses: dict[str, float]) -> None:
+        if self.runs == 2 and step == 1:
+            raise KeyboardInterrupt
+
+    def run_finished(self, result: dict) -> None:
+        pass
+
+
+def test_ctrl_c_counts_only_the_finished_runs_as_kept(tmp_path: Path):
+    with pytest.raises(Interrupted) as info:
+        run_compare(
+            parse_spec(SYNTHETIC),
+            methods="ew,pcgrad,mgda",
+            seeds=[0],
+            steps=4,
+            out=tmp_path / "r",
+            observer=_CtrlCInSecondRun(),
+        )
+    # was "2 run(s) are kept": the cut run is recorded as interrupted, and --resume reruns it
+    assert "1 run(s) are kept" in info.value.message

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing as mp
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,18 @@ def test_resume_on_a_folder_that_is_not_a_compare_run(tmp_path: Path, profile_ru
     for folder in (tmp_path, profile_run, tmp_path / "missing"):
         with pytest.raises(MtldiagError, match="not a (compare run|directory)"):
             resume_compare(folder)
+
+
+def test_resume_refuses_a_summary_without_the_comparisons_record(serial: Path, tmp_path: Path):
+    # As an older `mtldiag report` rebuilt it: was an internal error (KeyError 'compare').
+    folder = tmp_path / "run"
+    shutil.copytree(serial, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    del summary["compare"]
+    (folder / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(MtldiagError, match="no record of what the comparison asked") as err:
+        resume_compare(folder)
+    assert "--rebuild" in (err.value.hint or "")
 
 
 def test_worker_devices_round_robin_and_refusals():
