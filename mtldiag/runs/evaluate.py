@@ -24,6 +24,14 @@ from mtldiag.spec import Spec
 EVAL_MAX_BATCHES = 200  # a validation pass reads at most this many batches
 
 
+def evaluation_kind(spec: Spec) -> str:
+    """What a run of ``spec`` is evaluated by (a key of ``EVALUATION_TEXT``): its eval
+    function, else its validation loader's loss, else the training loss's tail."""
+    if spec.eval is not None:
+        return "eval_fn"
+    return "val_loss" if spec.val is not None else "train_loss_tail"
+
+
 def evaluate(
     spec: Spec, prep: Prepared, tasks: Sequence[str], val_loader: Any, run: dict[str, Any]
 ) -> tuple[dict[str, float | None], str]:

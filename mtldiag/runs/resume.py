@@ -22,6 +22,7 @@ from mtldiag.runs.compare import (
     open_compare_dir,
     prepare_compare,
 )
+from mtldiag.runs.evaluate import evaluation_kind
 from mtldiag.runs.profile import resolved_spec
 from mtldiag.runs.train import Observer
 from mtldiag.spec import Spec, load_spec, parse_methods, parse_spec
@@ -148,6 +149,11 @@ def resume_compare(
         for r in summary.get("runs", [])
         if r.get("status") == "ok" and (r.get("method"), r.get("seed")) in planned
     ]
+    if kept and summary.get("evaluation") not in (None, evaluation_kind(recorded)):
+        # A summary rebuilt from the CSVs holds the training loss's tail as every run's metric
+        # (the eval function or data.val cannot run without the trained model). Kept beside
+        # newly evaluated runs it would mix two metrics in one table: train them again.
+        kept = []
     writer, fresh, trackers = open_compare_dir(setup, run_dir, kept, resume=True, log=log)
     if kept:
         fresh["evaluation"] = summary.get("evaluation")

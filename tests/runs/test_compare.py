@@ -337,3 +337,27 @@ def test_ctrl_c_counts_only_the_finished_runs_as_kept(tmp_path: Path):
         )
     # was "2 run(s) are kept": the cut run is recorded as interrupted, and --resume reruns it
     assert "1 run(s) are kept" in info.value.message
+
+
+def test_resume_after_a_rebuild_does_not_mix_the_tail_loss_with_validation_metrics(
+    tmp_path: Path,
+):
+    from mtldiag.report.build import build_report
+    from mtldiag.runs.resume import resume_compare
+
+    data = copy.deepcopy(SYNTHETIC)
+    data["data"]["val"] = {
+        "factory": data["data"]["factory"],
+        "kwargs": {**data["data"]["kwargs"], "seed": 7, "n_batches": 2},
+    }
+    out = tmp_path / "run"
+    full = run_compare(parse_spec(data), methods="ew,pcgrad", seeds=[0], steps=3, out=out)
+    (out / "summary.json").unlink()
+    # A rebuild cannot rerun data.val: its metrics are the training loss's tail.
+    assert build_report(out).summary["evaluation"] == "train_loss_tail"
+    res = resume_compare(out)
+    # Every run trained again and was evaluated on data.val, as the full comparison was.
+    assert res.summary["evaluation"] == "val_loss"
+    assert [r["metrics"] for r in res.summary["runs"]] == [
+        r["metrics"] for r in full.summary["runs"]
+    ]
