@@ -209,6 +209,17 @@ class JacobianEngine:
             else:
                 p.grad.copy_(d.view_as(p))
 
+    def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """One task's gradients over the shared parameters (layout order) as a fresh (P,)
+        vector in their dtype: a row of ``J``, zeros where the task does not reach a parameter."""
+        like = next((g for g in grads if g is not None), self.layout.params[0])
+        return torch.cat(
+            [
+                (torch.zeros_like(p, dtype=like.dtype) if g is None else g).reshape(-1)
+                for p, g in zip(self.layout.params, grads, strict=True)
+            ]
+        )
+
     def write_direction(self, direction: torch.Tensor) -> None:
         """Set ``.grad`` of every shared parameter from a flat (P,) direction.
 
