@@ -25,7 +25,7 @@ import torch
 
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import stacked_gramians_from_grads
-from mtldiag.engine.jacobian import JacobianEngine
+from mtldiag.engine.jacobian import JacobianEngine, _storage
 from mtldiag.methods.base import Method, MethodError
 
 
@@ -107,9 +107,15 @@ def one_task_step(
     else:
         grads = torch.autograd.grad(ordered[k], shared + others, allow_unused=True)
         row, heads = list(grads[: len(shared)]), grads[len(shared) :]
-    # The flat row is a copy, so a head's .grad may be a tensor autograd also gave a shared input.
+    # autograd may hand one tensor to several inputs: a head's .grad must not be a tensor
+    # whose storage a shared .grad takes below.
+    taken = {_storage(g) for g in row if g is not None}
+    heads = [g.clone() if g is not None and _storage(g) in taken else g for g in heads]
     engine._accumulate_heads(others, heads, 1.0)
+    # Task k's flat gradient and then the direction in the engine's reused (P,) buffer; the
+    # shared .grad take autograd's tensors of row k, the direction copied in (no P-sized
+    # allocation beyond autograd's own, as a plain backward).
     flat = engine.flatten(row)
-    direction = method.task_direction(k, flat, losses)  # type: ignore[attr-defined]
-    engine.write_direction(direction)
+    direction = method.task_direction(k, flat, losses, out=flat)  # type: ignore[attr-defined]
+    engine.write_direction(direction, reuse=row)
     return stack

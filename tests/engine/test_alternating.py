@@ -96,6 +96,31 @@ def test_the_head_gets_the_plain_gradient_of_its_task():
     assert all(torch.equal(p.grad, r) for p, r in zip(net.heads[0].parameters(), ref, strict=True))
 
 
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_grad_kept_from_one_step_does_not_change_with_the_next(set_to_none):
+    # The direction is computed in a buffer the engine reuses: no .grad may view it.
+    net = Net()
+    bal = balancer(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    kept = []
+    for s in range(T + 2):
+        opt.zero_grad(set_to_none=set_to_none)
+        bal.backward(net.losses(*batch(s)))
+        if not set_to_none and s >= T:  # every head has had a .grad: zeroed, not taken
+            assert float(net.heads[(s + 1) % T].weight.grad.abs().sum()) == 0.0
+        grads = [p.grad for p in net.trunk.parameters()]
+        if set_to_none:
+            kept.append((grads, [g.clone() for g in grads]))
+        assert bal.engine._buffer is not None
+        assert all(
+            g.untyped_storage().data_ptr() != bal.engine._buffer.untyped_storage().data_ptr()
+            for g in grads
+        )
+        opt.step()
+    for grads, copies in kept:
+        assert all(torch.equal(g, c) for g, c in zip(grads, copies, strict=True))
+
+
 def train(every: int, steps: int = 2 * T + 2):
     net = Net()
     probe = GradientProbe(net, shared=["trunk.*"], every=every, method=methods.create("m_config"))
