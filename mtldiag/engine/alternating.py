@@ -42,7 +42,6 @@ def refuse_unsupported(
     loss_scale: float | None,
 ) -> None:
     """A :class:`MethodError` for what the one-task path does not support."""
-    hint = f"run {method.name} in fp32/bf16 on one process, one batch per step, on θ"
     if accumulate:
         raise MethodError(
             f"{method.name} takes one task's gradient per step and does not support "
@@ -52,7 +51,7 @@ def refuse_unsupported(
     if distributed.context() is not None:
         raise MethodError(
             f"{method.name} takes one task's gradient per step and does not run under torchrun.",
-            hint=hint,
+            hint=f"run {method.name} on one process (python -m mtldiag, not torchrun)",
         )
     if representation:
         raise MethodError(

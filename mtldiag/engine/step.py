@@ -159,7 +159,10 @@ def backward_step(
     method's plain step needs no average of its own. ``features``: the shared representation
     ``z``: representation mode (:mod:`mtldiag.engine.representation`), where the per-task
     gradients are taken w.r.t. ``z`` and the direction ``dz`` back-propagated once through the
-    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`.
+    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`. A method
+    with ``tasks_per_step = 1`` (M-ConFIG) takes :func:`~mtldiag.engine.alternating.
+    one_task_step` instead: one task's loss per step, and none of ``micro``, ``features``,
+    ``loss_scale`` or torchrun.
 
     ``loss_scale``: ``ordered`` were multiplied by it (a ``GradScaler``): the per-task
     gradients are unscaled before Gramians and method, the ``.grad`` written stays scaled for

@@ -130,7 +130,7 @@ class MConFIG(GradientMethod):
         w = self._config.weights_from_gramian(gram * torch.outer(corr, corr), losses).cpu()
         # Written with q_t = sqrt(1 - b2^t), e = q_t c: ŝ = s / q_t², d = e / (√s + 1e-8 q_t),
         # and the pseudo-gradient (fake_m - b1 fake_m_prev) / (1 - b1), fake_m = c (1 - b1^t),
-        # is (a_t / q_t) (e - r e_prev): four P-sized passes after the one over M.
+        # is (a_t / q_t) (e - r e_prev): six element-wise passes after the one over M.
         q = (1.0 - b2**t) ** 0.5
         a = (1.0 - b1**t) / (1.0 - b1)
         prev, e = self._c[(t + 1) % 2], self._c[t % 2]
