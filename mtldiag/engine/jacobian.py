@@ -88,7 +88,12 @@ class JacobianEngine:
 
     def _jacobian_buffer(self, n_tasks: int, like: torch.Tensor) -> torch.Tensor:
         buf = self._buffer
-        if buf is None or buf.shape[0] != n_tasks or buf.device != like.device:
+        if (
+            buf is None
+            or buf.shape[0] != n_tasks
+            or buf.device != like.device
+            or buf.dtype != torch.float32
+        ):
             buf = torch.empty(n_tasks, self.layout.numel, device=like.device, dtype=torch.float32)
             self._buffer = buf
         return buf
@@ -209,19 +214,63 @@ class JacobianEngine:
             else:
                 p.grad.copy_(d.view_as(p))
 
-    def write_direction(self, direction: torch.Tensor) -> None:
+    def flatten(self, grads: Sequence[torch.Tensor | None]) -> torch.Tensor:
+        """One task's gradients over the shared parameters (layout order) as a (P,) vector in
+        their dtype: a row of ``J``, zeros where the task does not reach a parameter.
+
+        The vector is a buffer reused by the next call (the one-task step's: read it, do not
+        keep it); it shares the Jacobian buffer's slot, so the engine holds one or the other.
+        """
+        like = next((g for g in grads if g is not None), self.layout.params[0])
+        buf = self._buffer
+        if buf is None or buf.shape[0] != 1 or buf.device != like.device or buf.dtype != like.dtype:
+            buf = torch.empty(1, self.layout.numel, device=like.device, dtype=like.dtype)
+            self._buffer = buf
+        flat = buf[0]
+        offsets = self.layout.offsets
+        for k, g in enumerate(grads):
+            dst = flat[offsets[k] : offsets[k + 1]]
+            if g is None:
+                dst.zero_()
+            else:
+                dst.copy_(g.reshape(-1))
+        return flat
+
+    def write_direction(
+        self,
+        direction: torch.Tensor,
+        reuse: Sequence[torch.Tensor | None] | None = None,
+    ) -> None:
         """Set ``.grad`` of every shared parameter from a flat (P,) direction.
 
         Where a parameter has no ``.grad`` yet, it becomes a view into ``direction`` (no
-        copy): the caller hands over a fresh tensor each step and must not reuse it.
+        copy): the caller hands over a fresh tensor each step and must not reuse it. With
+        ``reuse`` (one task's gradients in layout order, as autograd returned them, owned by
+        the caller and not used afterwards) it takes that tensor instead, the direction
+        copied in: ``direction`` may then be a buffer the caller reuses.
         """
         offsets = self.layout.offsets
+        uses = Counter(_storage(g) for g in reuse or () if g is not None)
         for k, p in enumerate(self.layout.params):
             g = direction[offsets[k] : offsets[k + 1]].view_as(p)
-            if p.grad is None:
+            if p.grad is not None:
+                p.grad.copy_(g)
+            elif reuse is None:
                 p.grad = g if g.dtype == p.dtype else g.to(p.dtype)
             else:
-                p.grad.copy_(g)
+                r = reuse[k]
+                own = (
+                    r is not None
+                    and uses[_storage(r)] == 1
+                    and r.dtype == p.dtype
+                    and r.shape == p.shape
+                    and r.is_contiguous()
+                )
+                if own:
+                    assert r is not None
+                    p.grad = r.copy_(g)
+                else:
+                    p.grad = g.to(p.dtype, copy=True)
 
 
 def _storage(t: torch.Tensor) -> int:

@@ -9,6 +9,8 @@ chooses, per method family and step, the cheapest pass that gives what the step 
   dot products, the update summed in place into the lists — no T x P copy;
 * **the Jacobian** ``J`` (T x P) for methods whose ``aggregate`` reads it (GradDrop-like) and
   under torchrun, which averages ``J`` across ranks in one collective;
+* **one task's gradient** (one ``autograd.grad`` of ``L_k``, ``k = step mod T``) for a method
+  with ``tasks_per_step = 1`` (M-ConFIG; :mod:`mtldiag.engine.alternating`);
 * **one backward** of ``sum_i w_i L_i`` for a weighting method's plain step (plus, for
   GradNorm-like methods, one partial ``autograd.grad`` per task on the layer it normalises;
   or, when that layer is an ``nn.Linear`` whose input and output a ``capture`` holds, T
@@ -25,6 +27,7 @@ import torch
 from torch import nn
 
 from mtldiag.engine import distributed
+from mtldiag.engine.alternating import one_task_per_step, one_task_step, refuse_unsupported
 from mtldiag.engine.gramian import stacked_gramians, stacked_gramians_from_grads
 from mtldiag.engine.jacobian import JacobianEngine, SharedLayout
 from mtldiag.engine.linear_norms import LinearCapture, heads_only, linear_capture, linear_norm_pass
@@ -156,7 +159,10 @@ def backward_step(
     method's plain step needs no average of its own. ``features``: the shared representation
     ``z``: representation mode (:mod:`mtldiag.engine.representation`), where the per-task
     gradients are taken w.r.t. ``z`` and the direction ``dz`` back-propagated once through the
-    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`.
+    trunk; the family dispatch below is the same, on a :class:`RepresentationEngine`. A method
+    with ``tasks_per_step = 1`` (M-ConFIG) takes :func:`~mtldiag.engine.alternating.
+    one_task_step` instead: one task's loss per step, and none of ``micro``, ``features``,
+    ``loss_scale`` or torchrun.
 
     ``loss_scale``: ``ordered`` were multiplied by it (a ``GradScaler``): the per-task
     gradients are unscaled before Gramians and method, the ``.grad`` written stays scaled for
@@ -170,6 +176,17 @@ def backward_step(
     ``model=``); a plain step then takes the norms without T weight-gradient products. It is
     cleared here whichever path the step takes.
     """
+    if one_task_per_step(method):  # M-ConFIG: one task's loss per step (engine/alternating)
+        refuse_unsupported(
+            method,
+            accumulate=micro is not None,
+            representation=features is not None,
+            loss_scale=loss_scale,
+        )
+        stack = one_task_step(engine, method, ordered, losses, step, per_task=per_task)
+        if capture is not None:
+            capture.clear()
+        return StepResult(None, stack, None, losses=losses)
     weighting = isinstance(method, WeightingMethod)
     if micro is not None:
         losses = micro.add_losses(losses)  # the mean over the micro-batches so far

@@ -40,6 +40,7 @@ from mtldiag.methods._learned import (
     RandomLossWeighting,
     Uncertainty,
 )
+from mtldiag.methods._m_config import MConFIG
 from mtldiag.methods._mgda import MGDA
 from mtldiag.methods._moco import MoCo
 from mtldiag.methods._modo import MoDo
@@ -76,6 +77,7 @@ __all__ = [
     "IMTLG",
     "METHODS",
     "MGDA",
+    "MConFIG",
     "AlignedMTL",
     "Anneal",
     "CAGrad",

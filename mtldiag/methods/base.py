@@ -106,6 +106,10 @@ class Method:
     # A gradient method whose state is indexed by task or pair (GradVac's targets, Nash-MTL's
     # last weights) cannot run a step on a subset of the tasks (a task without labels).
     keeps_task_state: ClassVar[bool] = False
+    # 1: the step core back-propagates one task's loss per step, that of
+    # ``task_of_step(step)``, and hands the method its flat gradient (``task_direction``):
+    # M-ConFIG (mtldiag.engine.alternating). None: every task's loss each step.
+    tasks_per_step: ClassVar[int | None] = None
     # The hyper-parameters ``__init__`` takes, with their defaults (listed by `mtldiag methods`;
     # ``hyperparams()`` reads the current values from the attributes of the same names).
     params: ClassVar[tuple[HyperParam, ...]] = ()

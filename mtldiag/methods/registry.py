@@ -25,6 +25,7 @@ from mtldiag.methods._learned import (
     RandomLossWeighting,
     Uncertainty,
 )
+from mtldiag.methods._m_config import MConFIG
 from mtldiag.methods._mgda import MGDA
 from mtldiag.methods._moco import MoCo
 from mtldiag.methods._modo import MoDo
@@ -76,6 +77,7 @@ METHODS: tuple[type[Method], ...] = (
     UPGrad,
     DualProj,
     ConFIG,
+    MConFIG,
     FairGrad,
     SDMGrad,
     MoDo,
@@ -165,6 +167,8 @@ def describe() -> list[MethodInfo]:
                 if cls.needs_grad_norms
                 else ""
             )
+        elif cls.tasks_per_step == 1:
+            cost = "1 backward (one task's loss in turn, k = step mod T)"
         else:
             cost = "T backward (Jacobian)"
         stateful = bool(cls.stateful) if isinstance(cls.stateful, bool) else True

@@ -50,9 +50,9 @@ def conflicting(t: int, p: int, seed: int) -> torch.Tensor:
 # ---- registry and parsing ----------------------------------------------------------------
 
 
-def test_all_32_methods_are_registered_with_paper_and_summary():
+def test_all_33_methods_are_registered_with_paper_and_summary():
     rows = {r.name: r for r in methods.describe()}
-    assert len(rows) == 32 and set(NEW) <= set(rows)
+    assert len(rows) == 33 and set(NEW) <= set(rows)
     for name in NEW:
         assert rows[name].paper and rows[name].summary, name
     defaults = {n: {h.name: h.default for h in rows[n].hyperparams} for n in NEW}

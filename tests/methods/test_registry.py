@@ -46,8 +46,10 @@ def test_every_method_is_listed_with_paper_and_defaults():
         "db_mtl",
         "excess_mtl",
         "rgw",
+        # M-ConFIG (issue 16's left-out variant)
+        "m_config",
     }
-    assert set(rows) == expected and len(rows) == 32
+    assert set(rows) == expected and len(rows) == 33
     assert all(r.paper for r in rows.values())
     assert {h.name: h.default for h in rows["cagrad"].hyperparams}["c"] == 0.4
     assert {h.name: h.default for h in rows["gradnorm"].hyperparams}["alpha"] == 1.5
@@ -59,6 +61,8 @@ def test_every_method_is_listed_with_paper_and_defaults():
     }
     assert rows["pcgrad"].stateful and not rows["mgda"].stateful
     assert rows["gradnorm"].cost.startswith("1 backward +")
+    assert rows["m_config"].cost.startswith("1 backward (one task's loss")
+    assert rows["config"].cost == "T backward (Jacobian)"
 
 
 def test_create_returns_fresh_instances_and_aliases_resolve():
