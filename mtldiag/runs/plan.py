@@ -105,9 +105,14 @@ def compare_options(
             f"method {', '.join(twice)} is listed more than once.",
             hint="list each method once; seeds repeat it",
         )
-    _refuse_same_runs(method_specs, default_space(spec.representation, wrt))
-    for ms in method_specs:
-        create_method(ms)  # fail on a bad name or hyper-parameter before any training
+    # Fail on a bad name or hyper-parameter before any training; the created methods' full
+    # hyper-parameters (defaults filled in) tell two spellings of one run apart.
+    created = [create_method(ms) for ms in method_specs]
+    _refuse_same_runs(
+        method_specs,
+        default_space(spec.representation, wrt),
+        [m.hyperparams() for m in created],
+    )
     seed_list = tuple(seeds) if seeds is not None else tuple(cfg.seeds)
     if seeds is not None:
         seed_list = tuple(values.seed(OPTIONS, "--seeds", s) for s in seed_list)
@@ -130,14 +135,18 @@ def compare_options(
     return CompareOptions(method_specs, seed_list, n_steps, n_every, want_single, n_sweep)
 
 
-def _refuse_same_runs(methods: Sequence[MethodSpec], space: str) -> None:
+def _refuse_same_runs(
+    methods: Sequence[MethodSpec], space: str, hparams: Sequence[dict[str, Any]]
+) -> None:
     """Two labels of one run (an alias, ``uw``/``uncertainty``; a suffix naming the default
-    space, ``mgda``/``mgda@parameters``) would train it twice: refused as listed twice."""
+    space, ``mgda``/``mgda@parameters``; a default written out, ``cagrad``/``cagrad:c=0.4``)
+    would train it twice: refused as listed twice. ``hparams``: each method's full
+    hyper-parameters, defaults included."""
     seen: dict[tuple[str, str, str], MethodSpec] = {}
-    for ms in methods:
+    for ms, hp in zip(methods, hparams, strict=True):
         key = (
             canonical_name(ms.name) or ms.name,
-            repr(sorted(ms.hparams.items())),
+            repr(sorted(hp.items())),
             ms.wrt or space,
         )
         first = seen.setdefault(key, ms)

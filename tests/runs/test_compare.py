@@ -238,6 +238,8 @@ def test_bad_input_is_refused_before_any_training(tmp_path: Path, kwargs, messag
         ({"representation": "encoder"}, {"methods": "mgda,mgda@representation"}, "mgda and"),
         ({}, {"methods": "uw,uncertainty"}, "uw and uncertainty"),  # an alias
         ({}, {"methods": "cagrad:c=0.3,cagrad:c=0.3@parameters"}, "cagrad:c=0.3 and"),
+        ({}, {"methods": "cagrad,cagrad:c=0.4"}, "cagrad and cagrad:c=0.4"),  # the default
+        ({}, {"methods": "mgda:normalization=none,mgda"}, "mgda:normalization=none and"),
     ],
 )
 def test_two_names_of_one_run_are_refused_as_listed_twice(tmp_path: Path, spec, kwargs, same):
@@ -248,6 +250,13 @@ def test_two_names_of_one_run_are_refused_as_listed_twice(tmp_path: Path, spec, 
         )
     assert same in info.value.message and info.value.exit_code == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_another_value_of_a_hyper_parameter_is_another_run():
+    from mtldiag.runs.plan import compare_options
+
+    opts = compare_options(parse_spec(SYNTHETIC), methods="cagrad,cagrad:c=0.5", seeds=[0])
+    assert [m.label for m in opts.methods] == ["cagrad", "cagrad:c=0.5"]
 
 
 def test_one_method_in_both_spaces_is_two_runs(tmp_path: Path):
