@@ -278,6 +278,8 @@ class Env(_EnvRequired, total=False):
     backend: str
     cuda: str | None  # only on a CUDA device
     gpu: str
+    workers: list[str]  # only with compare --jobs N >= 2: each worker slot's device
+    worker_threads: int  # ... and, for CPU workers, the torch threads each one ran with
 
 
 def utc_now() -> str:

@@ -168,9 +168,11 @@ def open_compare_dir(
     kept: Sequence[dict[str, Any]] = (),
     resume: bool = False,
     log: str | list[str] | None = None,
+    executor: Executor | None = None,
 ) -> tuple[RunWriter, dict[str, Any], Trackers]:
     """Step 3a: the run directory (a new one, or, ``resume``, one whose ``kept`` runs stay)
-    and the trackers (``log``, else the spec's ``log:``)."""
+    and the trackers (``log``, else the spec's ``log:``). ``executor``: where the runs will
+    train, recorded in env.json when it is not this process."""
     spec = setup.spec
     run_dir = Path(out) if out is not None else default_run_dir(spec.name)
     names = parse_sink_names(log) if log is not None else spec.log
@@ -182,7 +184,13 @@ def open_compare_dir(
     trackers = open_run_trackers(writer, names, spec, "compare", recorded)
     keep = [(r["method"], r["seed"]) for r in kept] if resume else None
     resolved = resolved_spec(spec, "compare", recorded)
-    writer.open(spec_to_yaml(resolved), environment(setup.first.device), keep)
+    env = environment(setup.first.device)
+    if isinstance(executor, PoolExecutor):
+        # env.json's device and threads are this process's; the runs trained in the workers.
+        env["workers"] = list(executor.devices)
+        if executor.threads is not None:
+            env["worker_threads"] = executor.threads
+    writer.open(spec_to_yaml(resolved), env, keep)
     summary = base_summary(
         spec,
         "compare",
@@ -294,7 +302,7 @@ def run_compare(
     setup = prepare_compare(spec, options, wrt)
     if isinstance(runner, SerialExecutor):
         runner.first = setup.first  # the model built to plan is the first run's: reuse it
-    writer, summary, trackers = open_compare_dir(setup, out, log=log)
+    writer, summary, trackers = open_compare_dir(setup, out, log=log, executor=runner)
     return execute_compare(setup, runner, writer, summary, observer, trackers)
 
 

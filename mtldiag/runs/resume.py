@@ -154,7 +154,9 @@ def resume_compare(
         # (the eval function or data.val cannot run without the trained model). Kept beside
         # newly evaluated runs it would mix two metrics in one table: train them again.
         kept = []
-    writer, fresh, trackers = open_compare_dir(setup, run_dir, kept, resume=True, log=log)
+    writer, fresh, trackers = open_compare_dir(
+        setup, run_dir, kept, resume=True, log=log, executor=runner
+    )
     if kept:
         fresh["evaluation"] = summary.get("evaluation")
     return execute_compare(setup, runner, writer, fresh, observer, trackers)

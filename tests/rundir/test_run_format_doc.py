@@ -21,6 +21,8 @@ SAMPLE = Path(__file__).parents[2] / "sample_configs" / "synthetic.yaml"
 # summary, torchrun, CUDA, an fp16 scaler, missing labels; and the example task names of the
 # task-keyed dicts.
 OPTIONAL = {"warnings", "rebuilt", "world_size", "backend", "cuda", "gpu"} | {
+    "workers",  # compare --jobs N only
+    "worker_threads",
     "skipped_steps",
     "present_steps",
 }

@@ -48,6 +48,11 @@ def test_two_workers_give_the_numbers_of_one_process_bit_for_bit(
         assert _rows(tmp_path / "run", name) == _rows(serial, name)
     assert (tmp_path / "run" / "report.html").exists()
     assert not mp.active_children()
+    # env.json says where the runs trained: two CPU slots, each with its share of threads
+    env = json.loads((tmp_path / "run" / "env.json").read_text())
+    assert env["workers"] == ["cpu", "cpu"]
+    assert env["worker_threads"] == max(1, torch.get_num_threads() // 2)
+    assert "workers" not in json.loads((serial / "env.json").read_text())
 
 
 class _StopAfterFirstRun:
