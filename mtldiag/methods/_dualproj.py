@@ -7,13 +7,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mtldiag.methods._upgrad import DualConeProjector
+from mtldiag.methods._upgrad import DualConeProjector, PreferenceVector
 from mtldiag.methods._utils import checks
 from mtldiag.methods._utils.convert import REDUCTION_HELP, to_numpy, to_torch
-from mtldiag.methods.base import GramianMethod, HyperParam, MethodError, RunContext
+from mtldiag.methods.base import GramianMethod, HyperParam
 
 
-class DualProj(GramianMethod):
+class DualProj(PreferenceVector, GramianMethod):
     """DualProj (Quinton & Rey 2024, arXiv:2406.16232 — TorchJD's ``DualProj``; the
     projection is GEM's eq. 11, Lopez-Paz & Ranzato, NeurIPS 2017).
 
@@ -44,25 +44,6 @@ class DualProj(GramianMethod):
     def __init__(self, reduction: str = "sum", preference: Any = None) -> None:
         self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
         self.preference = checks.preference(self.name, preference)
-
-    @property
-    def keeps_task_state(self) -> bool:  # type: ignore[override]
-        return self.preference is not None  # its weights are indexed by task
-
-    def reset(self, ctx: RunContext) -> None:
-        super().reset(ctx)
-        self._pref = (
-            None
-            if self.preference is None
-            else np.array(checks.preference_vector(self.name, self.preference, ctx.tasks))
-        )
-
-    def _preference_vector(self) -> np.ndarray | None:
-        if self.preference is None:
-            return None
-        if not hasattr(self, "_pref"):  # the vector's order is the run's task order
-            raise MethodError(f"{self.name} with a preference needs reset(ctx) first.")
-        return self._pref
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None

@@ -14,7 +14,35 @@ from mtldiag.methods._utils.qp import nonneg_qp
 from mtldiag.methods.base import GramianMethod, HyperParam, MethodError, RunContext
 
 
-class UPGrad(GramianMethod):
+class PreferenceVector:
+    """A ``preference={task: p_i}`` hyper-parameter (TorchJD's ``pref_vector``), ordered by the
+    run's tasks at ``reset``; UPGrad and DualProj share it. ``self.preference`` is set (and
+    checked) by the class's ``__init__``."""
+
+    name: str
+    preference: dict[str, float] | None
+
+    @property
+    def keeps_task_state(self) -> bool:
+        return self.preference is not None  # its weights are indexed by task
+
+    def reset(self, ctx: RunContext) -> None:
+        super().reset(ctx)  # type: ignore[misc]
+        self._pref = (
+            None
+            if self.preference is None
+            else np.array(checks.preference_vector(self.name, self.preference, ctx.tasks))
+        )
+
+    def _preference_vector(self) -> np.ndarray | None:
+        if self.preference is None:
+            return None
+        if not hasattr(self, "_pref"):  # the vector's order is the run's task order
+            raise MethodError(f"{self.name} with a preference needs reset(ctx) first.")
+        return self._pref
+
+
+class UPGrad(PreferenceVector, GramianMethod):
     """UPGrad (Quinton & Rey, 2024, "Jacobian Descent for Multi-Objective Optimization",
     arXiv:2406.16232, §3 — TorchJD's ``UPGrad``).
 
@@ -45,25 +73,6 @@ class UPGrad(GramianMethod):
     def __init__(self, reduction: str = "sum", preference: Any = None) -> None:
         self.reduction = checks.choice("reduction", reduction, ("sum", "mean"))
         self.preference = checks.preference(self.name, preference)
-
-    @property
-    def keeps_task_state(self) -> bool:  # type: ignore[override]
-        return self.preference is not None  # its weights are indexed by task
-
-    def reset(self, ctx: RunContext) -> None:
-        super().reset(ctx)
-        self._pref = (
-            None
-            if self.preference is None
-            else np.array(checks.preference_vector(self.name, self.preference, ctx.tasks))
-        )
-
-    def _preference_vector(self) -> np.ndarray | None:
-        if self.preference is None:
-            return None
-        if not hasattr(self, "_pref"):  # the vector's order is the run's task order
-            raise MethodError(f"{self.name} with a preference needs reset(ctx) first.")
-        return self._pref
 
     def weights_from_gramian(
         self, gramian: torch.Tensor, losses: torch.Tensor | None = None
