@@ -29,10 +29,9 @@ import statistics
 import time
 
 import torch
-from bench_methods import MLP, OUTS, Step, batch, plain_step
+from bench_methods import MLP, OUTS, Step, batch, mtldiag_step, plain_step
 
 from mtldiag import methods
-from mtldiag.engine.balancer import Balancer
 from mtldiag.engine.probe import GradientProbe
 
 TARGET = 1.2
@@ -56,22 +55,9 @@ def gradnorm_step(model: MLP, data, closed: bool) -> Step:
 
 
 def balancer_step(model: MLP, data, closed: bool) -> Step:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    bal = Balancer(
-        methods.create("gradnorm"),
-        model.trunk.named_parameters(),
-        other_params=list(model.heads.parameters()),
-        model=model if closed else None,
-    )
-    assert (bal.capture is not None) is closed
-    names = [f"t{i}" for i in range(len(model.heads))]
-
-    def step() -> None:
-        opt.zero_grad()
-        losses, _ = model.losses(*data)
-        bal.backward(dict(zip(names, losses, strict=True)))
-        opt.step()
-
+    """GradNorm through ``Balancer``: with ``model=`` (the closed form) or without."""
+    step = mtldiag_step(model, data, "gradnorm", model=model if closed else None)
+    assert (step.balancer.capture is not None) is closed  # type: ignore[attr-defined]
     return step
 
 

@@ -33,6 +33,7 @@ import sys
 import time
 import types
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -94,21 +95,21 @@ def plain_step(model: MLP, data) -> Step:
     return step
 
 
-def floor_step(model: MLP, data) -> Step:
+def floor_step(model: MLP, data, heads: bool = True) -> Step:
     """The least a T-pass training step needs: forward, one ``autograd.grad`` per task over the
     shared parameters and that task's head, the summed shared gradients and each head's own as
-    ``.grad``, SGD. (Before issue 15 the floor took no head gradients, so its heads never
-    trained and every method, which must train them, paid ~4% the floor did not;
-    ``trunk_floor_step`` keeps that figure for comparison.)"""
+    ``.grad``, SGD. ``heads=False`` is the floor before issue 15: no head gradient (its heads
+    never trained, while every method must train them: ~4% the floor did not pay); it is
+    printed beside the other for comparison."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     shared = list(model.trunk.parameters())
-    heads = [list(h.parameters()) for h in model.heads]
+    own = [list(h.parameters()) if heads else [] for h in model.heads]
 
     def step() -> None:
         opt.zero_grad()
         losses, _ = model.losses(*data)
         grads = [
-            torch.autograd.grad(loss, shared + heads[i], retain_graph=i < len(losses) - 1)
+            torch.autograd.grad(loss, shared + own[i], retain_graph=i < len(losses) - 1)
             for i, loss in enumerate(losses)
         ]
         for k, p in enumerate(shared):
@@ -116,7 +117,7 @@ def floor_step(model: MLP, data) -> Step:
             for g in grads[1:]:
                 total.add_(g[k])
             p.grad = total
-        for i, params in enumerate(heads):  # each head is reached by its own task only
+        for i, params in enumerate(own):  # each head is reached by its own task only
             for p, g in zip(params, grads[i][len(shared) :], strict=True):
                 p.grad = g
         opt.step()
@@ -124,44 +125,24 @@ def floor_step(model: MLP, data) -> Step:
     return step
 
 
-def trunk_floor_step(model: MLP, data) -> Step:
-    """The floor before issue 15: T ``autograd.grad`` over the shared parameters only (the
-    heads get no gradient), as in bench_profile.py."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    shared = list(model.trunk.parameters())
-
-    def step() -> None:
-        opt.zero_grad()
-        losses, _ = model.losses(*data)
-        grads = [
-            torch.autograd.grad(loss, shared, retain_graph=i < len(losses) - 1)
-            for i, loss in enumerate(losses)
-        ]
-        for k, p in enumerate(shared):
-            total = grads[0][k]
-            for g in grads[1:]:
-                total.add_(g[k])
-            p.grad = total
-        opt.step()
-
-    return step
-
-
-def mtldiag_step(model: MLP, data, name: str) -> Step:
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+def mtldiag_step(net: MLP, data, name: str, **balancer: Any) -> Step:
+    """``name`` through a ``Balancer`` (``balancer``: its keyword options, e.g. ``model=``)."""
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
     bal = Balancer(
         methods.create(name),
-        model.trunk.named_parameters(),
-        other_params=list(model.heads.parameters()),
+        net.trunk.named_parameters(),
+        other_params=list(net.heads.parameters()),
+        **balancer,
     )
-    names = [f"t{i}" for i in range(len(model.heads))]
+    names = [f"t{i}" for i in range(len(net.heads))]
 
     def step() -> None:
         opt.zero_grad()
-        losses, _ = model.losses(*data)
+        losses, _ = net.losses(*data)
         bal.backward(dict(zip(names, losses, strict=True)))
         opt.step()
 
+    step.balancer = bal  # type: ignore[attr-defined]  # for callers that check it
     return step
 
 
@@ -394,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     steps: dict[str, Step] = {
         "plain": plain_step(fresh(), data),
         "floor": floor_step(fresh(), data),
-        "trunk floor": trunk_floor_step(fresh(), data),
+        "trunk floor": floor_step(fresh(), data, heads=False),
     }
     rows: list[tuple[str, str]] = []
     chosen = args.only.split(",") if args.only else methods.names()
