@@ -28,12 +28,9 @@ from ..conftest import SYNTHETIC, write_spec
 runner = CliRunner()
 ROOT = Path(__file__).parents[2]
 
-# A loader factory that breaks on its K-th batch, only in the first loader this process builds:
-# in a comparison the first run fails and the runs after it get a sound loader.
-FLAKY = """
+# The loader wrapper the flaky factories below share: breaks on its K-th batch.
+FLAKY_LOADER = """
 from mtldiag.examples.synthetic import build_loader
-
-BUILT = []
 
 
 class Flaky:
@@ -46,12 +43,21 @@ class Flaky:
             if self.given == self.k:
                 raise OSError("shard 7 is unreadable")
             yield batch
+"""
+
+# Only the first loader this process builds breaks: in a comparison the first run fails and
+# the runs after it get a sound loader.
+FLAKY = (
+    FLAKY_LOADER
+    + """
+BUILT = []
 
 
 def flaky(k, **kw):
     BUILT.append(1)
     return Flaky(build_loader(**kw), k) if len(BUILT) == 1 else build_loader(**kw)
 """
+)
 
 
 def _cli(*args: str, cwd: Path, **kw) -> subprocess.Popen:
@@ -293,28 +299,17 @@ def test_eval_raising_in_one_compare_run_fails_that_run_and_the_others_go_on(
 
 # Breaks on the K-th batch of the loader built under seed 1 (build_loader seeds torch first),
 # whichever process builds it: under --jobs every run builds its loader in its own worker.
-FLAKY_SEED = """
+FLAKY_SEED = (
+    FLAKY_LOADER
+    + """
 import torch
-
-from mtldiag.examples.synthetic import build_loader
-
-
-class Flaky:
-    def __init__(self, inner, k):
-        self.inner, self.k, self.given = inner, k, 0
-
-    def __iter__(self):
-        for batch in self.inner:
-            self.given += 1
-            if self.given == self.k:
-                raise OSError("shard 7 is unreadable")
-            yield batch
 
 
 def flaky(k, **kw):
     loader = build_loader(**kw)
     return Flaky(loader, k) if torch.initial_seed() == 1 else loader
 """
+)
 
 
 def test_loader_failing_in_one_worker_fails_that_run_and_the_others_go_on(tmp_path: Path):
