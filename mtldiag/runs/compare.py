@@ -92,7 +92,7 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
         resolve(spec.eval, spec.base_dir, what="eval")
     dev = setup_device(spec.device)  # under torchrun: process group, this rank's device
     first = prepare(spec, options.seeds[0], dev)
-    rep, module = _representations(first, spec, options.methods, wrt)
+    rep, by_space = _representations(first, spec, options.methods, wrt)
     stats = label_stats(spec, first.loader)
     for ms in options.methods:
         # reset() checks what the run must feed the method (fixed weights naming the
@@ -117,7 +117,7 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
             tasks,
             str(dev),
             None,
-            rep if pr.method.wrt is None else module if pr.method.wrt == "representation" else None,
+            by_space[pr.method.wrt] if pr.method.wrt else rep,  # a method's own space wins
         )
         for i, pr in enumerate(plan)
     ]
@@ -126,13 +126,13 @@ def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None)
 
 def _representations(
     first: Prepared, spec: Spec, methods: Sequence[MethodSpec], wrt: str | None
-) -> tuple[str | None, str | None]:
-    """The default space's module (``None``: parameters) and the module of the methods that
-    name ``@representation`` (the spec's ``representation:``, else ``auto``)."""
+) -> tuple[str | None, dict[str, str | None]]:
+    """The default space's module (``None``: parameters), and each space's module for the
+    methods that name one (``@representation``: the spec's ``representation:``, else ``auto``)."""
     names = first.selection.layout.names
     default = choose_representation(first.model, names, spec.representation, wrt)
     if default is not None or not any(m.wrt == "representation" for m in methods):
-        return default, default
+        return default, {"parameters": None, "representation": default}
     module = choose_representation(first.model, names, spec.representation, "representation")
     if REPRESENTATION_LAYER in first.selection.layout.layers:
         # Both spaces' metrics are keyed by layer name: a shared layer of that name would mix.
@@ -141,7 +141,7 @@ def _representations(
             "metrics use: one comparison cannot hold both spaces.",
             hint="compare the two spaces in two runs (--wrt representation, --wrt parameters)",
         )
-    return default, module
+    return default, {"parameters": None, "representation": module}
 
 
 def make_executor(
