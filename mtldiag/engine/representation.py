@@ -136,6 +136,11 @@ def default_space(setting: str | None, wrt: str | None) -> str:
     return "representation"
 
 
+def space_of(representation: str | bool | None) -> str:
+    """A run's gradient space from its representation module (``None``/``False``: none)."""
+    return "representation" if representation else "parameters"
+
+
 def metric_layers(representation: str | None, parameter_layers: Sequence[str]) -> list[str]:
     """The layers a run's metrics have: the shared layers, or the one representation."""
     return [REPRESENTATION_LAYER] if representation else list(parameter_layers)

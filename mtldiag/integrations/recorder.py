@@ -21,7 +21,7 @@ from mtldiag.engine.device import peak_memory_mb
 from mtldiag.engine.gramian import ALL_LAYERS, stacked_gramians_from_grads, step_metrics
 from mtldiag.engine.jacobian import JacobianEngine
 from mtldiag.engine.probe import ProbeStep
-from mtldiag.engine.representation import REPRESENTATION_LAYER, metric_layers
+from mtldiag.engine.representation import REPRESENTATION_LAYER, metric_layers, space_of
 from mtldiag.engine.shared import SharedSelection, select_shared
 from mtldiag.errors import UserCodeError
 from mtldiag.report import write_report
@@ -90,7 +90,7 @@ class LoopProfiler:
             selection = select_shared(self.model, losses, self.shared)
         self.engine = JacobianEngine(selection.layout, selection.others)
         self.device = next(iter(losses.values())).device
-        self.jacobian = "representation" if representation else "parameters"
+        self.jacobian = space_of(representation)
         rep = REPRESENTATION_LAYER if representation else None
         self.layers = [ALL_LAYERS, *metric_layers(rep, selection.layout.layers)]
         self.acc = RunAccumulator(self.label, self.seed, self.tasks, self.layers)

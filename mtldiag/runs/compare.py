@@ -17,7 +17,7 @@ from typing import Any
 
 from mtldiag.analysis.sweep import simplex_weights
 from mtldiag.engine.distributed import setup_device
-from mtldiag.engine.representation import REPRESENTATION_LAYER, choose_representation
+from mtldiag.engine.representation import REPRESENTATION_LAYER, choose_representation, space_of
 from mtldiag.errors import Interrupted, MtldiagError, SpecError
 from mtldiag.methods.base import TaskStats
 from mtldiag.rundir.schema import summary_space
@@ -74,13 +74,13 @@ class CompareSetup:
     @property
     def spaces(self) -> list[str]:
         """The gradient spaces of the planned runs (``parameters``, ``representation``)."""
-        kinds = ("representation" if j.representation else "parameters" for j in self.jobs)
+        kinds = (space_of(j.representation) for j in self.jobs)
         return list(dict.fromkeys(kinds))
 
     @property
     def default_space(self) -> str:
         """The space of a run whose method names none (``--wrt``, else the spec)."""
-        return "representation" if self.representation else "parameters"
+        return space_of(self.representation)
 
 
 def prepare_compare(spec: Spec, options: CompareOptions, wrt: str | None = None) -> CompareSetup:

@@ -20,7 +20,7 @@ import torch
 from mtldiag.engine import distributed
 from mtldiag.engine.gramian import ALL_LAYERS, StepMetrics
 from mtldiag.engine.jacobian import SharedLayout
-from mtldiag.engine.representation import metric_layers
+from mtldiag.engine.representation import metric_layers, space_of
 from mtldiag.engine.shared import SharedSelection
 from mtldiag.errors import TrainingError, UserCodeError
 from mtldiag.methods.base import TaskStats
@@ -127,7 +127,7 @@ def failed_outcome(job: RunJob, error: str) -> JobOutcome:
     acc = RunAccumulator(job.run.label, job.run.seed, tasks, [ALL_LAYERS, *layers])
     acc.fail("failed", error)
     run = acc.result()
-    run["jacobian"] = "representation" if job.representation else "parameters"
+    run["jacobian"] = space_of(job.representation)
     return JobOutcome(job.index, run)
 
 

@@ -14,7 +14,7 @@ from mtldiag.analysis.preview import PreviewAccumulator
 from mtldiag.engine.distributed import setup_device
 from mtldiag.engine.jacobian import SharedLayout
 from mtldiag.engine.probe import ProbeStep
-from mtldiag.engine.representation import choose_representation, metric_layers
+from mtldiag.engine.representation import choose_representation, metric_layers, space_of
 from mtldiag.errors import Interrupted, RecordsError, TrainingError
 from mtldiag.methods.base import Method
 from mtldiag.report import write_report
@@ -57,7 +57,7 @@ def base_summary(
     ``spaces``: the gradient spaces of a comparison's runs, instead (both: both layer lists).
     """
     if spaces is None:
-        spaces = ["representation" if representation else "parameters"]
+        spaces = [space_of(representation)]
     layers: list[str] = []
     if "parameters" in spaces:
         layers += list(layout.layers)
@@ -147,7 +147,7 @@ def run_profile(
     writer.open(spec_to_yaml(resolved_spec(spec, "profile", resolved)), environment(dev))
     summary = base_summary(spec, "profile", prep.tasks, prep.selection.layout, str(dev), rep)
     summary["profile"] = resolved
-    summary["jacobian"] = "representation" if rep else "parameters"
+    summary["jacobian"] = space_of(rep)
 
     preview_acc, on_probe = _preview(prep, preview)
     try:

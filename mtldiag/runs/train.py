@@ -16,7 +16,7 @@ from mtldiag.engine import distributed
 from mtldiag.engine.device import StepTimer, peak_memory_mb, reset_peak_memory
 from mtldiag.engine.gramian import ALL_LAYERS
 from mtldiag.engine.probe import GradientProbe, ProbeStep
-from mtldiag.engine.representation import RepresentationHook, metric_layers
+from mtldiag.engine.representation import RepresentationHook, metric_layers, space_of
 from mtldiag.errors import MtldiagError, TrainingError, UserCodeError
 from mtldiag.methods.base import Method, TaskStats, WeightingMethod
 from mtldiag.rundir.accumulate import RunAccumulator
@@ -356,7 +356,7 @@ def _record(loop: _Loop, step: int, rec: _StepRecord, writer: RunWriter | None) 
 def _result(loop: _Loop, method: Method) -> dict[str, Any]:
     out = loop.acc.result()
     # Each run says its space: one comparison may hold both (mgda beside mgda@representation).
-    out["jacobian"] = "representation" if loop.hook is not None else "parameters"
+    out["jacobian"] = space_of(loop.hook is not None)
     if loop.scaler is not None:
         out.setdefault("skipped_steps", 0)
     if method.warnings:  # e.g. Nash-MTL steps whose solve failed and kept the last weights
